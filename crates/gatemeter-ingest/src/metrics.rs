@@ -1,0 +1,73 @@
+//! Ingest health metrics (SPEC 5.3), registered in a registry the caller
+//! passes in. Labels are bounded: a closed result set, the closed set of
+//! dead-letter classes, and source partitions.
+
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+pub const EVENTS_TOTAL: &str = "gatemeter_ingest_events_total";
+pub const DEAD_LETTERS_TOTAL: &str = "gatemeter_ingest_dead_letters_total";
+pub const FLUSH_DURATION: &str = "gatemeter_ingest_flush_duration_seconds";
+pub const FILES_TOTAL: &str = "gatemeter_ingest_files_total";
+pub const BYTES_TOTAL: &str = "gatemeter_ingest_bytes_written_total";
+pub const COMMITS_TOTAL: &str = "gatemeter_ingest_commits_total";
+pub const LAG: &str = "gatemeter_ingest_partition_lag_messages";
+pub const CONSUMER_ERRORS_TOTAL: &str = "gatemeter_ingest_consumer_errors_total";
+
+#[derive(Clone)]
+pub struct IngestMetrics {
+    /// `result` is `stored`, `dead_letter` or `replayed` (dropped because it
+    /// was at or below the committed position).
+    pub events: IntCounterVec,
+    pub dead_letters: IntCounterVec,
+    pub flush_duration: Histogram,
+    pub files: IntCounter,
+    pub bytes: IntCounter,
+    pub commits: IntCounter,
+    pub lag: IntGaugeVec,
+    pub consumer_errors: IntCounter,
+}
+
+impl IngestMetrics {
+    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let metrics = IngestMetrics {
+            events: IntCounterVec::new(
+                Opts::new(EVENTS_TOTAL, "Events read by ingest, by result (stored, dead_letter, replayed)"),
+                &["result"],
+            )?,
+            dead_letters: IntCounterVec::new(
+                Opts::new(DEAD_LETTERS_TOTAL, "Events sent to the dead-letter table, by error class"),
+                &["class"],
+            )?,
+            flush_duration: Histogram::with_opts(
+                HistogramOpts::new(FLUSH_DURATION, "Time to write a flush's files and commit record")
+                    .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            )?,
+            files: IntCounter::new(FILES_TOTAL, "Parquet files committed")?,
+            bytes: IntCounter::new(BYTES_TOTAL, "Parquet bytes committed")?,
+            commits: IntCounter::new(COMMITS_TOTAL, "Commit records written")?,
+            lag: IntGaugeVec::new(
+                Opts::new(LAG, "Messages in the partition not yet committed to the lake"),
+                &["topic", "partition"],
+            )?,
+            consumer_errors: IntCounter::new(CONSUMER_ERRORS_TOTAL, "Errors reported by the Kafka consumer")?,
+        };
+        registry.register(Box::new(metrics.events.clone()))?;
+        registry.register(Box::new(metrics.dead_letters.clone()))?;
+        registry.register(Box::new(metrics.flush_duration.clone()))?;
+        registry.register(Box::new(metrics.files.clone()))?;
+        registry.register(Box::new(metrics.bytes.clone()))?;
+        registry.register(Box::new(metrics.commits.clone()))?;
+        registry.register(Box::new(metrics.lag.clone()))?;
+        registry.register(Box::new(metrics.consumer_errors.clone()))?;
+        Ok(metrics)
+    }
+
+    /// Totals for progress lines: (stored, dead letters, files).
+    pub fn totals(&self) -> (u64, u64, u64) {
+        (
+            self.events.with_label_values(&["stored"]).get(),
+            self.events.with_label_values(&["dead_letter"]).get(),
+            self.files.get(),
+        )
+    }
+}
