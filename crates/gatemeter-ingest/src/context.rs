@@ -59,6 +59,11 @@ impl ClientContext for LakeSeekContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        // End of partition is how `--until-caught-up` learns it is done, not
+        // a fault.
+        if matches!(error, KafkaError::PartitionEOF(_)) {
+            return;
+        }
         self.metrics.consumer_errors.inc();
         warn!(%error, reason, "kafka client error");
     }

@@ -1,0 +1,241 @@
+//! Resolved settings: command line and `GATEMETER_*` environment first, then
+//! the TOML config file, then defaults. Library crates get plain structs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use gatemeter_ingest::{FlushPolicy, KafkaSource};
+use serde::Deserialize;
+
+use crate::error::CliError;
+
+pub const DEFAULT_DATA_DIR: &str = "./gatemeter-data";
+pub const DEFAULT_TOPIC: &str = "gateway.attempts";
+pub const DEFAULT_GROUP: &str = "gatemeter-ingest";
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8080";
+
+/// Options every command shares (SPEC 5.1).
+#[derive(Debug, Clone, Default, Args)]
+pub struct GlobalOptions {
+    /// TOML config file (see config/gatemeter.toml).
+    #[arg(long, env = "GATEMETER_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Lake folder [default: ./gatemeter-data].
+    #[arg(long, env = "GATEMETER_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Price book CSV (provider, model, effective_from, prices per 1M tokens).
+    #[arg(long, env = "GATEMETER_PRICES", global = true)]
+    pub prices: Option<PathBuf>,
+    /// Kafka bootstrap servers, HOST:PORT,…
+    #[arg(long, env = "GATEMETER_KAFKA_BROKERS", global = true)]
+    pub brokers: Option<String>,
+    /// Kafka topic of attempt events [default: gateway.attempts].
+    #[arg(long, env = "GATEMETER_KAFKA_TOPIC", global = true)]
+    pub topic: Option<String>,
+    /// Kafka consumer group [default: gatemeter-ingest].
+    #[arg(long, env = "GATEMETER_KAFKA_GROUP", global = true)]
+    pub group: Option<String>,
+    /// librdkafka property, repeatable: -X security.protocol=ssl
+    #[arg(short = 'X', value_name = "KEY=VALUE", env = "GATEMETER_KAFKA_OPTIONS", value_delimiter = ',', global = true)]
+    pub kafka_options: Vec<String>,
+    /// HTTP listen address [default: 127.0.0.1:8080].
+    #[arg(long, env = "GATEMETER_HTTP_LISTEN", global = true)]
+    pub http_listen: Option<String>,
+}
+
+/// Flush bounds of ingest and import.
+#[derive(Debug, Clone, Default, Args)]
+pub struct FlushOptions {
+    /// Flush after this many buffered events [default: 100000].
+    #[arg(long, env = "GATEMETER_FLUSH_ROWS")]
+    pub flush_rows: Option<usize>,
+    /// Flush after this many buffered payload bytes [default: 67108864].
+    #[arg(long, env = "GATEMETER_FLUSH_BYTES")]
+    pub flush_bytes: Option<usize>,
+    /// Flush when the oldest buffered event is this old, in ms [default: 5000].
+    #[arg(long, env = "GATEMETER_FLUSH_INTERVAL_MS")]
+    pub flush_interval_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    prices: Option<PathBuf>,
+    #[serde(default)]
+    kafka: KafkaFileConfig,
+    #[serde(default)]
+    ingest: IngestFileConfig,
+    #[serde(default)]
+    http: HttpFileConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KafkaFileConfig {
+    brokers: Option<String>,
+    topic: Option<String>,
+    group: Option<String>,
+    #[serde(default)]
+    options: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IngestFileConfig {
+    flush_rows: Option<usize>,
+    flush_bytes: Option<usize>,
+    flush_interval_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpFileConfig {
+    listen: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    // Accepted and resolved now so every command shares one option set;
+    // the query layer and the HTTP server are their readers.
+    #[allow(dead_code)]
+    pub prices: Option<PathBuf>,
+    pub brokers: Option<String>,
+    pub topic: String,
+    pub group: String,
+    pub kafka_options: Vec<(String, String)>,
+    #[allow(dead_code)]
+    pub http_listen: String,
+    pub flush: FlushPolicy,
+}
+
+fn read_file_config(path: &Path) -> Result<FileConfig, CliError> {
+    let text = std::fs::read_to_string(path).map_err(|e| CliError::Config {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    toml::from_str(&text).map_err(|e| CliError::Config {
+        path: path.display().to_string(),
+        reason: e.message().to_owned(),
+    })
+}
+
+fn parse_kafka_option(text: &str) -> Result<(String, String), CliError> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_owned(), value.to_owned())),
+        _ => Err(CliError::Usage(format!("-X `{text}`: expected KEY=VALUE"))),
+    }
+}
+
+impl Settings {
+    pub fn resolve(global: &GlobalOptions, flush: &FlushOptions) -> Result<Settings, CliError> {
+        let file = match &global.config {
+            Some(path) => read_file_config(path)?,
+            None => FileConfig::default(),
+        };
+        let mut kafka_options: Vec<(String, String)> = file.kafka.options.into_iter().collect();
+        for option in &global.kafka_options {
+            kafka_options.push(parse_kafka_option(option)?);
+        }
+        let defaults = FlushPolicy::default();
+        let flush_policy = FlushPolicy {
+            max_rows: flush.flush_rows.or(file.ingest.flush_rows).unwrap_or(defaults.max_rows).max(1),
+            max_bytes: flush.flush_bytes.or(file.ingest.flush_bytes).unwrap_or(defaults.max_bytes).max(1),
+            max_age: flush
+                .flush_interval_ms
+                .or(file.ingest.flush_interval_ms)
+                .map_or(defaults.max_age, Duration::from_millis),
+        };
+        Ok(Settings {
+            data_dir: global.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            prices: global.prices.clone().or(file.prices),
+            brokers: global.brokers.clone().or(file.kafka.brokers),
+            topic: global.topic.clone().or(file.kafka.topic).unwrap_or_else(|| DEFAULT_TOPIC.to_owned()),
+            group: global.group.clone().or(file.kafka.group).unwrap_or_else(|| DEFAULT_GROUP.to_owned()),
+            kafka_options,
+            http_listen: global
+                .http_listen
+                .clone()
+                .or(file.http.listen)
+                .unwrap_or_else(|| DEFAULT_HTTP_LISTEN.to_owned()),
+            flush: flush_policy,
+        })
+    }
+
+    /// The Kafka source, or a clear error naming the missing flag.
+    pub fn kafka_source(&self) -> Result<KafkaSource, CliError> {
+        let brokers = self.brokers.clone().ok_or_else(|| {
+            CliError::Usage("no Kafka brokers: pass --brokers HOST:PORT or set GATEMETER_KAFKA_BROKERS".into())
+        })?;
+        Ok(KafkaSource {
+            brokers,
+            topic: self.topic.clone(),
+            group: self.group.clone(),
+            options: self.kafka_options.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct TestCli {
+        #[command(flatten)]
+        global: GlobalOptions,
+        #[command(flatten)]
+        flush: FlushOptions,
+    }
+
+    #[test]
+    fn flags_beat_the_file_which_beats_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("gatemeter.toml");
+        std::fs::write(
+            &path,
+            "data_dir = \"/lake\"\n[kafka]\nbrokers = \"file:9092\"\ntopic = \"from-file\"\noptions = { \"client.id\" = \"x\" }\n[ingest]\nflush_rows = 7\n",
+        )
+        .expect("write");
+        let cli = TestCli::parse_from([
+            "t",
+            "--config",
+            path.to_str().expect("utf-8"),
+            "--brokers",
+            "flag:9092",
+            "-X",
+            "linger.ms=5",
+            "--flush-interval-ms",
+            "250",
+        ]);
+        let settings = Settings::resolve(&cli.global, &cli.flush).expect("resolves");
+        assert_eq!(settings.data_dir, PathBuf::from("/lake"));
+        assert_eq!(settings.brokers.as_deref(), Some("flag:9092"));
+        assert_eq!(settings.topic, "from-file");
+        assert_eq!(settings.group, DEFAULT_GROUP);
+        assert_eq!(settings.flush.max_rows, 7);
+        assert_eq!(settings.flush.max_age, Duration::from_millis(250));
+        assert_eq!(
+            settings.kafka_options,
+            vec![("client.id".into(), "x".into()), ("linger.ms".into(), "5".into())]
+        );
+    }
+
+    #[test]
+    fn config_errors_name_the_file_and_the_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "[kafka]\nbrokerz = \"x\"\n").expect("write");
+        let cli = TestCli::parse_from(["t", "--config", path.to_str().expect("utf-8")]);
+        let err = Settings::resolve(&cli.global, &cli.flush).expect_err("unknown key");
+        let text = err.to_string();
+        assert!(text.contains("bad.toml") && text.contains("brokerz"), "{text}");
+        let cli = TestCli::parse_from(["t", "-X", "novalue"]);
+        let err = Settings::resolve(&cli.global, &cli.flush).expect_err("bad -X");
+        assert!(err.to_string().contains("KEY=VALUE"));
+    }
+}
