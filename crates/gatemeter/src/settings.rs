@@ -167,7 +167,7 @@ impl Settings {
 
     /// The Kafka source, or a clear error naming the missing flag.
     pub fn kafka_source(&self) -> Result<KafkaSource, CliError> {
-        let brokers = self.brokers.clone().ok_or_else(|| {
+        let brokers = self.brokers.clone().filter(|b| !b.trim().is_empty()).ok_or_else(|| {
             CliError::Usage("no Kafka brokers: pass --brokers HOST:PORT or set GATEMETER_KAFKA_BROKERS".into())
         })?;
         Ok(KafkaSource {
