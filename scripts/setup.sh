@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Installs what gatemeter's tests need, idempotently: a warm machine pays
-# nothing, a fresh one gets everything. Sourced by scripts/test.sh.
+# Installs what gatemeter needs, idempotently: a warm machine pays nothing,
+# a fresh one gets everything. Sourced by scripts/test.sh (everything) and
+# scripts/demo.sh (`GATEMETER_SETUP=build`: only what the build needs).
 set -euo pipefail
+GATEMETER_SETUP="${GATEMETER_SETUP:-all}"
 
 APT_PACKAGES=(build-essential pkg-config zlib1g-dev libssl-dev python3)
 PY_PACKAGES=(duckdb==2.0.0 confluent-kafka==2.16.1 pytest==9.2.0)
@@ -19,6 +21,10 @@ if [ ${#missing_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing_apt[@]}"
+fi
+
+if [ "$GATEMETER_SETUP" = "build" ]; then
+  return 0 2>/dev/null || exit 0
 fi
 
 if ! command -v tansu >/dev/null 2>&1 || ! tansu --version 2>/dev/null | grep -q "$TANSU_VERSION"; then

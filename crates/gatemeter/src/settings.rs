@@ -226,6 +226,16 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_loads() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/gatemeter.toml");
+        let cli = TestCli::parse_from(["t", "--config", path]);
+        let settings = Settings::resolve(&cli.global, &cli.flush).expect("example config");
+        assert_eq!(settings.topic, DEFAULT_TOPIC);
+        assert_eq!(settings.flush, FlushPolicy::default());
+        assert_eq!(settings.kafka_options, vec![("client.id".into(), "gatemeter".into())]);
+    }
+
+    #[test]
     fn config_errors_name_the_file_and_the_key() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("bad.toml");
