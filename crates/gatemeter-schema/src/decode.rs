@@ -42,7 +42,10 @@ pub fn decode_message(payload: &[u8]) -> Result<Vec<Result<AttemptEvent, DecodeE
             limit: MAX_MESSAGE_BYTES,
         });
     }
-    let mut deserializer = serde_json::Deserializer::from_slice(payload);
+    // One bulk UTF-8 check (fast, vectorised) lets serde_json skip checking
+    // every string on its own.
+    let text = std::str::from_utf8(payload).map_err(|e| DecodeError::InvalidJson(format!("not UTF-8: {e}")))?;
+    let mut deserializer = serde_json::Deserializer::from_str(text);
     let decoded = deserializer
         .deserialize_any(MessageVisitor)
         .and_then(|message| deserializer.end().map(|()| message))
