@@ -100,16 +100,9 @@ impl Lake {
     /// every file under the table folders that no commit record names (the
     /// leftovers of a crash between data files and commit record).
     pub async fn open(store: Arc<dyn ObjectStore>, fail_point: Option<FailPoint>) -> Result<(Lake, RecoveryReport), LakeError> {
-        let mut lake = Lake {
-            store,
-            next_sequence: 0,
-            offsets: SourceOffsets::new(),
-            data_files: BTreeMap::new(),
-            dead_letter_files: BTreeMap::new(),
-            fail_point,
-            commits_by_this_process: 0,
-        };
-        let commits = lake.reload().await?;
+        let mut lake = Lake::load(store).await?;
+        lake.fail_point = fail_point;
+        let commits = lake.next_sequence;
         let orphans_deleted = lake.delete_orphans().await?;
         let report = RecoveryReport {
             commits,
@@ -118,6 +111,23 @@ impl Lake {
             orphans_deleted,
         };
         Ok((lake, report))
+    }
+
+    /// Loads the committed state without touching any file: for readers
+    /// (the query layer) that must not delete a concurrent writer's
+    /// in-flight files.
+    pub async fn load(store: Arc<dyn ObjectStore>) -> Result<Lake, LakeError> {
+        let mut lake = Lake {
+            store,
+            next_sequence: 0,
+            offsets: SourceOffsets::new(),
+            data_files: BTreeMap::new(),
+            dead_letter_files: BTreeMap::new(),
+            fail_point: None,
+            commits_by_this_process: 0,
+        };
+        lake.reload().await?;
+        Ok(lake)
     }
 
     /// Reads commit records newer than the ones already applied; returns how

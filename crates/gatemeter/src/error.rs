@@ -18,6 +18,8 @@ pub enum CliError {
     },
     #[error("{path}: {reason}")]
     Io { path: String, reason: String },
+    #[error("{0}")]
+    Query(#[from] gatemeter_query::QueryError),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
 }

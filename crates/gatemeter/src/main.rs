@@ -10,7 +10,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use gatemeter_lake::FailPoint;
 
-use commands::{demo::DemoArgs, import::ImportArgs, ingest::IngestArgs, produce::ProduceArgs};
+use commands::{
+    demo::DemoArgs, import::ImportArgs, ingest::IngestArgs, kpis::KpisArgs, produce::ProduceArgs, query::QueryArgs,
+};
 use error::CliError;
 use settings::{FlushOptions, GlobalOptions, Settings};
 
@@ -35,6 +37,10 @@ enum Command {
     Import(ImportArgs),
     /// Send synthetic or replayed gateway traffic into Kafka.
     Produce(ProduceArgs),
+    /// Every KPI over a window, grouped by dimensions and time buckets.
+    Kpis(KpisArgs),
+    /// Run read-only SQL over the lake's views.
+    Query(QueryArgs),
 }
 
 /// The crash fail point for tests, from `GATEMETER_FAIL_POINT`
@@ -76,7 +82,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     let flush = match &cli.command {
         Command::Ingest(args) => &args.flush,
         Command::Import(args) => &args.flush,
-        Command::Demo(_) | Command::Produce(_) => &no_flush,
+        Command::Demo(_) | Command::Produce(_) | Command::Kpis(_) | Command::Query(_) => &no_flush,
     };
     let settings = Settings::resolve(&cli.global, flush)?;
     match &cli.command {
@@ -84,6 +90,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Ingest(args) => commands::ingest::run(&settings, args).await,
         Command::Import(args) => commands::import::run(&settings, args).await,
         Command::Produce(args) => commands::produce::run(&settings, args).await,
+        Command::Kpis(args) => commands::kpis::run(&settings, args).await,
+        Command::Query(args) => commands::query::run(&settings, args).await,
     }
 }
 

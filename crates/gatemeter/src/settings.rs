@@ -99,9 +99,6 @@ struct HttpFileConfig {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub data_dir: PathBuf,
-    // Accepted and resolved now so every command shares one option set;
-    // the query layer and the HTTP server are their readers.
-    #[allow(dead_code)]
     pub prices: Option<PathBuf>,
     pub brokers: Option<String>,
     pub topic: String,

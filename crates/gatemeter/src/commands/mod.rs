@@ -1,4 +1,6 @@
 pub mod demo;
 pub mod import;
 pub mod ingest;
+pub mod kpis;
 pub mod produce;
+pub mod query;

@@ -1,0 +1,256 @@
+//! A DataFusion session over the **committed** lake: only files named by a
+//! commit record are read, the price book is a table, and the views of
+//! `queries/attempts.sql` and `queries/requests.sql` are registered by name.
+//!
+//! A session is built per query window: `attempts_raw` then holds only the
+//! rows whose `request_start` is in the window, read only from files whose
+//! committed min/max overlap it. Every attempt carries its request's start,
+//! so a window never splits a request, and the views (whose window functions
+//! would block filter pushdown) work on the window alone.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::builder::{Decimal128Builder, StringBuilder, TimestampMicrosecondBuilder};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use chrono::{DateTime, SecondsFormat, Utc};
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::datasource::MemTable;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use gatemeter_lake::{FileEntry, Lake};
+use gatemeter_schema::{attempts_schema, EpochMicros, Usd};
+
+use crate::error::QueryError;
+use crate::price_book::PriceBook;
+
+/// The views, in dependency order, as shipped in `queries/`.
+pub const VIEWS: &[(&str, &str)] = &[
+    ("attempts", include_str!("../../../queries/attempts.sql")),
+    ("requests", include_str!("../../../queries/requests.sql")),
+];
+
+/// Window of requests by `request_start`: `[from, to)`; either end open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Window {
+    pub from: Option<EpochMicros>,
+    pub to: Option<EpochMicros>,
+}
+
+impl Window {
+    pub fn overlaps(&self, file: &FileEntry) -> bool {
+        let (Some(min), Some(max)) = (file.min_request_start, file.max_request_start) else {
+            return true;
+        };
+        self.from.is_none_or(|from| max >= from) && self.to.is_none_or(|to| min < to)
+    }
+
+    fn sql_filter(&self) -> String {
+        let mut clauses = Vec::new();
+        if let Some(from) = self.from {
+            clauses.push(format!("request_start >= {}", timestamp_literal(from)));
+        }
+        if let Some(to) = self.to {
+            clauses.push(format!("request_start < {}", timestamp_literal(to)));
+        }
+        if clauses.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", clauses.join(" AND "))
+        }
+    }
+}
+
+/// A SQL literal of the lake's timestamp type (µs, UTC).
+pub fn timestamp_literal(micros: EpochMicros) -> String {
+    let text = DateTime::<Utc>::from_timestamp_micros(micros)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Micros, true);
+    format!("arrow_cast('{text}', 'Timestamp(µs, \"UTC\")')")
+}
+
+#[derive(Debug, Clone)]
+pub struct QueryConfig {
+    pub data_dir: PathBuf,
+    pub prices: Option<PathBuf>,
+    /// Memory a query may use before it spills or fails.
+    pub memory_limit_bytes: usize,
+    pub target_partitions: usize,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        QueryConfig {
+            data_dir: PathBuf::from("./gatemeter-data"),
+            prices: None,
+            memory_limit_bytes: 1 << 30,
+            target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+}
+
+/// Loads the price book named in the config (an empty book when none is).
+pub fn load_price_book(path: Option<&Path>) -> Result<PriceBook, QueryError> {
+    match path {
+        None => Ok(PriceBook::default()),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| QueryError::Io {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            PriceBook::parse(&text)
+        }
+    }
+}
+
+pub struct QueryEngine {
+    config: QueryConfig,
+    price_book: PriceBook,
+    files: Vec<FileEntry>,
+}
+
+impl QueryEngine {
+    /// Reads the commit log (no file is touched) and the price book.
+    pub async fn open(config: QueryConfig) -> Result<QueryEngine, QueryError> {
+        let price_book = load_price_book(config.prices.as_deref())?;
+        let files = if config.data_dir.join(gatemeter_lake::paths::COMMITS_DIR).exists() {
+            let store = object_store::local::LocalFileSystem::new_with_prefix(&config.data_dir)
+                .map_err(gatemeter_lake::LakeError::from)?;
+            Lake::load(Arc::new(store)).await?.data_files().cloned().collect()
+        } else {
+            Vec::new()
+        };
+        Ok(QueryEngine {
+            config,
+            price_book,
+            files,
+        })
+    }
+
+    pub fn price_book(&self) -> &PriceBook {
+        &self.price_book
+    }
+
+    /// A session whose `attempts_raw`, `attempts` and `requests` cover `window`.
+    pub async fn session(&self, window: Window) -> Result<SessionContext, QueryError> {
+        let mut session_config = SessionConfig::new()
+            .with_target_partitions(self.config.target_partitions.max(1))
+            .with_information_schema(true);
+        let options = session_config.options_mut();
+        options.execution.parquet.pushdown_filters = true;
+        options.execution.parquet.reorder_filters = true;
+        options.execution.parquet.enable_page_index = true;
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(self.config.memory_limit_bytes)))
+            .build_arc()?;
+        let ctx = SessionContext::new_with_config_rt(session_config, runtime);
+
+        let data_dir = std::fs::canonicalize(&self.config.data_dir).unwrap_or_else(|_| self.config.data_dir.clone());
+        let urls: Vec<ListingTableUrl> = self
+            .files
+            .iter()
+            .filter(|file| window.overlaps(file))
+            .map(|file| ListingTableUrl::parse(data_dir.join(&file.path).to_string_lossy()))
+            .collect::<Result<_, _>>()?;
+        if urls.is_empty() {
+            let empty = MemTable::try_new(attempts_schema(), vec![vec![]])?;
+            ctx.register_table("attempts_lake", Arc::new(empty))?;
+        } else {
+            let listing_options =
+                ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+            let table_config = ListingTableConfig::new_with_multi_paths(urls)
+                .with_listing_options(listing_options)
+                .with_schema(attempts_schema());
+            ctx.register_table("attempts_lake", Arc::new(ListingTable::try_new(table_config)?))?;
+        }
+        ctx.sql(&format!("CREATE VIEW attempts_raw AS SELECT * FROM attempts_lake{}", window.sql_filter()))
+            .await?;
+        ctx.register_table("price_book", Arc::new(price_book_table(&self.price_book)?))?;
+        for (name, body) in VIEWS {
+            ctx.sql(&format!("CREATE VIEW {name} AS {body}")).await?;
+        }
+        Ok(ctx)
+    }
+}
+
+/// Per-token and per-request prices carry 15 decimals so that tokens × price
+/// is exact before the one rounding to 9 decimals in the `attempts` view.
+const PER_UNIT_SCALE: i8 = 15;
+
+fn price_book_table(book: &PriceBook) -> Result<MemTable, QueryError> {
+    let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    let money = DataType::Decimal128(Usd::PRECISION, Usd::SCALE as i8);
+    let per_unit = DataType::Decimal128(38, PER_UNIT_SCALE);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("provider", DataType::Utf8, false),
+        Field::new("model", DataType::Utf8, false),
+        Field::new("effective_from", ts.clone(), false),
+        Field::new("effective_to", ts, true),
+        Field::new("input_per_1m", money.clone(), false),
+        Field::new("output_per_1m", money.clone(), false),
+        Field::new("cache_read_per_1m", money.clone(), false),
+        Field::new("cache_write_per_1m", money.clone(), false),
+        Field::new("request_fee", money.clone(), false),
+        Field::new("web_search_per_1k", money, false),
+        Field::new("input_per_token", per_unit.clone(), false),
+        Field::new("output_per_token", per_unit.clone(), false),
+        Field::new("cache_read_per_token", per_unit.clone(), false),
+        Field::new("cache_write_per_token", per_unit.clone(), false),
+        Field::new("web_search_per_request", per_unit, false),
+    ]));
+    let rows = book.rows();
+    let mut provider = StringBuilder::new();
+    let mut model = StringBuilder::new();
+    let ts_builder = || TimestampMicrosecondBuilder::with_capacity(rows.len()).with_timezone("UTC");
+    let (mut from, mut to) = (ts_builder(), ts_builder());
+    let money_builder = || -> Result<Decimal128Builder, QueryError> {
+        Ok(Decimal128Builder::with_capacity(rows.len()).with_precision_and_scale(Usd::PRECISION, Usd::SCALE as i8)?)
+    };
+    let unit_builder = || -> Result<Decimal128Builder, QueryError> {
+        Ok(Decimal128Builder::with_capacity(rows.len()).with_precision_and_scale(38, PER_UNIT_SCALE)?)
+    };
+    let mut per_1m: Vec<Decimal128Builder> = (0..6).map(|_| money_builder()).collect::<Result<_, _>>()?;
+    let mut per_unit_columns: Vec<Decimal128Builder> = (0..5).map(|_| unit_builder()).collect::<Result<_, _>>()?;
+    for row in rows {
+        provider.append_value(&row.provider);
+        model.append_value(&row.model);
+        from.append_value(row.effective_from);
+        to.append_option(row.effective_to);
+        let prices = [
+            row.input_per_1m,
+            row.output_per_1m,
+            row.cache_read_per_1m,
+            row.cache_write_per_1m,
+            row.request_fee,
+            row.web_search_per_1k,
+        ];
+        for (builder, price) in per_1m.iter_mut().zip(prices) {
+            builder.append_value(price.0);
+        }
+        // From 1e-9 USD per 1M tokens to 1e-15 USD per token: same digits.
+        // Per web search: per_1k ÷ 1000 → ×1e6 ÷ 1e3.
+        let per_unit = [
+            row.input_per_1m.0,
+            row.output_per_1m.0,
+            row.cache_read_per_1m.0,
+            row.cache_write_per_1m.0,
+            row.web_search_per_1k.0 * 1000,
+        ];
+        for (builder, value) in per_unit_columns.iter_mut().zip(per_unit) {
+            builder.append_value(value);
+        }
+    }
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(provider.finish()),
+        Arc::new(model.finish()),
+        Arc::new(from.finish()),
+        Arc::new(to.finish()),
+    ];
+    columns.extend(per_1m.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+    columns.extend(per_unit_columns.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    Ok(MemTable::try_new(schema, vec![vec![batch]])?)
+}

@@ -1,0 +1,23 @@
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("price book line {line}, column {column}: {reason}")]
+    PriceBook { line: usize, column: String, reason: String },
+    #[error("query: {0}")]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+    #[error("lake: {0}")]
+    Lake(#[from] gatemeter_lake::LakeError),
+    #[error("{path}: {reason}")]
+    Io { path: String, reason: String },
+    #[error("unknown dimension `{0}` (one of: {1})")]
+    UnknownDimension(String, String),
+    #[error("bucket `{0}` is not one of 1m, 5m, 15m, 1h, 6h, 1d")]
+    BadBucket(String),
+    #[error("window: `from` ({from}) must be before `to` ({to})")]
+    BadWindow { from: String, to: String },
+    #[error("named query `{0}` does not exist")]
+    UnknownQuery(String),
+    #[error("named query `{query}`: {reason}")]
+    QueryParam { query: String, reason: String },
+}

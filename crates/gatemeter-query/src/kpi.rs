@@ -1,0 +1,326 @@
+//! The KPI table of SPEC 3 as one SQL statement over the `attempts` and
+//! `requests` views: request-level figures grouped from `requests`,
+//! attempt-level figures from `attempts`, joined on the group keys. Every
+//! ratio is NULL (never NaN) when its denominator is zero.
+
+use std::fmt::Write;
+
+use crate::error::QueryError;
+
+/// Columns a KPI can be grouped by (SPEC 3 "Breakdowns"). Request-level
+/// figures group by the request's value: attribution from its first
+/// attempt, provider / served model / attempt kind / error class from its
+/// final attempt.
+pub const DIMENSIONS: &[&str] = &[
+    "team",
+    "api_key_id",
+    "environment",
+    "app",
+    "org_id",
+    "requested_model",
+    "served_model",
+    "provider",
+    "key_type",
+    "attempt_kind",
+    "error_class",
+];
+
+/// Every KPI column, in output order, named exactly as in SPEC 3.
+pub const KPI_NAMES: &[&str] = &[
+    "requests",
+    "attempts",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+    "attempt_latency_p50_ms",
+    "attempt_latency_p95_ms",
+    "attempt_latency_p99_ms",
+    "ttft_p50_ms",
+    "ttft_p95_ms",
+    "ttft_p99_ms",
+    "retry_amplification",
+    "retry_rate",
+    "respent_token_share",
+    "fallback_rate",
+    "fallback_success_rate",
+    "error_rate",
+    "availability",
+    "spend_usd",
+    "cost_per_1m_tokens_usd",
+    "cost_per_successful_outcome_usd",
+    "token_efficiency",
+    "model_drift_rate",
+    "stream_interruption_rate",
+    "error_budget_burn_rate",
+    "error_budget_remaining",
+    "effective_throughput_pct",
+    "cost_variance_pct",
+    "compliance_score",
+    "tokens",
+    "unpriced_attempts",
+];
+
+/// Time buckets accepted by `--bucket` / `bucket=`.
+pub const BUCKETS: &[(&str, &str)] = &[
+    ("1m", "1 minute"),
+    ("5m", "5 minutes"),
+    ("15m", "15 minutes"),
+    ("1h", "1 hour"),
+    ("6h", "6 hours"),
+    ("1d", "1 day"),
+];
+
+/// Targets and limits the KPIs are measured against (from config).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KpiSettings {
+    /// Availability SLO target, e.g. 0.999.
+    pub slo_target: f64,
+    /// Tokens-per-minute limit of the scope; `effective_throughput_pct` is
+    /// NULL without one.
+    pub tpm_limit: Option<f64>,
+    /// Providers allowed by policy; `compliance_score` is NULL without a list.
+    pub allowed_providers: Option<Vec<String>>,
+}
+
+impl Default for KpiSettings {
+    fn default() -> Self {
+        KpiSettings {
+            slo_target: 0.999,
+            tpm_limit: None,
+            allowed_providers: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KpiQuery {
+    pub group_by: Vec<String>,
+    /// One of [`BUCKETS`].
+    pub bucket: Option<String>,
+    /// Length of the window in minutes, when it has both ends: the
+    /// denominator of tokens per minute.
+    pub window_minutes: Option<u64>,
+}
+
+fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+impl KpiQuery {
+    pub fn validate(&self) -> Result<(), QueryError> {
+        for dimension in &self.group_by {
+            if !DIMENSIONS.contains(&dimension.as_str()) {
+                return Err(QueryError::UnknownDimension(dimension.clone(), DIMENSIONS.join(", ")));
+            }
+        }
+        if let Some(bucket) = &self.bucket {
+            if !BUCKETS.iter().any(|(name, _)| name == bucket) {
+                return Err(QueryError::BadBucket(bucket.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    fn bucket_interval(&self) -> Option<&'static str> {
+        let bucket = self.bucket.as_deref()?;
+        BUCKETS.iter().find(|(name, _)| *name == bucket).map(|(_, interval)| *interval)
+    }
+
+    fn bucket_minutes(&self) -> Option<u64> {
+        match self.bucket.as_deref()? {
+            "1m" => Some(1),
+            "5m" => Some(5),
+            "15m" => Some(15),
+            "1h" => Some(60),
+            "6h" => Some(360),
+            "1d" => Some(1440),
+            _ => None,
+        }
+    }
+
+    /// The group columns (dimensions, then `bucket_start`).
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys = self.group_by.clone();
+        if self.bucket.is_some() {
+            keys.push("bucket_start".into());
+        }
+        keys
+    }
+
+    /// The KPI statement. `baseline` names a table with the same keys and a
+    /// `baseline_spend` column (the trailing-7-day spend scaled to the
+    /// window's length), or is `None` when there is no baseline.
+    pub fn sql(&self, settings: &KpiSettings, baseline: Option<&str>) -> Result<String, QueryError> {
+        self.validate()?;
+        let keys = self.keys();
+        let select_keys = |_table: &str| -> String {
+            let mut out = String::new();
+            for dimension in &self.group_by {
+                let _ = write!(out, "{dimension}, ");
+            }
+            if let Some(interval) = self.bucket_interval() {
+                let _ = write!(
+                    out,
+                    "date_bin(INTERVAL '{interval}', request_start, {}) AS bucket_start, ",
+                    crate::engine::timestamp_literal(0)
+                );
+            }
+            out
+        };
+        let group_by = if keys.is_empty() {
+            String::new()
+        } else {
+            format!(" GROUP BY {}", keys.join(", "))
+        };
+        let compliance_source = match &settings.allowed_providers {
+            Some(allowed) => {
+                let list = if allowed.is_empty() {
+                    "NULL".to_owned()
+                } else {
+                    allowed.iter().map(|p| quote_literal(p)).collect::<Vec<_>>().join(", ")
+                };
+                format!(
+                    "(SELECT r.*, c.compliant FROM requests r JOIN (SELECT request_id, bool_and(COALESCE(provider IN ({list}), false)) AS compliant FROM attempts GROUP BY request_id) c ON c.request_id = r.request_id)"
+                )
+            }
+            None => "(SELECT *, CAST(NULL AS BOOLEAN) AS compliant FROM requests)".to_owned(),
+        };
+        let percentile = |column: &str, p: f64, filter: &str| {
+            format!("percentile_cont({column}, {p}) FILTER (WHERE {filter})")
+        };
+        let mut sql = String::new();
+        let _ = write!(
+            sql,
+            "WITH rk AS (SELECT {keys_r}\
+             count(*) AS requests, \
+             count(*) FILTER (WHERE attempts > 1) AS retried_requests, \
+             count(*) FILTER (WHERE fallbacks > 0) AS fallback_requests, \
+             count(*) FILTER (WHERE fallbacks > 0 AND successful) AS fallback_successes, \
+             count(*) FILTER (WHERE successful) AS successful_requests, \
+             count(*) FILTER (WHERE valid) AS valid_requests, \
+             count(*) FILTER (WHERE good) AS good_requests, \
+             count(*) FILTER (WHERE compliant) AS compliant_requests, \
+             count(compliant) AS judged_requests, \
+             {p50} AS latency_p50_ms, {p95} AS latency_p95_ms, {p99} AS latency_p99_ms \
+             FROM {compliance_source}{group_by}), ",
+            keys_r = select_keys("requests"),
+            p50 = percentile("e2e_latency_ms", 0.5, "successful"),
+            p95 = percentile("e2e_latency_ms", 0.95, "successful"),
+            p99 = percentile("e2e_latency_ms", 0.99, "successful"),
+        );
+        let _ = write!(
+            sql,
+            "ak AS (SELECT {keys_a}\
+             count(*) AS attempts, \
+             sum(cost_usd) AS spend_usd, \
+             sum(COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0)) AS tokens, \
+             sum(CASE WHEN is_final_attempt THEN 0 ELSE COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0) END) AS respent_tokens, \
+             sum(CASE WHEN is_final_attempt AND outcome = 'success' THEN COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0) ELSE 0 END) AS successful_final_tokens, \
+             count(*) FILTER (WHERE outcome = 'success') AS successful_attempts, \
+             count(*) FILTER (WHERE outcome = 'success' AND served_model IS NOT NULL AND served_model <> requested_model) AS drifted_attempts, \
+             count(*) FILTER (WHERE streaming) AS streaming_attempts, \
+             count(*) FILTER (WHERE streaming AND outcome = 'partial') AS interrupted_streams, \
+             count(*) FILTER (WHERE cost_source = 'unpriced') AS unpriced_attempts, \
+             CAST(CAST(max(attempt_end) AS BIGINT) - CAST(min(request_start) AS BIGINT) AS DOUBLE) / 60000000.0 AS observed_minutes, \
+             {a50} AS attempt_latency_p50_ms, {a95} AS attempt_latency_p95_ms, {a99} AS attempt_latency_p99_ms, \
+             {t50} AS ttft_p50_ms, {t95} AS ttft_p95_ms, {t99} AS ttft_p99_ms \
+             FROM attempts{group_by}) ",
+            keys_a = select_keys("attempts"),
+            a50 = percentile("duration_ms", 0.5, "outcome = 'success'"),
+            a95 = percentile("duration_ms", 0.95, "outcome = 'success'"),
+            a99 = percentile("duration_ms", 0.99, "outcome = 'success'"),
+            t50 = percentile("ttft_ms", 0.5, "outcome = 'success' AND streaming"),
+            t95 = percentile("ttft_ms", 0.95, "outcome = 'success' AND streaming"),
+            t99 = percentile("ttft_ms", 0.99, "outcome = 'success' AND streaming"),
+        );
+        // Output keys: the non-null side of the full join.
+        let mut select = String::from("SELECT ");
+        for key in &keys {
+            let _ = write!(select, "COALESCE(rk.{key}, ak.{key}) AS {key}, ");
+        }
+        let ratio = |num: &str, den: &str| format!("CAST({num} AS DOUBLE) / CAST(NULLIF({den}, 0) AS DOUBLE)");
+        let budget = 1.0 - settings.slo_target;
+        let minutes = match (self.bucket_minutes(), self.window_minutes) {
+            (Some(m), _) | (None, Some(m)) => format!("{m}.0"),
+            (None, None) => "ak.observed_minutes".to_owned(),
+        };
+        let throughput = match settings.tpm_limit {
+            Some(limit) if limit > 0.0 => format!(
+                "CAST(ak.tokens AS DOUBLE) / NULLIF({minutes}, 0) / {limit:?} * 100.0"
+            ),
+            _ => "CAST(NULL AS DOUBLE)".to_owned(),
+        };
+        let variance = match baseline {
+            Some(_) => "CAST((CAST(ak.spend_usd AS DOUBLE) - CAST(b.baseline_spend AS DOUBLE)) / NULLIF(CAST(b.baseline_spend AS DOUBLE), 0) * 100.0 AS DOUBLE)".to_owned(),
+            None => "CAST(NULL AS DOUBLE)".to_owned(),
+        };
+        let _ = write!(
+            select,
+            "COALESCE(rk.requests, 0) AS requests, \
+             COALESCE(ak.attempts, 0) AS attempts, \
+             rk.latency_p50_ms, rk.latency_p95_ms, rk.latency_p99_ms, \
+             ak.attempt_latency_p50_ms, ak.attempt_latency_p95_ms, ak.attempt_latency_p99_ms, \
+             ak.ttft_p50_ms, ak.ttft_p95_ms, ak.ttft_p99_ms, \
+             {amplification} AS retry_amplification, \
+             {retry_rate} AS retry_rate, \
+             {respent} AS respent_token_share, \
+             {fallback_rate} AS fallback_rate, \
+             {fallback_success} AS fallback_success_rate, \
+             1.0 - {availability} AS error_rate, \
+             {availability} AS availability, \
+             CAST(COALESCE(ak.spend_usd, CAST(0 AS DECIMAL(20, 9))) AS DECIMAL(38, 9)) AS spend_usd, \
+             CAST(CAST(ak.spend_usd AS DECIMAL(38, 9)) * 1000000 / NULLIF(ak.tokens, 0) AS DECIMAL(38, 9)) AS cost_per_1m_tokens_usd, \
+             CAST(CAST(ak.spend_usd AS DECIMAL(38, 9)) / NULLIF(rk.successful_requests, 0) AS DECIMAL(38, 9)) AS cost_per_successful_outcome_usd, \
+             {efficiency} AS token_efficiency, \
+             {drift} AS model_drift_rate, \
+             {interruption} AS stream_interruption_rate, \
+             (1.0 - {availability}) / {budget:?} AS error_budget_burn_rate, \
+             1.0 - {bad} / ({budget:?} * CAST(NULLIF(rk.valid_requests, 0) AS DOUBLE)) AS error_budget_remaining, \
+             {throughput} AS effective_throughput_pct, \
+             {variance} AS cost_variance_pct, \
+             {compliance} AS compliance_score, \
+             COALESCE(ak.tokens, 0) AS tokens, \
+             COALESCE(ak.unpriced_attempts, 0) AS unpriced_attempts ",
+            amplification = ratio("ak.attempts", "rk.requests"),
+            retry_rate = ratio("rk.retried_requests", "rk.requests"),
+            respent = ratio("ak.respent_tokens", "ak.tokens"),
+            fallback_rate = ratio("rk.fallback_requests", "rk.requests"),
+            fallback_success = ratio("rk.fallback_successes", "rk.fallback_requests"),
+            availability = ratio("rk.good_requests", "rk.valid_requests"),
+            efficiency = ratio("ak.successful_final_tokens", "ak.tokens"),
+            drift = ratio("ak.drifted_attempts", "ak.successful_attempts"),
+            interruption = ratio("ak.interrupted_streams", "ak.streaming_attempts"),
+            bad = "CAST(rk.valid_requests - rk.good_requests AS DOUBLE)",
+            compliance = ratio("rk.compliant_requests", "rk.judged_requests"),
+        );
+        let join_on = |left: &str, right: &str| -> String {
+            if keys.is_empty() {
+                "true".to_owned()
+            } else {
+                keys.iter()
+                    .map(|k| format!("{left}.{k} IS NOT DISTINCT FROM {right}.{k}"))
+                    .collect::<Vec<_>>()
+                    .join(" AND ")
+            }
+        };
+        let _ = write!(sql, "{select} FROM rk FULL OUTER JOIN ak ON {}", join_on("rk", "ak"));
+        if let Some(table) = baseline {
+            let keys_expr: Vec<String> = keys.iter().map(|k| format!("COALESCE(rk.{k}, ak.{k})")).collect();
+            let on = if keys.is_empty() {
+                "true".to_owned()
+            } else {
+                keys.iter()
+                    .zip(&keys_expr)
+                    .map(|(k, e)| format!("{e} IS NOT DISTINCT FROM b.{k}"))
+                    .collect::<Vec<_>>()
+                    .join(" AND ")
+            };
+            let _ = write!(sql, " LEFT JOIN {table} b ON {on}");
+        }
+        if !keys.is_empty() {
+            let order: Vec<String> = (1..=keys.len()).map(|i| i.to_string()).collect();
+            let _ = write!(sql, " ORDER BY {}", order.join(", "));
+        }
+        Ok(sql)
+    }
+}

@@ -1,0 +1,81 @@
+//! The gatemeter query layer: Apache DataFusion over the committed lake,
+//! the views of SPEC 3 (`attempts`, `requests`), the price book, every KPI
+//! of the SPEC 3 table, and the named queries of `queries/`.
+
+pub mod engine;
+mod error;
+pub mod kpi;
+pub mod output;
+pub mod price_book;
+
+use std::sync::Arc;
+
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::datasource::MemTable;
+
+pub use engine::{QueryConfig, QueryEngine, Window};
+pub use error::QueryError;
+pub use kpi::{KpiQuery, KpiSettings, DIMENSIONS, KPI_NAMES};
+pub use price_book::PriceBook;
+
+/// Seven days in microseconds: the cost-variance baseline period.
+const BASELINE_MICROS: i64 = 7 * 24 * 3600 * 1_000_000;
+
+/// Computes the KPI rows for `window`, grouped as `query` says.
+pub async fn kpis(
+    engine: &QueryEngine,
+    window: Window,
+    query: &KpiQuery,
+    settings: &KpiSettings,
+) -> Result<Vec<RecordBatch>, QueryError> {
+    if let (Some(from), Some(to)) = (window.from, window.to) {
+        if from >= to {
+            return Err(QueryError::BadWindow {
+                from: engine::timestamp_literal(from),
+                to: engine::timestamp_literal(to),
+            });
+        }
+    }
+    let mut query = query.clone();
+    query.window_minutes = match (window.from, window.to) {
+        (Some(from), Some(to)) => Some(((to - from) / 60_000_000).max(1) as u64),
+        _ => None,
+    };
+    let ctx = engine.session(window).await?;
+    // Cost variance compares the window with the trailing seven days before
+    // it, scaled to the window's length; it needs both ends and no buckets.
+    let baseline = match (window.from, window.to, &query.bucket) {
+        (Some(from), Some(to), None) => {
+            let before = engine
+                .session(Window {
+                    from: Some(from - BASELINE_MICROS),
+                    to: Some(from),
+                })
+                .await?;
+            let keys = query.group_by.clone();
+            let key_list = keys.iter().map(|k| format!("{k}, ")).collect::<String>();
+            let group = if keys.is_empty() { String::new() } else { format!(" GROUP BY {}", keys.join(", ")) };
+            let scale = (to - from) as f64 / BASELINE_MICROS as f64;
+            let batches = before
+                .sql(&format!(
+                    "SELECT {key_list}CAST(sum(cost_usd) AS DOUBLE) * {scale:?} AS baseline_spend FROM attempts{group}"
+                ))
+                .await?
+                .collect()
+                .await?;
+            let schema = batches
+                .first()
+                .map(|b| b.schema())
+                .unwrap_or_else(|| Arc::new(datafusion::arrow::datatypes::Schema::empty()));
+            if !batches.is_empty() {
+                ctx.register_table("baseline", Arc::new(MemTable::try_new(schema, vec![batches])?))?;
+                Some("baseline")
+            } else {
+                None
+            }
+        }
+        _ => None,
+    };
+    let sql = query.sql(settings, baseline)?;
+    Ok(ctx.sql(&sql).await?.collect().await?)
+}

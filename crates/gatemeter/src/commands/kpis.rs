@@ -1,0 +1,82 @@
+//! `gatemeter kpis`: every KPI of SPEC 3 over a window, grouped and bucketed.
+
+use chrono::{DateTime, Utc};
+use clap::{Args, ValueEnum};
+use gatemeter_query::output::{csv, json_rows, table};
+use gatemeter_query::{kpis, KpiQuery, KpiSettings, QueryConfig, QueryEngine, Window};
+
+use crate::error::CliError;
+use crate::settings::Settings;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TableFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KpisArgs {
+    /// Window start (RFC 3339, inclusive) [default: all data].
+    #[arg(long, env = "GATEMETER_KPIS_FROM")]
+    pub from: Option<DateTime<Utc>>,
+    /// Window end (RFC 3339, exclusive) [default: all data].
+    #[arg(long, env = "GATEMETER_KPIS_TO")]
+    pub to: Option<DateTime<Utc>>,
+    /// Group by these dimensions (comma-separated): team, api_key_id,
+    /// environment, app, org_id, requested_model, served_model, provider,
+    /// key_type, attempt_kind, error_class.
+    #[arg(long, env = "GATEMETER_KPIS_GROUP_BY", value_delimiter = ',')]
+    pub group_by: Vec<String>,
+    /// Time bucket: 1m, 5m, 15m, 1h, 6h or 1d.
+    #[arg(long, env = "GATEMETER_KPIS_BUCKET")]
+    pub bucket: Option<String>,
+    #[arg(long, env = "GATEMETER_KPIS_FORMAT", value_enum, default_value_t = TableFormat::Table)]
+    pub format: TableFormat,
+    /// Availability SLO target for error-budget KPIs.
+    #[arg(long, env = "GATEMETER_SLO_TARGET", default_value_t = 0.999)]
+    pub slo_target: f64,
+    /// Tokens-per-minute limit for effective_throughput_pct.
+    #[arg(long, env = "GATEMETER_TPM_LIMIT")]
+    pub tpm_limit: Option<f64>,
+    /// Providers allowed by policy, for compliance_score (comma-separated).
+    #[arg(long, env = "GATEMETER_ALLOWED_PROVIDERS", value_delimiter = ',')]
+    pub allowed_providers: Option<Vec<String>>,
+}
+
+pub fn query_config(settings: &Settings) -> QueryConfig {
+    QueryConfig {
+        data_dir: settings.data_dir.clone(),
+        prices: settings.prices.clone(),
+        ..QueryConfig::default()
+    }
+}
+
+pub async fn run(settings: &Settings, args: &KpisArgs) -> Result<(), CliError> {
+    if !(0.0..1.0).contains(&args.slo_target) {
+        return Err(CliError::Usage("--slo-target must be between 0 and 1, e.g. 0.999".into()));
+    }
+    let engine = QueryEngine::open(query_config(settings)).await?;
+    let window = Window {
+        from: args.from.map(|t| t.timestamp_micros()),
+        to: args.to.map(|t| t.timestamp_micros()),
+    };
+    let query = KpiQuery {
+        group_by: args.group_by.iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect(),
+        bucket: args.bucket.clone(),
+        window_minutes: None,
+    };
+    let kpi_settings = KpiSettings {
+        slo_target: args.slo_target,
+        tpm_limit: args.tpm_limit,
+        allowed_providers: args.allowed_providers.clone(),
+    };
+    let batches = kpis(&engine, window, &query, &kpi_settings).await?;
+    let text = match args.format {
+        TableFormat::Table => table(&batches)?,
+        TableFormat::Json => serde_json::to_string_pretty(&json_rows(&batches)?).unwrap_or_default(),
+        TableFormat::Csv => csv(&batches)?,
+    };
+    println!("{text}");
+    Ok(())
+}

@@ -1,0 +1,54 @@
+-- name: attempts
+-- kind: view
+-- params: none
+-- unit: one row per attempt; money in USD (DECIMAL(20,9)), durations in ms
+-- Deduplicated attempts: per attempt_id the highest event_version wins, then
+-- the latest written copy. cost_usd is the reported cost, else the price
+-- book's price in force at attempt_start for (provider, served_model or
+-- requested_model); billed = false costs 0. cost_source says which:
+-- reported, price_book, unpriced (no book row: cost_usd is NULL) or unbilled.
+-- is_final_attempt marks the attempt whose result is the request's.
+WITH ranked AS (
+    SELECT *,
+           row_number() OVER (
+               PARTITION BY attempt_id
+               ORDER BY event_version DESC, _ingested_at DESC, _topic DESC, _partition DESC, _offset DESC
+           ) AS _rank
+    FROM attempts_raw
+),
+deduplicated AS (
+    SELECT * EXCLUDE (_rank) FROM ranked WHERE _rank = 1
+),
+final_marked AS (
+    -- The final attempt of its request: is_final (the highest index among
+    -- several), else the highest attempt_index.
+    SELECT *,
+           row_number() OVER (PARTITION BY request_id ORDER BY is_final DESC, attempt_index DESC) = 1 AS is_final_attempt
+    FROM deduplicated
+)
+SELECT d.* EXCLUDE (cost_usd),
+       CAST(CAST(d.attempt_end AS BIGINT) - CAST(d.attempt_start AS BIGINT) AS DOUBLE) / 1000.0 AS duration_ms,
+       CAST(CASE
+           WHEN NOT d.billed THEN CAST(0 AS DECIMAL(20, 9))
+           WHEN d.cost_usd IS NOT NULL THEN d.cost_usd
+           WHEN p.provider IS NOT NULL THEN CAST(
+                 CAST(COALESCE(d.input_tokens, 0) - COALESCE(d.cache_read_tokens, 0) - COALESCE(d.cache_write_tokens, 0) AS DECIMAL(20, 0)) * p.input_per_token
+               + CAST(COALESCE(d.cache_read_tokens, 0) AS DECIMAL(20, 0)) * p.cache_read_per_token
+               + CAST(COALESCE(d.cache_write_tokens, 0) AS DECIMAL(20, 0)) * p.cache_write_per_token
+               + CAST(COALESCE(d.output_tokens, 0) AS DECIMAL(20, 0)) * p.output_per_token
+               + CAST(COALESCE(d.web_search_requests, 0) AS DECIMAL(20, 0)) * p.web_search_per_request
+               + p.request_fee
+               AS DECIMAL(20, 9))
+       END AS DECIMAL(20, 9)) AS cost_usd,
+       CASE
+           WHEN NOT d.billed THEN 'unbilled'
+           WHEN d.cost_usd IS NOT NULL THEN 'reported'
+           WHEN p.provider IS NOT NULL THEN 'price_book'
+           ELSE 'unpriced'
+       END AS cost_source
+FROM final_marked d
+LEFT JOIN price_book p
+       ON p.provider = d.provider
+      AND p.model = COALESCE(d.served_model, d.requested_model)
+      AND d.attempt_start >= p.effective_from
+      AND (p.effective_to IS NULL OR d.attempt_start < p.effective_to)
