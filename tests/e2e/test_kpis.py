@@ -42,14 +42,14 @@ def duckdb_oracle(events):
         book AS (SELECT * FROM read_csv('{PRICES}', types = {{'effective_from': 'TIMESTAMPTZ'}})),
         priced AS (
             SELECT d.*, CASE
-                WHEN NOT coalesce(d.billed, d.outcome <> 'rejected') THEN 0
-                WHEN d.cost_usd IS NOT NULL THEN d.cost_usd
+                WHEN NOT coalesce(d.billed, d.outcome <> 'rejected') THEN 0::DECIMAL(38,9)
+                WHEN d.cost_usd IS NOT NULL THEN d.cost_usd::DECIMAL(38,9)
                 WHEN b.provider IS NOT NULL THEN round((
                     (coalesce(input_tokens, 0) - coalesce(cache_read_tokens, 0) - coalesce(cache_write_tokens, 0)) * b.input_per_1m::DECIMAL(38,9)
                     + coalesce(cache_read_tokens, 0) * b.cache_read_per_1m::DECIMAL(38,9)
                     + coalesce(cache_write_tokens, 0) * b.cache_write_per_1m::DECIMAL(38,9)
                     + coalesce(output_tokens, 0) * b.output_per_1m::DECIMAL(38,9)) / 1000000
-                    + b.request_fee::DECIMAL(38,9) + coalesce(web_search_requests, 0) * b.web_search_per_1k::DECIMAL(38,9) / 1000, 9)
+                    + b.request_fee::DECIMAL(38,9) + coalesce(web_search_requests, 0) * b.web_search_per_1k::DECIMAL(38,9) / 1000, 9)::DECIMAL(38,9)
                 END AS cost
             FROM dedup d LEFT JOIN book b
               ON b.provider = d.provider AND b.model = coalesce(d.served_model, d.requested_model)
@@ -60,7 +60,7 @@ def duckdb_oracle(events):
             FROM priced GROUP BY request_id
         )
         SELECT r.team, count(DISTINCT r.request_id), sum(r.attempts),
-               (SELECT coalesce(sum(p.cost), 0) FROM priced p WHERE coalesce(p.team, 'unassigned') = r.team)
+               (SELECT coalesce(sum(p.cost), 0)::DECIMAL(38,9) FROM priced p WHERE coalesce(p.team, 'unassigned') = r.team)
         FROM requests r GROUP BY r.team ORDER BY r.team
     """)
 
