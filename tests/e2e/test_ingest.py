@@ -199,9 +199,13 @@ def test_cli_errors_are_one_clear_line(tmp_path):
     assert bad_fail_point.returncode != 0
 
 
-def test_demo_shows_events_landing(tmp_path):
-    result = gatemeter("demo", "--duration", 8, "--rate", 300, cwd=tmp_path, timeout=120)
+def test_demo_shows_events_landing_and_live_kpis(tmp_path):
+    result = gatemeter("demo", "--duration", 14, "--rate", 300, cwd=tmp_path, timeout=120)
     assert "ingest" in result.stdout
+    kpi_lines = [line for line in result.stdout.splitlines() if line.startswith("kpis ")]
+    assert kpi_lines, result.stdout
+    requests = int(kpi_lines[-1].split("requests ")[1].split()[0])
+    assert requests > 0, kpi_lines[-1]
     last = [line for line in result.stdout.splitlines() if line.startswith("stopped:")]
     assert last, result.stdout
     stored = int(last[0].split()[1])

@@ -116,6 +116,11 @@ impl QueryEngine {
     /// Reads the commit log (no file is touched) and the price book.
     pub async fn open(config: QueryConfig) -> Result<QueryEngine, QueryError> {
         let price_book = load_price_book(config.prices.as_deref())?;
+        QueryEngine::open_with_price_book(config, price_book).await
+    }
+
+    /// Like [`QueryEngine::open`], with a price book already loaded.
+    pub async fn open_with_price_book(config: QueryConfig, price_book: PriceBook) -> Result<QueryEngine, QueryError> {
         let files = if config.data_dir.join(gatemeter_lake::paths::COMMITS_DIR).exists() {
             let store = object_store::local::LocalFileSystem::new_with_prefix(&config.data_dir)
                 .map_err(gatemeter_lake::LakeError::from)?;

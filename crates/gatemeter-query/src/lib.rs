@@ -5,6 +5,7 @@
 pub mod engine;
 mod error;
 pub mod kpi;
+pub mod named;
 pub mod output;
 pub mod price_book;
 

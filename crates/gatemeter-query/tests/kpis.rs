@@ -220,3 +220,25 @@ async fn the_worked_example_holds_exactly() {
     assert_eq!(r["cost_per_successful_outcome_usd"], "0.006000000");
     close(r, "respent_token_share", 1.0 / 6.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_named_query_runs_and_returns_rows() {
+    use std::collections::BTreeMap;
+    let dir = tempfile::tempdir().expect("tempdir");
+    lake_from(&fixture("edge.jsonl"), dir.path()).await;
+    let engine = engine(dir.path(), Some(fixture("prices.csv"))).await;
+    let ctx = engine.session(Window::default()).await.expect("session");
+    let now = DateTime::parse_from_rfc3339("2026-11-22T00:00:00Z").expect("time").with_timezone(&chrono::Utc);
+    for (name, query) in gatemeter_query::named::catalog().expect("catalog") {
+        let sql = gatemeter_query::named::bind(&name, &BTreeMap::new(), now).expect("binds");
+        let batches = ctx
+            .sql(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .collect()
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        assert!(rows > 0, "{name} ({}) returned no rows", query.kind);
+    }
+}

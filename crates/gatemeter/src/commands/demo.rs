@@ -86,7 +86,12 @@ pub async fn run(settings: &Settings, args: &DemoArgs) -> Result<(), CliError> {
         policy: settings.flush,
         until_caught_up: false,
     };
-    let live = live_line(metrics.clone());
+    let live = {
+        let (metrics, data_dir, prices) = (metrics.clone(), settings.data_dir.clone(), settings.prices.clone());
+        async move {
+            tokio::join!(live_line(metrics), kpi_line(data_dir, prices));
+        }
+    };
     let ingest = run_ingest(options, lake, metrics, stop);
     let report = tokio::select! {
         report = ingest => report?,
@@ -125,6 +130,67 @@ async fn live_line(metrics: IngestMetrics) {
         // Averaged since start: events land in the lake a flush at a time.
         let rate = stored as f64 / started.elapsed().as_secs_f64().max(1e-3);
         println!("ingest  {rate:>8.0} events/s  stored {stored:>9}  dead letters {dead:>6}  files {files:>5}");
+    }
+}
+
+/// The price list the demo's synthetic providers charge, used when no
+/// `--prices` is given so the demo needs no files.
+const DEMO_PRICES: &str = include_str!("../../../../config/prices.csv");
+
+/// Every ten seconds, the headline KPIs of the last five minutes, computed
+/// by the query layer from what is committed in the lake.
+async fn kpi_line(data_dir: std::path::PathBuf, prices: Option<std::path::PathBuf>) {
+    use gatemeter_query::{kpis, KpiQuery, KpiSettings, PriceBook, QueryConfig, QueryEngine, Window};
+    let book = match &prices {
+        Some(path) => gatemeter_query::engine::load_price_book(Some(path)),
+        None => PriceBook::parse(DEMO_PRICES),
+    };
+    let book = match book {
+        Ok(book) => book,
+        Err(e) => {
+            eprintln!("kpi line off: {e}");
+            return;
+        }
+    };
+    let mut ticker = tokio::time::interval(Duration::from_secs(10));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let config = QueryConfig {
+            data_dir: data_dir.clone(),
+            ..QueryConfig::default()
+        };
+        let now = chrono::Utc::now().timestamp_micros();
+        let window = Window {
+            from: Some(now - 300_000_000),
+            to: Some(now + 60_000_000),
+        };
+        let rows = match QueryEngine::open_with_price_book(config, book.clone()).await {
+            Ok(engine) => kpis(&engine, window, &KpiQuery::default(), &KpiSettings::default())
+                .await
+                .and_then(|batches| gatemeter_query::output::json_rows(&batches)),
+            Err(e) => Err(e),
+        };
+        match rows.as_deref() {
+            Ok([row, ..]) => {
+                let number = |name: &str| row[name].as_f64().map_or("-".to_owned(), |v| format!("{v:.3}"));
+                let percent = |name: &str| row[name].as_f64().map_or("-".to_owned(), |v| format!("{:.2}%", v * 100.0));
+                println!(
+                    "kpis    last 5 min: requests {}  availability {}  p95 {} ms  ttft p95 {} ms  retry amplification {}  fallback rate {}  spend ${}  cost/success ${}",
+                    row["requests"],
+                    percent("availability"),
+                    number("latency_p95_ms"),
+                    number("ttft_p95_ms"),
+                    number("retry_amplification"),
+                    percent("fallback_rate"),
+                    row["spend_usd"].as_str().unwrap_or("-"),
+                    row["cost_per_successful_outcome_usd"].as_str().unwrap_or("-"),
+                );
+            }
+            Ok([]) => {}
+            Err(e) => eprintln!("kpis: {e}"),
+        }
     }
 }
 

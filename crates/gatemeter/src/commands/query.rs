@@ -1,12 +1,14 @@
 //! `gatemeter query "SQL"`: read-only SQL over the views.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 
+use chrono::Utc;
 use clap::{Args, ValueEnum};
 use datafusion::execution::context::SQLOptions;
 use gatemeter_query::output::{csv, json_rows, parquet, table};
-use gatemeter_query::{QueryEngine, Window};
+use gatemeter_query::{named, QueryEngine, Window};
 
 use crate::commands::kpis::query_config;
 use crate::error::CliError;
@@ -23,7 +25,17 @@ pub enum QueryFormat {
 #[derive(Debug, Clone, Args)]
 pub struct QueryArgs {
     /// A SELECT over `attempts`, `requests`, `price_book` or `attempts_raw`.
-    pub sql: String,
+    #[arg(required_unless_present_any = ["name", "list"], conflicts_with = "name")]
+    pub sql: Option<String>,
+    /// Run a named query of queries/ instead (see --list).
+    #[arg(long, env = "GATEMETER_QUERY_NAME")]
+    pub name: Option<String>,
+    /// A parameter of the named query, repeatable: --param from=2026-11-01T00:00:00Z
+    #[arg(long = "param", value_name = "KEY=VALUE", requires = "name")]
+    pub params: Vec<String>,
+    /// List the named queries with their parameters and units.
+    #[arg(long)]
+    pub list: bool,
     #[arg(long, env = "GATEMETER_QUERY_FORMAT", value_enum, default_value_t = QueryFormat::Table)]
     pub format: QueryFormat,
     /// With --format parquet: write here instead of standard output.
@@ -31,7 +43,37 @@ pub struct QueryArgs {
     pub output: Option<PathBuf>,
 }
 
+fn named_sql(name: &str, params: &[String]) -> Result<String, CliError> {
+    let mut given = BTreeMap::new();
+    for param in params {
+        let (key, value) = param
+            .split_once('=')
+            .ok_or_else(|| CliError::Usage(format!("--param `{param}`: expected KEY=VALUE")))?;
+        given.insert(key.trim().to_owned(), value.to_owned());
+    }
+    Ok(named::bind(name, &given, Utc::now())?)
+}
+
+fn list() -> Result<(), CliError> {
+    for query in named::catalog()?.values() {
+        let params: Vec<String> = query.params.iter().map(|p| format!("{}={}", p.name, p.default)).collect();
+        println!("{:<36} {:<7} {}", query.name, query.kind, query.unit);
+        if !params.is_empty() {
+            println!("{:<36} params: {}", "", params.join(" "));
+        }
+    }
+    Ok(())
+}
+
 pub async fn run(settings: &Settings, args: &QueryArgs) -> Result<(), CliError> {
+    if args.list {
+        return list();
+    }
+    let sql = match (&args.sql, &args.name) {
+        (_, Some(name)) => named_sql(name, &args.params)?,
+        (Some(sql), None) => sql.clone(),
+        (None, None) => return Err(CliError::Usage("query: give SQL, --name NAME or --list".into())),
+    };
     let engine = QueryEngine::open(query_config(settings)).await?;
     let ctx = engine.session(Window::default()).await.map_err(CliError::from)?;
     // Read-only: DDL, DML and SET are refused before planning.
@@ -40,7 +82,7 @@ pub async fn run(settings: &Settings, args: &QueryArgs) -> Result<(), CliError> 
         .with_allow_dml(false)
         .with_allow_statements(false);
     let frame = ctx
-        .sql_with_options(&args.sql, options)
+        .sql_with_options(&sql, options)
         .await
         .map_err(|e| CliError::Usage(format!("query: {e}")))?;
     let batches = frame.collect().await.map_err(|e| CliError::Usage(format!("query: {e}")))?;

@@ -305,7 +305,10 @@ impl Generator {
                     event.http_status = status;
                     event.error_class = Some(class);
                     let took = if class == "timeout" { 30_000.0 } else { self.rng.random_range(100.0..3_000.0) };
-                    (took, None, self.fallback(route_index))
+                    // Some providers bill the prompt of a call that failed
+                    // after it was processed: the tokens retries re-spend.
+                    let billed_prompt = (class == "timeout" || self.chance(0.3)).then_some(0);
+                    (took, billed_prompt, self.fallback(route_index))
                 }
             };
             let retry_next = if last_chance { None } else { retry_next };
@@ -328,7 +331,7 @@ impl Generator {
                 } else {
                     route.model.to_owned()
                 });
-                if streaming {
+                if streaming && output > 0 {
                     event.ttft_ms = Some((ttft * 10.0).round() / 10.0);
                 }
                 if billed && self.chance(0.7) {
