@@ -8,6 +8,7 @@ pub mod kpi;
 pub mod named;
 pub mod output;
 pub mod price_book;
+pub mod scorecard;
 
 use std::sync::Arc;
 

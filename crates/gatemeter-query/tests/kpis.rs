@@ -242,3 +242,31 @@ async fn every_named_query_runs_and_returns_rows() {
         assert!(rows > 0, "{name} ({}) returned no rows", query.kind);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scorecard_rates_the_window_against_targets_and_the_previous_window() {
+    use gatemeter_query::scorecard::{default_targets, scorecard, Status};
+    let dir = tempfile::tempdir().expect("tempdir");
+    lake_from(&fixture("edge.jsonl"), dir.path()).await;
+    let engine = engine(dir.path(), Some(fixture("prices.csv"))).await;
+    let hour = 3_600_000_000;
+    // 10:00–11:00 against 09:00–10:00 (empty).
+    let lines = scorecard(&engine, at("2026-11-01T11:00:00Z"), hour, &KpiSettings::default(), &default_targets())
+        .await
+        .expect("scorecard");
+    assert_eq!(lines.len(), 12);
+    let line = |kpi: &str| lines.iter().find(|l| l.kpi == kpi).expect(kpi).clone();
+    assert_eq!(line("availability").value, Some(0.875));
+    assert_eq!(line("availability").status, Status::Red);
+    assert_eq!(line("availability").baseline, None);
+    assert_eq!(line("retry_rate").status, Status::Red);
+    assert_eq!(line("fallback_success_rate").status, Status::Green);
+    assert_eq!(line("compliance_score").status, Status::Unknown);
+    // 11:00–12:00 (R11 only) against 10:00–11:00.
+    let next = scorecard(&engine, at("2026-11-01T12:00:00Z"), hour, &KpiSettings::default(), &default_targets())
+        .await
+        .expect("scorecard");
+    let availability = next.iter().find(|l| l.kpi == "availability").expect("availability");
+    assert_eq!((availability.value, availability.baseline), (Some(1.0), Some(0.875)));
+    assert_eq!(availability.status, Status::Green);
+}

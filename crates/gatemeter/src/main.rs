@@ -12,6 +12,7 @@ use gatemeter_lake::FailPoint;
 
 use commands::{
     demo::DemoArgs, import::ImportArgs, ingest::IngestArgs, kpis::KpisArgs, produce::ProduceArgs, query::QueryArgs,
+    scorecard::ScorecardArgs,
 };
 use error::CliError;
 use settings::{FlushOptions, GlobalOptions, Settings};
@@ -41,6 +42,8 @@ enum Command {
     Kpis(KpisArgs),
     /// Run read-only SQL over the lake's views.
     Query(QueryArgs),
+    /// The 12-KPI scorecard of a window against its targets.
+    Scorecard(ScorecardArgs),
 }
 
 /// The crash fail point for tests, from `GATEMETER_FAIL_POINT`
@@ -82,7 +85,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     let flush = match &cli.command {
         Command::Ingest(args) => &args.flush,
         Command::Import(args) => &args.flush,
-        Command::Demo(_) | Command::Produce(_) | Command::Kpis(_) | Command::Query(_) => &no_flush,
+        Command::Demo(_) | Command::Produce(_) | Command::Kpis(_) | Command::Query(_) | Command::Scorecard(_) => {
+            &no_flush
+        }
     };
     let settings = Settings::resolve(&cli.global, flush)?;
     match &cli.command {
@@ -92,6 +97,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Produce(args) => commands::produce::run(&settings, args).await,
         Command::Kpis(args) => commands::kpis::run(&settings, args).await,
         Command::Query(args) => commands::query::run(&settings, args).await,
+        Command::Scorecard(args) => commands::scorecard::run(&settings, args).await,
     }
 }
 

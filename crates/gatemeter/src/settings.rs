@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use gatemeter_ingest::{FlushPolicy, KafkaSource};
+use gatemeter_query::KpiSettings;
 use serde::Deserialize;
 
 use crate::error::CliError;
@@ -70,6 +71,19 @@ struct FileConfig {
     ingest: IngestFileConfig,
     #[serde(default)]
     http: HttpFileConfig,
+    #[serde(default)]
+    kpis: KpisFileConfig,
+    /// Scorecard targets by KPI name, overriding the seeds' defaults.
+    #[serde(default)]
+    scorecard: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KpisFileConfig {
+    slo_target: Option<f64>,
+    tpm_limit: Option<f64>,
+    allowed_providers: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -107,6 +121,14 @@ pub struct Settings {
     #[allow(dead_code)]
     pub http_listen: String,
     pub flush: FlushPolicy,
+    pub kpi: KpiSettings,
+    pub scorecard_targets: BTreeMap<String, f64>,
+}
+
+impl From<&Settings> for KpiSettings {
+    fn from(settings: &Settings) -> Self {
+        settings.kpi.clone()
+    }
 }
 
 fn read_file_config(path: &Path) -> Result<FileConfig, CliError> {
@@ -159,6 +181,12 @@ impl Settings {
                 .or(file.http.listen)
                 .unwrap_or_else(|| DEFAULT_HTTP_LISTEN.to_owned()),
             flush: flush_policy,
+            kpi: KpiSettings {
+                slo_target: file.kpis.slo_target.unwrap_or(KpiSettings::default().slo_target),
+                tpm_limit: file.kpis.tpm_limit,
+                allowed_providers: file.kpis.allowed_providers,
+            },
+            scorecard_targets: file.scorecard,
         })
     }
 

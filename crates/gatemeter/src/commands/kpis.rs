@@ -33,9 +33,9 @@ pub struct KpisArgs {
     pub bucket: Option<String>,
     #[arg(long, env = "GATEMETER_KPIS_FORMAT", value_enum, default_value_t = TableFormat::Table)]
     pub format: TableFormat,
-    /// Availability SLO target for error-budget KPIs.
-    #[arg(long, env = "GATEMETER_SLO_TARGET", default_value_t = 0.999)]
-    pub slo_target: f64,
+    /// Availability SLO target for error-budget KPIs [default: 0.999].
+    #[arg(long, env = "GATEMETER_SLO_TARGET")]
+    pub slo_target: Option<f64>,
     /// Tokens-per-minute limit for effective_throughput_pct.
     #[arg(long, env = "GATEMETER_TPM_LIMIT")]
     pub tpm_limit: Option<f64>,
@@ -53,7 +53,17 @@ pub fn query_config(settings: &Settings) -> QueryConfig {
 }
 
 pub async fn run(settings: &Settings, args: &KpisArgs) -> Result<(), CliError> {
-    if !(0.0..1.0).contains(&args.slo_target) {
+    let mut kpi_settings = KpiSettings::from(settings);
+    if let Some(target) = args.slo_target {
+        kpi_settings.slo_target = target;
+    }
+    if args.tpm_limit.is_some() {
+        kpi_settings.tpm_limit = args.tpm_limit;
+    }
+    if args.allowed_providers.is_some() {
+        kpi_settings.allowed_providers = args.allowed_providers.clone();
+    }
+    if !(kpi_settings.slo_target > 0.0 && kpi_settings.slo_target < 1.0) {
         return Err(CliError::Usage("--slo-target must be between 0 and 1, e.g. 0.999".into()));
     }
     let engine = QueryEngine::open(query_config(settings)).await?;
@@ -65,11 +75,6 @@ pub async fn run(settings: &Settings, args: &KpisArgs) -> Result<(), CliError> {
         group_by: args.group_by.iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect(),
         bucket: args.bucket.clone(),
         window_minutes: None,
-    };
-    let kpi_settings = KpiSettings {
-        slo_target: args.slo_target,
-        tpm_limit: args.tpm_limit,
-        allowed_providers: args.allowed_providers.clone(),
     };
     let batches = kpis(&engine, window, &query, &kpi_settings).await?;
     let text = match args.format {

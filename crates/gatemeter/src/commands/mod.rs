@@ -4,3 +4,4 @@ pub mod ingest;
 pub mod kpis;
 pub mod produce;
 pub mod query;
+pub mod scorecard;
