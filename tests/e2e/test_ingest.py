@@ -98,16 +98,20 @@ def test_sigkill_at_random_points_keeps_exactly_once(broker, loaded_topic, tmp_p
     rng = random.Random(20261122)
     # Each run joins a new consumer group: Kafka's group offsets are not the
     # source of truth, the lake's commit records are.
+    # Fail points abort between a flush's data files and its commit record;
+    # the other runs are killed with SIGKILL at a random moment.
     plan = [
         {"GATEMETER_FAIL_POINT": "after_data_files@2"},
         None,
         {"GATEMETER_FAIL_POINT": "mid_data_files@1"},
+        None,
         None,
         {"GATEMETER_FAIL_POINT": "after_data_files@1"},
         None,
         None,
     ]
     crashes = 0
+    sigkills = 0
     for run, fail_env in enumerate(plan):
         args = ingest_args(broker, loaded_topic["topic"], data_dir, f"g-crash-{run}", "--until-caught-up", "--flush-rows", 4000)
         env = dict(os.environ, GATEMETER_LOG="warn", **(fail_env or {}))
@@ -124,9 +128,10 @@ def test_sigkill_at_random_points_keeps_exactly_once(broker, loaded_topic, tmp_p
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
                 crashes += 1
+                sigkills += 1
         proc.stdout.close()
         proc.stderr.close()
-    assert crashes >= 5, f"only {crashes} crashes happened"
+    assert sigkills >= 5 and crashes >= 8, f"only {sigkills} SIGKILLs and {crashes} crashes happened"
     final = gatemeter(*ingest_args(broker, loaded_topic["topic"], data_dir, "g-crash-final", "--until-caught-up"))
     assert "stored" in final.stdout
     support.assert_exactly_once(data_dir, loaded_topic["delivered"])

@@ -153,7 +153,7 @@ impl KpiQuery {
     pub fn sql(&self, settings: &KpiSettings, baseline: Option<&str>) -> Result<String, QueryError> {
         self.validate()?;
         let keys = self.keys();
-        let select_keys = |_table: &str| -> String {
+        let select_keys = || -> String {
             let mut out = String::new();
             for dimension in &self.group_by {
                 let _ = write!(out, "{dimension}, ");
@@ -203,7 +203,7 @@ impl KpiQuery {
              count(compliant) AS judged_requests, \
              {p50} AS latency_p50_ms, {p95} AS latency_p95_ms, {p99} AS latency_p99_ms \
              FROM {compliance_source}{group_by}), ",
-            keys_r = select_keys("requests"),
+            keys_r = select_keys(),
             p50 = percentile("e2e_latency_ms", 0.5, "successful"),
             p95 = percentile("e2e_latency_ms", 0.95, "successful"),
             p99 = percentile("e2e_latency_ms", 0.99, "successful"),
@@ -225,7 +225,7 @@ impl KpiQuery {
              {a50} AS attempt_latency_p50_ms, {a95} AS attempt_latency_p95_ms, {a99} AS attempt_latency_p99_ms, \
              {t50} AS ttft_p50_ms, {t95} AS ttft_p95_ms, {t99} AS ttft_p99_ms \
              FROM attempts{group_by}) ",
-            keys_a = select_keys("attempts"),
+            keys_a = select_keys(),
             a50 = percentile("duration_ms", 0.5, "outcome = 'success'"),
             a95 = percentile("duration_ms", 0.95, "outcome = 'success'"),
             a99 = percentile("duration_ms", 0.99, "outcome = 'success'"),

@@ -120,7 +120,7 @@ impl<'de> DeserializeSeed<'de> for EventSeed {
     type Value = Result<AttemptEvent, DecodeError>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        match deserializer.deserialize_any(ScalarVisitor)? {
+        match deserializer.deserialize_any(ScalarVisitor { decode_objects: true })? {
             Scalar::Object(Some(event)) => Ok(*event),
             other => Ok(Err(DecodeError::NotAnObject(other.type_name()))),
         }
@@ -154,7 +154,11 @@ impl Scalar<'_> {
     }
 }
 
-struct ScalarVisitor;
+/// Reads any JSON value as a [`Scalar`]. At the top of a batch element an
+/// object is decoded as an event; nested deeper it is only skipped.
+struct ScalarVisitor {
+    decode_objects: bool,
+}
 
 impl<'de> Visitor<'de> for ScalarVisitor {
     type Value = Scalar<'de>;
@@ -193,60 +197,18 @@ impl<'de> Visitor<'de> for ScalarVisitor {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(Scalar::Array)
     }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        EventVisitor.visit_map(map).map(|event| Scalar::Object(Some(Box::new(event))))
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        if self.decode_objects {
+            return EventVisitor.visit_map(map).map(|event| Scalar::Object(Some(Box::new(event))));
+        }
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Object(None))
     }
 }
 
 impl<'de> de::Deserialize<'de> for Scalar<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(NestedScalarVisitor)
-    }
-}
-
-/// Like [`ScalarVisitor`], but a nested object is skipped, not decoded.
-struct NestedScalarVisitor;
-
-impl<'de> Visitor<'de> for NestedScalarVisitor {
-    type Value = Scalar<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Scalar::Null)
-    }
-    fn visit_none<E>(self) -> Result<Self::Value, E> {
-        Ok(Scalar::Null)
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
-        Ok(Scalar::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(Scalar::Int(v))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(Scalar::UInt(v))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(Scalar::Float(v))
-    }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Scalar::Str(Cow::Borrowed(v)))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Scalar::Str(Cow::Owned(v.to_owned())))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Scalar::Str(Cow::Owned(v)))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Scalar::Array)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Scalar::Object(None))
+        deserializer.deserialize_any(ScalarVisitor { decode_objects: false })
     }
 }
 
