@@ -270,3 +270,49 @@ async fn the_scorecard_rates_the_window_against_targets_and_the_previous_window(
     assert_eq!((availability.value, availability.baseline), (Some(1.0), Some(0.875)));
     assert_eq!(availability.status, Status::Green);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buckets_split_by_request_start_and_cost_variance_uses_the_trailing_week() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    lake_from(&fixture("edge.jsonl"), dir.path()).await;
+    let engine = engine(dir.path(), Some(fixture("prices.csv"))).await;
+    let query = KpiQuery {
+        bucket: Some("1h".into()),
+        ..KpiQuery::default()
+    };
+    let batches = kpis(&engine, HOUR, &query, &KpiSettings::default()).await.expect("kpis");
+    let buckets: Vec<(String, Value, Value)> = json_rows(&batches)
+        .expect("json")
+        .iter()
+        .map(|r| (r["bucket_start"].as_str().unwrap_or_default().to_owned(), r["requests"].clone(), r["spend_usd"].clone()))
+        .collect();
+    assert_eq!(
+        buckets,
+        vec![
+            ("2026-11-01T10:00:00Z".to_owned(), Value::from(10), Value::from("0.037000000")),
+            ("2026-11-01T11:00:00Z".to_owned(), Value::from(1), Value::from("1.000000000")),
+        ]
+    );
+    // 11:00–12:00 spends $1 (R11); the seven days before it spent $0.037,
+    // i.e. 0.037 / 168 per hour: variance = (1 − 0.037/168) / (0.037/168) × 100.
+    let window = Window {
+        from: Some(at("2026-11-01T11:00:00Z")),
+        to: Some(at("2026-11-01T12:00:00Z")),
+    };
+    let r = &rows(&engine, window, &[]).await[0];
+    let baseline = 0.037 / 168.0;
+    within(r, "cost_variance_pct", (1.0 - baseline) / baseline * 100.0, 1e-9);
+    // With a TPM limit: 20 tokens in 60 minutes against 1 token/min = 33.3%.
+    let settings = KpiSettings {
+        tpm_limit: Some(1.0),
+        allowed_providers: Some(vec!["acme".into(), "beta".into()]),
+        ..KpiSettings::default()
+    };
+    let batches = kpis(&engine, window, &KpiQuery::default(), &settings).await.expect("kpis");
+    let r = &json_rows(&batches).expect("json")[0];
+    within(r, "effective_throughput_pct", 20.0 / 60.0 * 100.0, 1e-9);
+    close(r, "compliance_score", 1.0);
+    // Over 10:00–11:00, R10 went to `gamma`, outside the allowlist: 9 of 10.
+    let batches = kpis(&engine, ten_to_eleven(), &KpiQuery::default(), &settings).await.expect("kpis");
+    close(&json_rows(&batches).expect("json")[0], "compliance_score", 0.9);
+}
