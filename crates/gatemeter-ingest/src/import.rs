@@ -94,11 +94,7 @@ async fn commit(
     let timer = metrics.flush_duration.start_timer();
     let summary = lake.commit(buffers.take_pending("import")).await?;
     timer.observe_duration();
-    metrics.events.with_label_values(&["stored"]).inc_by(summary.rows);
-    metrics.events.with_label_values(&["dead_letter"]).inc_by(summary.dead_letters);
-    metrics.files.inc_by(summary.files as u64);
-    metrics.bytes.inc_by(summary.bytes);
-    metrics.commits.inc();
+    metrics.record_commit(&summary);
     report.stored += summary.rows;
     report.dead_letters += summary.dead_letters;
     Ok(())

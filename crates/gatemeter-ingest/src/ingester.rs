@@ -212,11 +212,7 @@ impl Ingest {
         match self.lake.commit(pending).await {
             Ok(summary) => {
                 timer.observe_duration();
-                self.metrics.events.with_label_values(&["stored"]).inc_by(summary.rows);
-                self.metrics.events.with_label_values(&["dead_letter"]).inc_by(summary.dead_letters);
-                self.metrics.files.inc_by(summary.files as u64);
-                self.metrics.bytes.inc_by(summary.bytes);
-                self.metrics.commits.inc();
+                self.metrics.record_commit(&summary);
                 self.report.stored += summary.rows;
                 self.report.dead_letters += summary.dead_letters;
                 self.report.commits += 1;

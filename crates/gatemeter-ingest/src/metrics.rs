@@ -62,6 +62,15 @@ impl IngestMetrics {
         Ok(metrics)
     }
 
+    /// Counts what one lake commit wrote (ingest and import alike).
+    pub fn record_commit(&self, summary: &gatemeter_lake::CommitSummary) {
+        self.events.with_label_values(&["stored"]).inc_by(summary.rows);
+        self.events.with_label_values(&["dead_letter"]).inc_by(summary.dead_letters);
+        self.files.inc_by(summary.files as u64);
+        self.bytes.inc_by(summary.bytes);
+        self.commits.inc();
+    }
+
     /// Totals for progress lines: (stored, dead letters, files).
     pub fn totals(&self) -> (u64, u64, u64) {
         (

@@ -61,13 +61,14 @@ pub const KPI_NAMES: &[&str] = &[
 ];
 
 /// Time buckets accepted by `--bucket` / `bucket=`.
-pub const BUCKETS: &[(&str, &str)] = &[
-    ("1m", "1 minute"),
-    ("5m", "5 minutes"),
-    ("15m", "15 minutes"),
-    ("1h", "1 hour"),
-    ("6h", "6 hours"),
-    ("1d", "1 day"),
+/// Each bucket's SQL interval and length in minutes.
+pub const BUCKETS: &[(&str, &str, u64)] = &[
+    ("1m", "1 minute", 1),
+    ("5m", "5 minutes", 5),
+    ("15m", "15 minutes", 15),
+    ("1h", "1 hour", 60),
+    ("6h", "6 hours", 360),
+    ("1d", "1 day", 1440),
 ];
 
 /// Targets and limits the KPIs are measured against (from config).
@@ -114,28 +115,24 @@ impl KpiQuery {
             }
         }
         if let Some(bucket) = &self.bucket {
-            if !BUCKETS.iter().any(|(name, _)| name == bucket) {
+            if !BUCKETS.iter().any(|(name, _, _)| name == bucket) {
                 return Err(QueryError::BadBucket(bucket.clone()));
             }
         }
         Ok(())
     }
 
-    fn bucket_interval(&self) -> Option<&'static str> {
+    fn bucket_spec(&self) -> Option<&'static (&'static str, &'static str, u64)> {
         let bucket = self.bucket.as_deref()?;
-        BUCKETS.iter().find(|(name, _)| *name == bucket).map(|(_, interval)| *interval)
+        BUCKETS.iter().find(|(name, _, _)| *name == bucket)
+    }
+
+    fn bucket_interval(&self) -> Option<&'static str> {
+        self.bucket_spec().map(|(_, interval, _)| *interval)
     }
 
     fn bucket_minutes(&self) -> Option<u64> {
-        match self.bucket.as_deref()? {
-            "1m" => Some(1),
-            "5m" => Some(5),
-            "15m" => Some(15),
-            "1h" => Some(60),
-            "6h" => Some(360),
-            "1d" => Some(1440),
-            _ => None,
-        }
+        self.bucket_spec().map(|(_, _, minutes)| *minutes)
     }
 
     /// The group columns (dimensions, then `bucket_start`).

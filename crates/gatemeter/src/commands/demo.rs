@@ -88,15 +88,13 @@ pub async fn run(settings: &Settings, args: &DemoArgs) -> Result<(), CliError> {
     };
     let live = {
         let (metrics, data_dir, prices) = (metrics.clone(), settings.data_dir.clone(), settings.prices.clone());
-        async move {
+        tokio::spawn(async move {
             tokio::join!(live_line(metrics), kpi_line(data_dir, prices));
-        }
+        })
     };
-    let ingest = run_ingest(options, lake, metrics, stop);
-    let report = tokio::select! {
-        report = ingest => report?,
-        () = live => unreachable_live(),
-    };
+    let report = run_ingest(options, lake, metrics, stop).await;
+    live.abort();
+    let report = report?;
     // Stop the producer before the broker goes away, so it does not report
     // the broker's disappearance as an error.
     producer_task.abort();
@@ -194,7 +192,3 @@ async fn kpi_line(data_dir: std::path::PathBuf, prices: Option<std::path::PathBu
     }
 }
 
-/// The live line never finishes; this keeps the `select!` arm typed.
-fn unreachable_live() -> gatemeter_ingest::IngestReport {
-    gatemeter_ingest::IngestReport::default()
-}
