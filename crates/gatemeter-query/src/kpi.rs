@@ -3,6 +3,7 @@
 //! attempt-level figures from `attempts`, joined on the group keys. Every
 //! ratio is NULL (never NaN) when its denominator is zero.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use crate::error::QueryError;
@@ -76,9 +77,15 @@ pub const BUCKETS: &[(&str, &str, u64)] = &[
 pub struct KpiSettings {
     /// Availability SLO target, e.g. 0.999.
     pub slo_target: f64,
-    /// Tokens-per-minute limit of the scope; `effective_throughput_pct` is
-    /// NULL without one.
+    /// Tokens-per-minute limit of everything together: the limit of the
+    /// ungrouped (and only-bucketed) rows.
     pub tpm_limit: Option<f64>,
+    /// Tokens-per-minute limits per scope: dimension → value → limit, e.g.
+    /// `provider` → `openai` → 800000. A grouped row takes the limit of the
+    /// first group-by dimension that has a table here; a row without a
+    /// limit of its own has a NULL `effective_throughput_pct`, since the
+    /// global limit is not that scope's capacity.
+    pub scoped_tpm_limits: BTreeMap<String, BTreeMap<String, f64>>,
     /// Providers allowed by policy; `compliance_score` is NULL without a list.
     pub allowed_providers: Option<Vec<String>>,
 }
@@ -88,6 +95,7 @@ impl Default for KpiSettings {
         KpiSettings {
             slo_target: 0.999,
             tpm_limit: None,
+            scoped_tpm_limits: BTreeMap::new(),
             allowed_providers: None,
         }
     }
@@ -133,6 +141,24 @@ impl KpiQuery {
 
     fn bucket_minutes(&self) -> Option<u64> {
         self.bucket_spec().map(|(_, _, minutes)| *minutes)
+    }
+
+    /// The TPM limit each output row is measured against, as a SQL
+    /// expression over the joined key columns, or `None` when no row has one.
+    fn tpm_limit_expr(&self, settings: &KpiSettings) -> Option<String> {
+        if self.group_by.is_empty() {
+            return settings.tpm_limit.filter(|limit| *limit > 0.0).map(|limit| format!("{limit:?}"));
+        }
+        let (dimension, limits) = self
+            .group_by
+            .iter()
+            .find_map(|d| settings.scoped_tpm_limits.get(d).filter(|l| !l.is_empty()).map(|limits| (d, limits)))?;
+        let mut case = format!("CASE COALESCE(rk.{dimension}, ak.{dimension})");
+        for (value, limit) in limits {
+            let _ = write!(case, " WHEN {} THEN {limit:?}", quote_literal(value));
+        }
+        case.push_str(" END");
+        Some(case)
     }
 
     /// The group columns (dimensions, then `bucket_start`).
@@ -241,11 +267,9 @@ impl KpiQuery {
             (Some(m), _) | (None, Some(m)) => format!("{m}.0"),
             (None, None) => "ak.observed_minutes".to_owned(),
         };
-        let throughput = match settings.tpm_limit {
-            Some(limit) if limit > 0.0 => format!(
-                "CAST(ak.tokens AS DOUBLE) / NULLIF({minutes}, 0) / {limit:?} * 100.0"
-            ),
-            _ => "CAST(NULL AS DOUBLE)".to_owned(),
+        let throughput = match self.tpm_limit_expr(settings) {
+            Some(limit) => format!("CAST(ak.tokens AS DOUBLE) / NULLIF({minutes}, 0) / NULLIF({limit}, 0.0) * 100.0"),
+            None => "CAST(NULL AS DOUBLE)".to_owned(),
         };
         let variance = match baseline {
             Some(_) => "CAST((CAST(ak.spend_usd AS DOUBLE) - CAST(b.baseline_spend AS DOUBLE)) / NULLIF(CAST(b.baseline_spend AS DOUBLE), 0) * 100.0 AS DOUBLE)".to_owned(),

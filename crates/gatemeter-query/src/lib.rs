@@ -13,6 +13,7 @@ pub mod scorecard;
 use std::sync::Arc;
 
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::dataframe::DataFrame;
 use datafusion::datasource::MemTable;
 
 pub use engine::{QueryConfig, QueryEngine, Window};
@@ -30,6 +31,17 @@ pub async fn kpis(
     query: &KpiQuery,
     settings: &KpiSettings,
 ) -> Result<Vec<RecordBatch>, QueryError> {
+    Ok(kpis_frame(engine, window, query, settings).await?.collect().await?)
+}
+
+/// The KPI rows as a planned DataFrame, not yet run: for callers that need
+/// the schema even when there are no rows, or that register it as a table.
+pub async fn kpis_frame(
+    engine: &QueryEngine,
+    window: Window,
+    query: &KpiQuery,
+    settings: &KpiSettings,
+) -> Result<DataFrame, QueryError> {
     if let (Some(from), Some(to)) = (window.from, window.to) {
         if from >= to {
             return Err(QueryError::BadWindow {
@@ -79,5 +91,5 @@ pub async fn kpis(
         _ => None,
     };
     let sql = query.sql(settings, baseline)?;
-    Ok(ctx.sql(&sql).await?.collect().await?)
+    Ok(ctx.sql(&sql).await?)
 }

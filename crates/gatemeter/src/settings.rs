@@ -83,7 +83,35 @@ struct FileConfig {
 struct KpisFileConfig {
     slo_target: Option<f64>,
     tpm_limit: Option<f64>,
+    /// `[kpis.tpm_limits.<dimension>]` tables: value = tokens per minute.
+    #[serde(default)]
+    tpm_limits: BTreeMap<String, BTreeMap<String, f64>>,
     allowed_providers: Option<Vec<String>>,
+}
+
+/// Checks `[kpis.tpm_limits]`: known dimensions, positive limits.
+fn scoped_tpm_limits(
+    path: Option<&Path>,
+    limits: BTreeMap<String, BTreeMap<String, f64>>,
+) -> Result<BTreeMap<String, BTreeMap<String, f64>>, CliError> {
+    let config_error = |reason: String| CliError::Config {
+        path: path.map(|p| p.display().to_string()).unwrap_or_default(),
+        reason,
+    };
+    for (dimension, values) in &limits {
+        if !gatemeter_query::DIMENSIONS.contains(&dimension.as_str()) {
+            return Err(config_error(format!(
+                "kpis.tpm_limits.{dimension}: unknown dimension (one of {})",
+                gatemeter_query::DIMENSIONS.join(", ")
+            )));
+        }
+        if let Some((value, limit)) = values.iter().find(|(_, limit)| !(**limit > 0.0 && limit.is_finite())) {
+            return Err(config_error(format!(
+                "kpis.tpm_limits.{dimension}.{value}: {limit} is not a positive tokens-per-minute limit"
+            )));
+        }
+    }
+    Ok(limits)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -184,6 +212,7 @@ impl Settings {
             kpi: KpiSettings {
                 slo_target: file.kpis.slo_target.unwrap_or(KpiSettings::default().slo_target),
                 tpm_limit: file.kpis.tpm_limit,
+                scoped_tpm_limits: scoped_tpm_limits(global.config.as_deref(), file.kpis.tpm_limits)?,
                 allowed_providers: file.kpis.allowed_providers,
             },
             scorecard_targets: file.scorecard,
