@@ -6,14 +6,18 @@ set -euo pipefail
 GATEMETER_SETUP="${GATEMETER_SETUP:-all}"
 
 APT_PACKAGES=(build-essential pkg-config zlib1g-dev libssl-dev python3)
-PY_PACKAGES=(duckdb==2.0.0 confluent-kafka==2.16.1 pytest==9.2.0)
+# Real peers the tests start: Prometheus and promtool.
+TEST_APT_PACKAGES=(prometheus)
+PY_PACKAGES=(duckdb==2.0.0 confluent-kafka==2.16.1 pytest==9.2.0 pyarrow==26.0.1 openapi-spec-validator==0.9.0)
 TANSU_VERSION=0.6.0
 VENV="${GATEMETER_VENV:-$HOME/.cache/gatemeter-venv}"
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
+wanted_apt=("${APT_PACKAGES[@]}")
+[ "$GATEMETER_SETUP" = "build" ] || wanted_apt+=("${TEST_APT_PACKAGES[@]}")
 missing_apt=()
-for pkg in "${APT_PACKAGES[@]}"; do
+for pkg in "${wanted_apt[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing_apt+=("$pkg")
 done
 if [ ${#missing_apt[@]} -gt 0 ]; then

@@ -22,6 +22,7 @@ use crate::buffer::{Buffers, PartitionKey};
 use crate::context::{AssignmentChange, LakeSeekContext};
 use crate::error::IngestError;
 use crate::metrics::IngestMetrics;
+use crate::traffic::TrafficMetrics;
 use crate::policy::FlushPolicy;
 
 /// Where to consume from.
@@ -81,6 +82,7 @@ struct Ingest {
     lake: Lake,
     buffers: Buffers,
     metrics: IngestMetrics,
+    traffic: Option<TrafficMetrics>,
     policy: FlushPolicy,
     topic: String,
     assigned: BTreeSet<PartitionKey>,
@@ -90,11 +92,13 @@ struct Ingest {
 
 /// Consumes `options.source` into `lake` until `shutdown` completes (or, with
 /// `until_caught_up`, until every assigned partition is drained), then
-/// flushes and commits what is buffered.
+/// flushes and commits what is buffered. `traffic`, when given, counts the
+/// live traffic series of every committed attempt.
 pub async fn run_ingest(
     options: IngestOptions,
     lake: Lake,
     metrics: IngestMetrics,
+    traffic: Option<TrafficMetrics>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<IngestReport, IngestError> {
     let (sender, changes) = channel();
@@ -112,6 +116,7 @@ pub async fn run_ingest(
         lake,
         buffers: Buffers::default(),
         metrics,
+        traffic,
         policy: options.policy,
         topic: options.source.topic.clone(),
         assigned: BTreeSet::new(),
@@ -208,11 +213,15 @@ impl Ingest {
         }
         let pending = self.buffers.take_pending("ingest");
         let offsets = pending.offsets.clone();
+        let staged = self.traffic.as_ref().map(|traffic| traffic.stage(&pending.rows));
         let timer = self.metrics.flush_duration.start_timer();
         match self.lake.commit(pending).await {
             Ok(summary) => {
                 timer.observe_duration();
                 self.metrics.record_commit(&summary);
+                if let (Some(traffic), Some(staged)) = (&self.traffic, staged) {
+                    traffic.apply(staged);
+                }
                 self.report.stored += summary.rows;
                 self.report.dead_letters += summary.dead_letters;
                 self.report.commits += 1;

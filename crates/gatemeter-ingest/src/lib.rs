@@ -23,9 +23,11 @@ pub mod import;
 mod ingester;
 pub mod metrics;
 pub mod policy;
+pub mod traffic;
 
 pub use error::IngestError;
 pub use import::{import_file, import_topic, ImportReport};
 pub use ingester::{run_ingest, IngestOptions, IngestReport, KafkaSource};
 pub use metrics::IngestMetrics;
 pub use policy::{FlushPolicy, FlushReason};
+pub use traffic::{LabelCaps, Pricer, TrafficMetrics};

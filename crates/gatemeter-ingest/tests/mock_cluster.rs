@@ -94,7 +94,7 @@ async fn fetch_errors_and_a_broker_outage_lose_nothing_and_duplicate_nothing() {
         until_caught_up: false,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let ingest = tokio::spawn(run_ingest(options, lake, metrics.clone(), async {
+    let ingest = tokio::spawn(run_ingest(options, lake, metrics.clone(), None, async {
         let _ = stopped.await;
     }));
 

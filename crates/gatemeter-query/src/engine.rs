@@ -18,6 +18,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::datasource::MemTable;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -79,6 +80,10 @@ pub struct QueryConfig {
     /// Memory a query may use before it spills or fails.
     pub memory_limit_bytes: usize,
     pub target_partitions: usize,
+    /// Whether a query over its memory limit may spill to temporary files
+    /// (the CLI) or must fail (the API, where one query must not fill the
+    /// disk).
+    pub allow_spill: bool,
 }
 
 impl Default for QueryConfig {
@@ -88,6 +93,7 @@ impl Default for QueryConfig {
             prices: None,
             memory_limit_bytes: 1 << 30,
             target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            allow_spill: true,
         }
     }
 }
@@ -109,7 +115,19 @@ pub fn load_price_book(path: Option<&Path>) -> Result<PriceBook, QueryError> {
 pub struct QueryEngine {
     config: QueryConfig,
     price_book: PriceBook,
-    files: Vec<FileEntry>,
+    /// The committed state, re-read incrementally so that a long-lived
+    /// engine (the API) sees new commits; `None` until a commit exists.
+    lake: tokio::sync::Mutex<Option<Lake>>,
+    files: std::sync::RwLock<Arc<Vec<FileEntry>>>,
+}
+
+/// The lake's committed data files, or none when nothing was committed yet.
+async fn load_lake(data_dir: &Path) -> Result<Option<Lake>, QueryError> {
+    if !data_dir.join(gatemeter_lake::paths::COMMITS_DIR).exists() {
+        return Ok(None);
+    }
+    let store = object_store::local::LocalFileSystem::new_with_prefix(data_dir).map_err(gatemeter_lake::LakeError::from)?;
+    Ok(Some(Lake::load(Arc::new(store)).await?))
 }
 
 impl QueryEngine {
@@ -121,18 +139,38 @@ impl QueryEngine {
 
     /// Like [`QueryEngine::open`], with a price book already loaded.
     pub async fn open_with_price_book(config: QueryConfig, price_book: PriceBook) -> Result<QueryEngine, QueryError> {
-        let files = if config.data_dir.join(gatemeter_lake::paths::COMMITS_DIR).exists() {
-            let store = object_store::local::LocalFileSystem::new_with_prefix(&config.data_dir)
-                .map_err(gatemeter_lake::LakeError::from)?;
-            Lake::load(Arc::new(store)).await?.data_files().cloned().collect()
-        } else {
-            Vec::new()
-        };
+        let lake = load_lake(&config.data_dir).await?;
+        let files = lake.as_ref().map(|l| l.data_files().cloned().collect()).unwrap_or_default();
         Ok(QueryEngine {
             config,
             price_book,
-            files,
+            lake: tokio::sync::Mutex::new(lake),
+            files: std::sync::RwLock::new(Arc::new(files)),
         })
+    }
+
+    /// Applies commit records written since the last look (by an ingester
+    /// in this or another process); returns how many were new.
+    pub async fn refresh(&self) -> Result<u64, QueryError> {
+        let mut lake = self.lake.lock().await;
+        let applied = match lake.as_mut() {
+            Some(lake) => lake.reload().await?,
+            None => {
+                *lake = load_lake(&self.config.data_dir).await?;
+                u64::from(lake.is_some())
+            }
+        };
+        if applied > 0 {
+            if let Some(lake) = lake.as_ref() {
+                let files: Vec<FileEntry> = lake.data_files().cloned().collect();
+                *self.files.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(files);
+            }
+        }
+        Ok(applied)
+    }
+
+    fn committed_files(&self) -> Arc<Vec<FileEntry>> {
+        self.files.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     pub fn price_book(&self) -> &PriceBook {
@@ -148,14 +186,17 @@ impl QueryEngine {
         options.execution.parquet.pushdown_filters = true;
         options.execution.parquet.reorder_filters = true;
         options.execution.parquet.enable_page_index = true;
-        let runtime = RuntimeEnvBuilder::new()
-            .with_memory_pool(Arc::new(FairSpillPool::new(self.config.memory_limit_bytes)))
-            .build_arc()?;
+        let mut runtime = RuntimeEnvBuilder::new().with_memory_pool(Arc::new(FairSpillPool::new(self.config.memory_limit_bytes)));
+        if !self.config.allow_spill {
+            // A query over its memory limit fails instead of filling the disk.
+            runtime = runtime.with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled));
+        }
+        let runtime = runtime.build_arc()?;
         let ctx = SessionContext::new_with_config_rt(session_config, runtime);
 
         let data_dir = std::fs::canonicalize(&self.config.data_dir).unwrap_or_else(|_| self.config.data_dir.clone());
-        let urls: Vec<ListingTableUrl> = self
-            .files
+        let files = self.committed_files();
+        let urls: Vec<ListingTableUrl> = files
             .iter()
             .filter(|file| window.overlaps(file))
             .map(|file| ListingTableUrl::parse(data_dir.join(&file.path).to_string_lossy()))

@@ -18,6 +18,16 @@ pub enum QueryError {
     BadWindow { from: String, to: String },
     #[error("named query `{0}` does not exist")]
     UnknownQuery(String),
+    #[error("not allowed: {0}")]
+    Forbidden(String),
+    #[error("SQL: {0}")]
+    BadSql(String),
+    #[error("the query ran longer than its limit of {0:?}")]
+    Timeout(std::time::Duration),
+    #[error("the result has more than {0} rows; add a LIMIT or aggregate")]
+    TooManyRows(usize),
+    #[error("query runtime: {0}")]
+    Runtime(String),
     #[error("named query `{query}`: {reason}")]
     QueryParam { query: String, reason: String },
 }

@@ -109,6 +109,9 @@ pub struct KpiQuery {
     /// Length of the window in minutes, when it has both ends: the
     /// denominator of tokens per minute.
     pub window_minutes: Option<u64>,
+    /// Only rows whose dimension has this value (`team=search`): requests
+    /// by the request's value, attempts by their own.
+    pub filters: Vec<(String, String)>,
 }
 
 fn quote_literal(text: &str) -> String {
@@ -116,8 +119,21 @@ fn quote_literal(text: &str) -> String {
 }
 
 impl KpiQuery {
+    /// `WHERE …` for the filters, or nothing.
+    pub fn filter_clause(&self) -> String {
+        if self.filters.is_empty() {
+            return String::new();
+        }
+        let clauses: Vec<String> = self
+            .filters
+            .iter()
+            .map(|(dimension, value)| format!("{dimension} = {}", quote_literal(value)))
+            .collect();
+        format!(" WHERE {}", clauses.join(" AND "))
+    }
+
     pub fn validate(&self) -> Result<(), QueryError> {
-        for dimension in &self.group_by {
+        for dimension in self.group_by.iter().chain(self.filters.iter().map(|(d, _)| d)) {
             if !DIMENSIONS.contains(&dimension.as_str()) {
                 return Err(QueryError::UnknownDimension(dimension.clone(), DIMENSIONS.join(", ")));
             }
@@ -225,8 +241,9 @@ impl KpiQuery {
              count(*) FILTER (WHERE compliant) AS compliant_requests, \
              count(compliant) AS judged_requests, \
              {p50} AS latency_p50_ms, {p95} AS latency_p95_ms, {p99} AS latency_p99_ms \
-             FROM {compliance_source}{group_by}), ",
+             FROM {compliance_source}{filter}{group_by}), ",
             keys_r = select_keys(),
+            filter = self.filter_clause(),
             p50 = percentile("e2e_latency_ms", 0.5, "successful"),
             p95 = percentile("e2e_latency_ms", 0.95, "successful"),
             p99 = percentile("e2e_latency_ms", 0.99, "successful"),
@@ -247,8 +264,9 @@ impl KpiQuery {
              CAST(CAST(max(attempt_end) AS BIGINT) - CAST(min(request_start) AS BIGINT) AS DOUBLE) / 60000000.0 AS observed_minutes, \
              {a50} AS attempt_latency_p50_ms, {a95} AS attempt_latency_p95_ms, {a99} AS attempt_latency_p99_ms, \
              {t50} AS ttft_p50_ms, {t95} AS ttft_p95_ms, {t99} AS ttft_p99_ms \
-             FROM attempts{group_by}) ",
+             FROM attempts{filter}{group_by}) ",
             keys_a = select_keys(),
+            filter = self.filter_clause(),
             a50 = percentile("duration_ms", 0.5, "outcome = 'success'"),
             a95 = percentile("duration_ms", 0.95, "outcome = 'success'"),
             a99 = percentile("duration_ms", 0.99, "outcome = 'success'"),

@@ -7,7 +7,9 @@ mod error;
 pub mod kpi;
 pub mod named;
 pub mod output;
+pub mod executor;
 pub mod price_book;
+pub mod read_only;
 pub mod scorecard;
 
 use std::sync::Arc;
@@ -50,6 +52,7 @@ pub async fn kpis_frame(
             });
         }
     }
+    query.validate()?;
     let mut query = query.clone();
     query.window_minutes = match (window.from, window.to) {
         (Some(from), Some(to)) => Some(((to - from) / 60_000_000).max(1) as u64),
@@ -72,7 +75,8 @@ pub async fn kpis_frame(
             let scale = (to - from) as f64 / BASELINE_MICROS as f64;
             let batches = before
                 .sql(&format!(
-                    "SELECT {key_list}CAST(sum(cost_usd) AS DOUBLE) * {scale:?} AS baseline_spend FROM attempts{group}"
+                    "SELECT {key_list}CAST(sum(cost_usd) AS DOUBLE) * {scale:?} AS baseline_spend FROM attempts{filter}{group}",
+                    filter = query.filter_clause()
                 ))
                 .await?
                 .collect()

@@ -127,6 +127,31 @@ impl PriceBook {
         &self.rows
     }
 
+    /// An attempt's cost as the `attempts` view computes it: 0 when not
+    /// billed, the reported cost, else the book's price for (provider,
+    /// served model or requested model) at `attempt_start`; `None` when
+    /// unpriced.
+    pub fn attempt_cost(&self, event: &gatemeter_schema::AttemptEvent) -> Option<Usd> {
+        if !event.billed {
+            return Some(Usd(0));
+        }
+        if let Some(cost) = event.cost_usd {
+            return Some(cost);
+        }
+        let model = event.served_model.as_deref().unwrap_or(&event.requested_model);
+        let row = self.row_at(&event.provider, model, event.attempt_start)?;
+        Some(PriceBook::price(
+            row,
+            Usage {
+                input: event.input_tokens,
+                output: event.output_tokens,
+                cache_read: event.cache_read_tokens,
+                cache_write: event.cache_write_tokens,
+                web_search_requests: event.web_search_requests,
+            },
+        ))
+    }
+
     /// The row in force for (provider, model) at `at`.
     pub fn row_at(&self, provider: &str, model: &str, at: EpochMicros) -> Option<&PriceRow> {
         self.rows.iter().find(|r| {

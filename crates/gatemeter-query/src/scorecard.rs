@@ -132,6 +132,22 @@ fn value_of(row: Option<&Value>, kpi: &str) -> Option<f64> {
     }
 }
 
+/// `30m`, `24h`, `7d` → microseconds.
+pub fn parse_duration(text: &str) -> Result<i64, String> {
+    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let n: i64 = number.parse().map_err(|_| format!("`{text}`: expected a number and m, h or d, e.g. 24h"))?;
+    let unit_micros = match unit {
+        "m" => 60_000_000,
+        "h" => 3_600_000_000,
+        "d" => 86_400_000_000,
+        _ => return Err(format!("`{text}`: the unit must be m, h or d")),
+    };
+    if n <= 0 {
+        return Err(format!("`{text}`: must be positive"));
+    }
+    Ok(n * unit_micros)
+}
+
 /// The scorecard of the window ending at `end` (µs) of `length` (µs),
 /// against the window before it.
 pub async fn scorecard(
@@ -207,5 +223,15 @@ mod tests {
         let targets = targets_with(&BTreeMap::from([("retry_rate".to_owned(), 0.1)])).expect("override");
         assert_eq!(targets.iter().find(|t| t.kpi == "retry_rate").map(|t| t.target), Some(0.1));
         assert!(targets_with(&BTreeMap::from([("nope".to_owned(), 1.0)])).is_err());
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("30m"), Ok(1_800_000_000));
+        assert_eq!(parse_duration("24h"), Ok(86_400_000_000));
+        assert_eq!(parse_duration("7d"), Ok(604_800_000_000));
+        assert!(parse_duration("7w").is_err());
+        assert!(parse_duration("h").is_err());
+        assert!(parse_duration("0h").is_err());
     }
 }

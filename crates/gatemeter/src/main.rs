@@ -2,6 +2,7 @@
 
 mod commands;
 mod error;
+mod service;
 mod settings;
 mod synth;
 
@@ -12,7 +13,7 @@ use gatemeter_lake::FailPoint;
 
 use commands::{
     demo::DemoArgs, import::ImportArgs, ingest::IngestArgs, kpis::KpisArgs, produce::ProduceArgs, query::QueryArgs,
-    scorecard::ScorecardArgs,
+    scorecard::ScorecardArgs, serve::ServeArgs,
 };
 use error::CliError;
 use settings::{FlushOptions, GlobalOptions, Settings};
@@ -32,6 +33,8 @@ enum Command {
     /// Run everything with no broker and no config: in-process broker,
     /// synthetic gateway, ingest into the lake, with a live line.
     Demo(DemoArgs),
+    /// The long-running service: ingest, the HTTP API and alerts, by role.
+    Serve(ServeArgs),
     /// Consume attempt events from Kafka into the lake, exactly once.
     Ingest(IngestArgs),
     /// Write JSONL files of events to the lake without Kafka (backfill).
@@ -85,6 +88,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     let flush = match &cli.command {
         Command::Ingest(args) => &args.flush,
         Command::Import(args) => &args.flush,
+        Command::Serve(args) => &args.flush,
         Command::Demo(_) | Command::Produce(_) | Command::Kpis(_) | Command::Query(_) | Command::Scorecard(_) => {
             &no_flush
         }
@@ -92,6 +96,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     let settings = Settings::resolve(&cli.global, flush)?;
     match &cli.command {
         Command::Demo(args) => commands::demo::run(&settings, args).await,
+        Command::Serve(args) => commands::serve::run(&settings, args).await,
         Command::Ingest(args) => commands::ingest::run(&settings, args).await,
         Command::Import(args) => commands::import::run(&settings, args).await,
         Command::Produce(args) => commands::produce::run(&settings, args).await,

@@ -44,6 +44,33 @@ pub struct GlobalOptions {
     /// HTTP listen address [default: 127.0.0.1:8080].
     #[arg(long, env = "GATEMETER_HTTP_LISTEN", global = true)]
     pub http_listen: Option<String>,
+    #[command(flatten)]
+    pub query: QueryLimitOptions,
+}
+
+/// Limits of queries from the network (SPEC 6).
+#[derive(Debug, Clone, Default, Args)]
+pub struct QueryLimitOptions {
+    /// Stop a query after this many milliseconds [default: 30000].
+    #[arg(long, env = "GATEMETER_QUERY_TIMEOUT_MS", global = true)]
+    pub query_timeout_ms: Option<u64>,
+    /// Refuse results of more rows than this [default: 100000].
+    #[arg(long, env = "GATEMETER_QUERY_MAX_ROWS", global = true)]
+    pub query_max_rows: Option<usize>,
+    /// Memory one query may use, in MiB [default: 512].
+    #[arg(long, env = "GATEMETER_QUERY_MEMORY_LIMIT_MB", global = true)]
+    pub query_memory_limit_mb: Option<usize>,
+    /// Threads that run queries, apart from those answering HTTP [default: 2].
+    #[arg(long, env = "GATEMETER_QUERY_THREADS", global = true)]
+    pub query_threads: Option<usize>,
+}
+
+/// Resolved query limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuerySettings {
+    pub limits: gatemeter_query::executor::QueryLimits,
+    pub memory_limit_bytes: usize,
+    pub threads: usize,
 }
 
 /// Flush bounds of ingest and import.
@@ -71,6 +98,8 @@ struct FileConfig {
     ingest: IngestFileConfig,
     #[serde(default)]
     http: HttpFileConfig,
+    #[serde(default)]
+    query: QueryFileConfig,
     #[serde(default)]
     kpis: KpisFileConfig,
     /// Scorecard targets by KPI name, overriding the seeds' defaults.
@@ -138,6 +167,15 @@ struct HttpFileConfig {
     listen: Option<String>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueryFileConfig {
+    timeout_ms: Option<u64>,
+    max_rows: Option<usize>,
+    memory_limit_mb: Option<usize>,
+    threads: Option<usize>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub data_dir: PathBuf,
@@ -146,8 +184,8 @@ pub struct Settings {
     pub topic: String,
     pub group: String,
     pub kafka_options: Vec<(String, String)>,
-    #[allow(dead_code)]
     pub http_listen: String,
+    pub query: QuerySettings,
     pub flush: FlushPolicy,
     pub kpi: KpiSettings,
     pub scorecard_targets: BTreeMap<String, f64>,
@@ -208,6 +246,17 @@ impl Settings {
                 .clone()
                 .or(file.http.listen)
                 .unwrap_or_else(|| DEFAULT_HTTP_LISTEN.to_owned()),
+            query: QuerySettings {
+                limits: gatemeter_query::executor::QueryLimits {
+                    timeout: Duration::from_millis(
+                        global.query.query_timeout_ms.or(file.query.timeout_ms).unwrap_or(30_000).max(1),
+                    ),
+                    max_rows: global.query.query_max_rows.or(file.query.max_rows).unwrap_or(100_000).max(1),
+                },
+                memory_limit_bytes: global.query.query_memory_limit_mb.or(file.query.memory_limit_mb).unwrap_or(512).max(16)
+                    << 20,
+                threads: global.query.query_threads.or(file.query.threads).unwrap_or(2).max(1),
+            },
             flush: flush_policy,
             kpi: KpiSettings {
                 slo_target: file.kpis.slo_target.unwrap_or(KpiSettings::default().slo_target),

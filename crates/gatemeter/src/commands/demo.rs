@@ -1,18 +1,21 @@
 //! `gatemeter demo`: everything on one machine with no set-up — an
 //! in-process Kafka-protocol broker (librdkafka's mock cluster), the
-//! synthetic gateway producing into it, and the ingester writing the lake,
-//! with a live line of what is happening.
+//! synthetic gateway producing into it, the ingester writing the lake and
+//! the HTTP API over it, with the URLs to open and a live line of what is
+//! happening.
 
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use gatemeter_ingest::{run_ingest, IngestMetrics, IngestOptions, KafkaSource};
+use gatemeter_query::PriceBook;
 use gatemeter_lake::Lake;
 use indicatif::ProgressBar;
 use rdkafka::mocking::MockCluster;
 
 use crate::commands::produce::{generator_for, produce_into, producer_config, ProduceArgs, Sink};
 use crate::error::CliError;
+use crate::service::{api_state, bind, traffic_metrics};
 use crate::settings::Settings;
 use crate::synth::Scenario;
 
@@ -33,7 +36,18 @@ pub async fn run(settings: &Settings, args: &DemoArgs) -> Result<(), CliError> {
     cluster.create_topic(&settings.topic, PARTITIONS, 1)?;
     let brokers = cluster.bootstrap_servers();
     let (lake, recovery) = Lake::open_local(&settings.data_dir, None).await?;
-    let metrics = IngestMetrics::register(&prometheus::Registry::new())?;
+    let registry = prometheus::Registry::new();
+    let metrics = IngestMetrics::register(&registry)?;
+    let book = demo_price_book(settings)?;
+    let traffic = traffic_metrics(&registry, book.clone())?;
+    let listener = bind(&settings.http_listen, true).await?;
+    let address = listener.local_addr().map_err(|e| CliError::io(&settings.http_listen, e))?;
+    let state = api_state(settings, book, registry).await?;
+    state.set_ready(true);
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(gatemeter_api::serve(listener, state, async {
+        let _ = http_stopped.await;
+    }));
     println!("gatemeter demo");
     println!("  broker      in-process Kafka mock cluster at {brokers}, topic {}", settings.topic);
     println!(
@@ -42,6 +56,13 @@ pub async fn run(settings: &Settings, args: &DemoArgs) -> Result<(), CliError> {
         recovery.commits
     );
     println!("  traffic     synthetic gateway, {} requests/s", args.rate);
+    println!("  kpis        http://{address}/api/v1/kpis?group_by=provider");
+    println!("  scorecard   http://{address}/api/v1/scorecard?window=1h");
+    println!("  metrics     http://{address}/metrics");
+    println!("  openapi     http://{address}/api/v1/openapi.json");
+    println!(
+        "  sql         curl -s http://{address}/api/v1/sql -H 'content-type: application/json' -d '{{\"sql\": \"SELECT team, sum(cost_usd) AS spend_usd FROM attempts GROUP BY team\"}}'"
+    );
     println!("  stop        Ctrl-C{}", args.duration.map(|s| format!(" or after {s} s")).unwrap_or_default());
 
     let produce_args = ProduceArgs {
@@ -49,6 +70,7 @@ pub async fn run(settings: &Settings, args: &DemoArgs) -> Result<(), CliError> {
         count: u64::MAX,
         scenario: Scenario::Default,
         replay: None,
+        simulated_rate: None,
         seed: rand_seed(),
         start: None,
         duplicates: 0.002,
@@ -92,8 +114,13 @@ pub async fn run(settings: &Settings, args: &DemoArgs) -> Result<(), CliError> {
             tokio::join!(live_line(metrics), kpi_line(data_dir, prices));
         })
     };
-    let report = run_ingest(options, lake, metrics, stop).await;
+    let report = run_ingest(options, lake, metrics, Some(traffic), stop).await;
     live.abort();
+    // Ingest has committed what it buffered: now stop HTTP.
+    let _ = stop_http.send(());
+    if let Ok(Err(e)) = server.await {
+        eprintln!("http: {e}");
+    }
     let report = report?;
     // Stop the producer before the broker goes away, so it does not report
     // the broker's disappearance as an error.
@@ -134,6 +161,14 @@ async fn live_line(metrics: IngestMetrics) {
 /// The price list the demo's synthetic providers charge, used when no
 /// `--prices` is given so the demo needs no files.
 const DEMO_PRICES: &str = include_str!("../../../../config/prices.csv");
+
+/// The `--prices` book, else the built-in list.
+fn demo_price_book(settings: &Settings) -> Result<PriceBook, CliError> {
+    Ok(match &settings.prices {
+        Some(path) => gatemeter_query::engine::load_price_book(Some(path))?,
+        None => PriceBook::parse(DEMO_PRICES)?,
+    })
+}
 
 /// Every ten seconds, the headline KPIs of the last five minutes, computed
 /// by the query layer from what is committed in the lake.

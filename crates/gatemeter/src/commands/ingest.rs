@@ -32,7 +32,7 @@ pub async fn run(settings: &Settings, args: &IngestArgs) -> Result<(), CliError>
         policy: settings.flush,
         until_caught_up: args.until_caught_up,
     };
-    let report = run_ingest(options, lake, metrics, crate::shutdown_signal()).await?;
+    let report = run_ingest(options, lake, metrics, None, crate::shutdown_signal()).await?;
     println!(
         "stored {} events, {} dead letters in {} commits",
         report.stored, report.dead_letters, report.commits

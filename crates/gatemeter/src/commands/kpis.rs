@@ -28,6 +28,9 @@ pub struct KpisArgs {
     /// key_type, attempt_kind, error_class.
     #[arg(long, env = "GATEMETER_KPIS_GROUP_BY", value_delimiter = ',')]
     pub group_by: Vec<String>,
+    /// Only this dimension value, repeatable: --filter team=search
+    #[arg(long = "filter", value_name = "DIMENSION=VALUE")]
+    pub filters: Vec<String>,
     /// Time bucket: 1m, 5m, 15m, 1h, 6h or 1d.
     #[arg(long, env = "GATEMETER_KPIS_BUCKET")]
     pub bucket: Option<String>,
@@ -75,6 +78,15 @@ pub async fn run(settings: &Settings, args: &KpisArgs) -> Result<(), CliError> {
         group_by: args.group_by.iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect(),
         bucket: args.bucket.clone(),
         window_minutes: None,
+        filters: args
+            .filters
+            .iter()
+            .map(|f| {
+                f.split_once('=')
+                    .map(|(d, v)| (d.trim().to_owned(), v.to_owned()))
+                    .ok_or_else(|| CliError::Usage(format!("--filter `{f}`: expected DIMENSION=VALUE, e.g. team=search")))
+            })
+            .collect::<Result<_, _>>()?,
     };
     let batches = kpis(&engine, window, &query, &kpi_settings).await?;
     let text = match args.format {

@@ -5,3 +5,4 @@ pub mod kpis;
 pub mod produce;
 pub mod query;
 pub mod scorecard;
+pub mod serve;

@@ -34,6 +34,11 @@ pub struct ProduceArgs {
     /// Take arrival times and token sizes from an Azure or BurstGPT trace CSV.
     #[arg(long, env = "GATEMETER_PRODUCE_REPLAY")]
     pub replay: Option<PathBuf>,
+    /// Mean client requests per second of event time, when it should differ
+    /// from the sending rate (e.g. a month of history written to a file)
+    /// [default: --rate, or 1000 when --rate is 0].
+    #[arg(long, env = "GATEMETER_PRODUCE_SIMULATED_RATE")]
+    pub simulated_rate: Option<f64>,
     /// Random seed: the same seed gives the same traffic.
     #[arg(long, env = "GATEMETER_PRODUCE_SEED", default_value_t = 42)]
     pub seed: u64,
@@ -173,7 +178,11 @@ pub fn generator_for(args: &ProduceArgs) -> Generator {
         seed: args.seed,
         scenario: args.scenario,
         start_micros: args.start.unwrap_or_else(Utc::now).timestamp_micros(),
-        requests_per_second: if args.rate > 0.0 { args.rate } else { 1000.0 },
+        requests_per_second: match args.simulated_rate {
+            Some(rate) => rate,
+            None if args.rate > 0.0 => args.rate,
+            None => 1000.0,
+        },
         duplicate_share: args.duplicates,
         correction_share: args.corrections,
         malformed_share: args.malformed,
@@ -227,6 +236,9 @@ pub async fn produce_into(
 pub async fn run(settings: &Settings, args: &ProduceArgs) -> Result<(), CliError> {
     if !(0.0..=1.0).contains(&args.duplicates) || !(0.0..=1.0).contains(&args.corrections) || !(0.0..=1.0).contains(&args.malformed) {
         return Err(CliError::Usage("--duplicates, --corrections and --malformed are shares between 0 and 1".into()));
+    }
+    if args.simulated_rate.is_some_and(|rate| !(rate > 0.0 && rate.is_finite())) {
+        return Err(CliError::Usage("--simulated-rate must be a positive number of requests per second".into()));
     }
     let mut sink = open_sink(settings, args).await?;
     let mut generator = generator_for(args);

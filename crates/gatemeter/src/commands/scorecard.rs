@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use clap::Args;
-use gatemeter_query::scorecard::{scorecard, targets_with};
+use gatemeter_query::scorecard::{parse_duration, scorecard, targets_with};
 use gatemeter_query::{KpiSettings, QueryEngine};
 
 use crate::commands::kpis::{query_config, TableFormat};
@@ -19,22 +19,6 @@ pub struct ScorecardArgs {
     pub at: Option<DateTime<Utc>>,
     #[arg(long, env = "GATEMETER_SCORECARD_FORMAT", value_enum, default_value_t = TableFormat::Table)]
     pub format: TableFormat,
-}
-
-/// `30m`, `24h`, `7d` → microseconds.
-pub fn parse_duration(text: &str) -> Result<i64, String> {
-    let (number, unit) = text.split_at(text.len().saturating_sub(1));
-    let n: i64 = number.parse().map_err(|_| format!("`{text}`: expected a number and m, h or d, e.g. 24h"))?;
-    let unit_micros = match unit {
-        "m" => 60_000_000,
-        "h" => 3_600_000_000,
-        "d" => 86_400_000_000,
-        _ => return Err(format!("`{text}`: the unit must be m, h or d")),
-    };
-    if n <= 0 {
-        return Err(format!("`{text}`: must be positive"));
-    }
-    Ok(n * unit_micros)
 }
 
 pub async fn run(settings: &Settings, args: &ScorecardArgs) -> Result<(), CliError> {
@@ -75,19 +59,4 @@ pub async fn run(settings: &Settings, args: &ScorecardArgs) -> Result<(), CliErr
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_duration;
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("30m"), Ok(1_800_000_000));
-        assert_eq!(parse_duration("24h"), Ok(86_400_000_000));
-        assert_eq!(parse_duration("7d"), Ok(604_800_000_000));
-        assert!(parse_duration("7w").is_err());
-        assert!(parse_duration("h").is_err());
-        assert!(parse_duration("0h").is_err());
-    }
 }

@@ -1,0 +1,238 @@
+#!/usr/bin/env python3
+"""Query benchmark (not a test): the SRE dashboard query set on a lake of
+about 10 million attempts, in gatemeter (DataFusion) and in DuckDB on the
+same Parquet files, hot, in the same run, with each engine's peak RSS.
+
+1. Builds the lake once (kept for later runs): `gatemeter produce` writes a
+   month of synthetic traffic (2026-10-23 .. 2026-11-22) to JSONL, then
+   `gatemeter import` commits it.
+2. gatemeter: `query_bench` (crates/gatemeter-query/examples) opens the
+   engine once and runs each query (session per run, as the API does).
+3. DuckDB: a separate process defines the same views, translated from
+   queries/attempts.sql and queries/requests.sql (only epoch arithmetic
+   differs), over read_parquet with Hive partitions, and runs the same
+   queries (quantile_cont for percentile_cont).
+Both engines' answers are compared (row counts; spend to the nano-dollar).
+Writes bench/results/query.json and prints a Markdown table.
+
+usage: bench/query_bench.py [--attempts N] [--runs N] [--lake DIR]
+       (release build: cargo build --release -p gatemeter --bin gatemeter
+        && cargo build --release -p gatemeter-query --example query_bench)
+"""
+
+import argparse
+import csv
+import decimal
+import json
+import math
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release"
+PRICES = ROOT / "config" / "prices.csv"
+START = "2026-10-23T00:00:00Z"
+DAYS = 30
+ATTEMPTS_PER_REQUEST = 1.12  # measured on the default scenario
+
+DAY = ("2026-11-21T00:00:00Z", "2026-11-22T00:00:00Z")
+WEEK = ("2026-11-15T00:00:00Z", "2026-11-22T00:00:00Z")
+MONTH_TO_DATE = ("2026-11-01T00:00:00Z", "2026-11-22T00:00:00Z")
+
+# The SRE dashboard set. `quantile_cont` is DuckDB's name for DataFusion's
+# `percentile_cont` (both: linear interpolation between closest ranks).
+SUITE = [
+    ("latency_by_model_hour_24h", DAY, """
+        SELECT requested_model, date_trunc('hour', request_start) AS hour,
+               quantile_cont(e2e_latency_ms, 0.5) AS p50,
+               quantile_cont(e2e_latency_ms, 0.95) AS p95,
+               quantile_cont(e2e_latency_ms, 0.99) AS p99
+        FROM requests WHERE successful GROUP BY 1, 2 ORDER BY 1, 2"""),
+    ("error_budget_burn_by_team_hour_24h", DAY, """
+        SELECT team, date_trunc('hour', request_start) AS hour,
+               (1.0 - CAST(count(*) FILTER (WHERE good) AS DOUBLE)
+                      / CAST(NULLIF(count(*) FILTER (WHERE valid), 0) AS DOUBLE)) / 0.001 AS burn
+        FROM requests GROUP BY 1, 2 ORDER BY 1, 2"""),
+    ("retry_amplification_by_provider_day_7d", WEEK, """
+        SELECT provider, date_trunc('day', request_start) AS day,
+               CAST(sum(attempts) AS DOUBLE) / CAST(count(*) AS DOUBLE) AS retry_amplification
+        FROM requests GROUP BY 1, 2 ORDER BY 1, 2"""),
+    ("cost_per_success_by_key_day_7d", WEEK, """
+        SELECT api_key_id, date_trunc('day', request_start) AS day,
+               CAST(sum(cost_usd) AS DECIMAL(38, 9)) / NULLIF(count(*) FILTER (WHERE successful), 0) AS cost_per_success
+        FROM requests GROUP BY 1, 2 ORDER BY 1, 2"""),
+    ("spend_by_team_mtd", MONTH_TO_DATE, """
+        SELECT team, CAST(sum(cost_usd) AS DECIMAL(38, 9)) AS spend_usd
+        FROM attempts GROUP BY team ORDER BY team"""),
+    ("drilldown_one_team_one_day", DAY, """
+        SELECT requested_model, provider, count(*) AS attempts, CAST(sum(cost_usd) AS DECIMAL(38, 9)) AS spend_usd,
+               quantile_cont(duration_ms, 0.95) AS p95_ms
+        FROM attempts WHERE team = 'search' GROUP BY 1, 2 ORDER BY 1, 2"""),
+]
+
+
+def run_measured(cmd, env=None):
+    """Runs cmd under GNU time: (stdout, wall s, peak RSS MiB)."""
+    start = time.perf_counter()
+    result = subprocess.run(["/usr/bin/time", "-f", "TIME %e %M", *cmd], capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"{cmd[0]} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    line = [l for l in result.stderr.splitlines() if l.startswith("TIME ")][-1]
+    return result.stdout, wall, int(line.split()[2]) / 1024
+
+
+def build_lake(lake, attempts):
+    gatemeter = str(TARGET / "gatemeter")
+    requests = int(attempts / ATTEMPTS_PER_REQUEST)
+    rate = requests / (DAYS * 86400)
+    with tempfile.TemporaryDirectory(prefix="gatemeter-qbench-", dir=lake.parent) as tmp:
+        events = pathlib.Path(tmp) / "events.jsonl"
+        started = time.perf_counter()
+        subprocess.run([gatemeter, "produce", "--rate", "0", "--simulated-rate", f"{rate:.6f}", "--count", str(requests),
+                        "--start", START, "--seed", "11", "--output", str(events)], check=True)
+        produced = time.perf_counter()
+        subprocess.run([gatemeter, "--data-dir", str(lake), "import", str(events)], check=True)
+        print(f"lake: produce {produced - started:.0f} s, import {time.perf_counter() - produced:.0f} s", file=sys.stderr)
+
+
+# ---- DuckDB side -----------------------------------------------------------
+
+def view_body(name):
+    """A view of queries/ without its header, epoch arithmetic in DuckDB's words."""
+    text = (ROOT / "queries" / f"{name}.sql").read_text()
+    body = "\n".join(line for line in text.splitlines() if not line.startswith("--"))
+    return re.sub(r"CAST\(([\w.]+) AS BIGINT\)", r"epoch_us(\1)", body)
+
+
+def price_book_sql():
+    """The price book with the same exact per-token columns as gatemeter's."""
+    rows = list(csv.DictReader(PRICES.open()))
+    values = []
+    d = decimal.Decimal
+    for r in rows:
+        money = lambda k: f"CAST('{d(r[k])}' AS DECIMAL(20, 9))"
+        unit = lambda v: f"CAST('{v}' AS DECIMAL(38, 15))"
+        values.append(
+            f"('{r['provider']}', '{r['model']}', TIMESTAMPTZ '{r['effective_from']}', "
+            f"{money('input_per_1m')}, {money('output_per_1m')}, {money('cache_read_per_1m')}, "
+            f"{money('cache_write_per_1m')}, {money('request_fee')}, {money('web_search_per_1k')}, "
+            f"{unit(d(r['input_per_1m']) / 1000000)}, {unit(d(r['output_per_1m']) / 1000000)}, "
+            f"{unit(d(r['cache_read_per_1m']) / 1000000)}, {unit(d(r['cache_write_per_1m']) / 1000000)}, "
+            f"{unit(d(r['web_search_per_1k']) / 1000)})")
+    return (
+        "CREATE TABLE price_book_rows AS SELECT * FROM (VALUES " + ", ".join(values) + ") AS t(provider, model, "
+        "effective_from, input_per_1m, output_per_1m, cache_read_per_1m, cache_write_per_1m, request_fee, "
+        "web_search_per_1k, input_per_token, output_per_token, cache_read_per_token, cache_write_per_token, "
+        "web_search_per_request);\n"
+        "CREATE TABLE price_book AS SELECT *, lead(effective_from) OVER (PARTITION BY provider, model "
+        "ORDER BY effective_from) AS effective_to FROM price_book_rows;")
+
+
+def duckdb_worker(suite_file, lake, runs):
+    import duckdb
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(f"SET threads = {os.cpu_count() or 2}")
+    con.execute(price_book_sql())
+    attempts_body, requests_body = view_body("attempts"), view_body("requests")
+    for query in json.loads(pathlib.Path(suite_file).read_text()):
+        sql = query["sql"]
+        times, rows = [], []
+        for run in range(runs + 1):
+            started = time.perf_counter()
+            con.execute(
+                f"CREATE OR REPLACE TEMP VIEW attempts_raw AS SELECT * EXCLUDE (date, hour) FROM read_parquet("
+                f"'{lake}/attempts/*/*/*.parquet', hive_partitioning = true) "
+                f"WHERE date >= DATE '{query['from'][:10]}' AND date <= DATE '{query['to'][:10]}' "
+                f"AND request_start >= TIMESTAMPTZ '{query['from']}' AND request_start < TIMESTAMPTZ '{query['to']}'")
+            con.execute(f"CREATE OR REPLACE TEMP VIEW attempts AS {attempts_body}")
+            con.execute(f"CREATE OR REPLACE TEMP VIEW requests AS {requests_body}")
+            rows = con.execute(sql).fetchall()
+            if run > 0:
+                times.append((time.perf_counter() - started) * 1000)
+        print(json.dumps({"name": query["name"], "rows": len(rows), "ms": times,
+                          "answer": [[str(v) for v in row] for row in rows] if query["name"] == "spend_by_team_mtd" else None}),
+              flush=True)
+
+
+# ---- the run -----------------------------------------------------------------
+
+def median(values):
+    values = sorted(values)
+    return values[len(values) // 2] if len(values) % 2 else (values[len(values) // 2 - 1] + values[len(values) // 2]) / 2
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--attempts", type=int, default=10_000_000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--lake", type=pathlib.Path,
+                        default=pathlib.Path.home() / ".cache" / "gatemeter-bench" / "lake-10m")
+    parser.add_argument("--duckdb-worker", nargs=3, metavar=("SUITE", "LAKE", "RUNS"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.duckdb_worker:
+        suite_file, lake, runs = args.duckdb_worker
+        duckdb_worker(suite_file, lake, int(runs))
+        return
+
+    bench = TARGET / "examples" / "query_bench"
+    for binary in (TARGET / "gatemeter", bench):
+        assert binary.exists(), f"{binary} missing: see the usage in this file's docstring"
+    if not (args.lake / "_gatemeter").exists():
+        args.lake.parent.mkdir(parents=True, exist_ok=True)
+        build_lake(args.lake, args.attempts)
+
+    suite = [{"name": n, "from": w[0], "to": w[1], "sql": " ".join(sql.split())} for n, w, sql in SUITE]
+    with tempfile.TemporaryDirectory() as tmp:
+        duck_suite = pathlib.Path(tmp) / "duckdb.json"
+        duck_suite.write_text(json.dumps(suite))
+        df_suite = pathlib.Path(tmp) / "datafusion.json"
+        df_suite.write_text(json.dumps([dict(q, sql=q["sql"].replace("quantile_cont(", "percentile_cont(")) for q in suite]))
+        df_out, _, df_rss = run_measured([str(bench), str(args.lake), str(PRICES), str(df_suite), str(args.runs)])
+        duck_out, _, duck_rss = run_measured([sys.executable, __file__, "--duckdb-worker", str(duck_suite),
+                                              str(args.lake), str(args.runs)])
+    ours = {r["name"]: r for r in map(json.loads, df_out.splitlines())}
+    theirs = {r["name"]: r for r in map(json.loads, duck_out.splitlines())}
+
+    attempts = int(subprocess.run(
+        [sys.executable, "-c", "import duckdb,sys; print(duckdb.sql(\"SELECT count(*) FROM read_parquet('"
+         f"{args.lake}/attempts/*/*/*.parquet')\").fetchone()[0])"], capture_output=True, text=True, check=True).stdout)
+    spend = subprocess.run(
+        [str(TARGET / "gatemeter"), "--data-dir", str(args.lake), "--prices", str(PRICES), "query", "--format", "json",
+         f"SELECT team, CAST(sum(cost_usd) AS DECIMAL(38, 9)) AS spend_usd FROM attempts "
+         f"WHERE request_start >= arrow_cast('{MONTH_TO_DATE[0]}', 'Timestamp(µs, \"UTC\")') "
+         f"AND request_start < arrow_cast('{MONTH_TO_DATE[1]}', 'Timestamp(µs, \"UTC\")') GROUP BY team ORDER BY team"],
+        capture_output=True, text=True, check=True).stdout
+    ours_spend = [[r["team"], r["spend_usd"]] for r in json.loads(spend)]
+    agree = ours_spend == theirs["spend_by_team_mtd"]["answer"]
+
+    results = {"attempts": attempts, "runs": args.runs, "gatemeter_peak_rss_mib": df_rss, "duckdb_peak_rss_mib": duck_rss,
+               "spend_by_team_mtd_agrees": agree, "queries": []}
+    ratios = []
+    print("| query | rows | gatemeter ms (median) | DuckDB ms (median) | ratio |\n|---|---:|---:|---:|---:|")
+    for q in suite:
+        a, b = ours[q["name"]], theirs[q["name"]]
+        if a["rows"] != b["rows"]:
+            raise SystemExit(f"{q['name']}: gatemeter {a['rows']} rows, DuckDB {b['rows']}")
+        ratio = median(a["ms"]) / median(b["ms"])
+        ratios.append(ratio)
+        results["queries"].append({"name": q["name"], "rows": a["rows"], "gatemeter_ms": a["ms"], "duckdb_ms": b["ms"],
+                                   "gatemeter_median_ms": median(a["ms"]), "duckdb_median_ms": median(b["ms"]),
+                                   "ratio": ratio})
+        print(f"| {q['name']} | {a['rows']} | {median(a['ms']):.1f} | {median(b['ms']):.1f} | {ratio:.2f} |")
+    results["geometric_mean_ratio"] = math.exp(sum(map(math.log, ratios)) / len(ratios))
+    print(f"\nattempts {attempts:,}; geometric mean ratio {results['geometric_mean_ratio']:.2f}; "
+          f"peak RSS gatemeter {df_rss:.0f} MiB, DuckDB {duck_rss:.0f} MiB; spend by team agrees: {agree}")
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / "query.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+//! `POST /api/v1/sql` (read-only, limited) and the named queries of
+//! `queries/`.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::Json;
+use chrono::Utc;
+use gatemeter_query::executor::collect_capped;
+use gatemeter_query::read_only::read_only_options;
+use gatemeter_query::{named, Window};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::encode::{negotiate, respond};
+use crate::error::ApiError;
+use crate::handlers::kpis::parse_time;
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlRequest {
+    pub sql: String,
+    /// Optional window on `request_start`: only files and rows inside it
+    /// are read (the same as a WHERE on request_start, but cheaper).
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Option<String>,
+}
+
+pub async fn post_sql(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<SqlRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(request) = body.map_err(|e| ApiError::BadRequest(format!("body: {}; send {{\"sql\": \"SELECT …\"}}", e.body_text())))?;
+    let format = negotiate(&headers)?;
+    let window = Window {
+        from: request.from.as_deref().map(|t| parse_time("from", t)).transpose()?,
+        to: request.to.as_deref().map(|t| parse_time("to", t)).transpose()?,
+    };
+    let result = state.executor.sql(state.engine.clone(), window, request.sql).await?;
+    respond(&result, format)
+}
+
+pub async fn list_queries() -> Result<Json<Value>, ApiError> {
+    let catalog = named::catalog()?;
+    Ok(Json(json!({"queries": catalog.values().collect::<Vec<_>>()})))
+}
+
+pub async fn run_named_query(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(params): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let format = negotiate(&headers)?;
+    let sql = named::bind(&name, &params, Utc::now())?;
+    let engine = state.engine.clone();
+    let max_rows = state.executor.limits().max_rows;
+    let result = state
+        .executor
+        .run(async move {
+            engine.refresh().await?;
+            let ctx = engine.session(Window::default()).await?;
+            let frame = ctx.sql_with_options(&sql, read_only_options()).await?;
+            collect_capped(frame, max_rows).await
+        })
+        .await?;
+    respond(&result, format)
+}

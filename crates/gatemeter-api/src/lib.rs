@@ -1,0 +1,142 @@
+//! gatemeter's HTTP API (SPEC 5.2): health, readiness and metrics; KPIs,
+//! scorecard, SLO, budgets and alerts; read-only SQL and the named queries;
+//! and the OpenAPI document of all of it. The router is built from one
+//! table of endpoints, which the OpenAPI test compares with the document.
+
+pub mod encode;
+pub mod error;
+mod handlers;
+pub mod openapi;
+pub mod state;
+
+use std::future::Future;
+
+use axum::routing::{get, post, MethodRouter};
+use axum::Router;
+
+pub use error::ApiError;
+pub use state::{AppState, Reports};
+
+/// One route of the API.
+pub struct Endpoint {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub handler: MethodRouter<AppState>,
+}
+
+fn endpoint(method: &'static str, path: &'static str, handler: MethodRouter<AppState>) -> Endpoint {
+    Endpoint { method, path, handler }
+}
+
+/// Every endpoint the router serves.
+pub fn endpoints() -> Vec<Endpoint> {
+    use handlers::{health, kpis, sql};
+    vec![
+        endpoint("get", "/healthz", get(health::healthz)),
+        endpoint("get", "/readyz", get(health::readyz)),
+        endpoint("get", "/metrics", get(health::metrics)),
+        endpoint("get", "/api/v1/kpis", get(kpis::get_kpis)),
+        endpoint("get", "/api/v1/scorecard", get(kpis::get_scorecard)),
+        endpoint("get", "/api/v1/slo", get(kpis::get_slo)),
+        endpoint("get", "/api/v1/budgets", get(kpis::get_budgets)),
+        endpoint("get", "/api/v1/alerts", get(kpis::get_alerts)),
+        endpoint("post", "/api/v1/sql", post(sql::post_sql)),
+        endpoint("get", "/api/v1/queries", get(sql::list_queries)),
+        endpoint("get", "/api/v1/queries/{name}", get(sql::run_named_query)),
+        endpoint("get", "/api/v1/openapi.json", get(openapi::get_openapi)),
+    ]
+}
+
+pub fn router(state: AppState) -> Router {
+    let mut router = Router::new();
+    for Endpoint { path, handler, .. } in endpoints() {
+        router = router.route(path, handler);
+    }
+    router.fallback(not_found).with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!("no endpoint at {}; see /api/v1/openapi.json", uri.path()))
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then finishes
+/// the requests in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::{Method, Request, StatusCode};
+    use gatemeter_query::executor::{QueryExecutor, QueryLimits};
+    use gatemeter_query::{KpiSettings, QueryConfig, QueryEngine};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn state(dir: &std::path::Path) -> AppState {
+        let engine = QueryEngine::open(QueryConfig {
+            data_dir: dir.to_path_buf(),
+            ..QueryConfig::default()
+        })
+        .await
+        .expect("engine");
+        let executor = QueryExecutor::new(1, QueryLimits::default()).expect("executor");
+        AppState::new(
+            Arc::new(engine),
+            executor,
+            prometheus::Registry::new(),
+            KpiSettings::default(),
+            gatemeter_query::scorecard::default_targets(),
+        )
+    }
+
+    async fn call(state: &AppState, method: &str, path: &str, body: &str) -> (StatusCode, serde_json::Value) {
+        let request = Request::builder()
+            .method(Method::from_bytes(method.to_uppercase().as_bytes()).expect("method"))
+            .uri(path.replace("{name}", "unpriced_attempts"))
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_owned()))
+            .expect("request");
+        let response = router(state.clone()).oneshot(request).await.expect("response");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
+        (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_endpoint_answers_its_documented_method() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = state(dir.path()).await;
+        state.set_ready(true);
+        for endpoint in endpoints() {
+            let body = if endpoint.method == "post" { r#"{"sql": "SELECT 1 AS one"}"# } else { "" };
+            let (status, _) = call(&state, endpoint.method, endpoint.path, body).await;
+            assert_eq!(status, StatusCode::OK, "{} {}", endpoint.method, endpoint.path);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn errors_are_json_with_a_code_and_readiness_waits_for_recovery() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = state(dir.path()).await;
+        assert_eq!(call(&state, "get", "/readyz", "").await.0, StatusCode::SERVICE_UNAVAILABLE);
+        let (status, body) = call(&state, "post", "/api/v1/sql", r#"{"sql": "DROP TABLE attempts"}"#).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"]["code"], "forbidden_statement");
+        let (status, body) = call(&state, "get", "/api/v1/kpis?group_by=nope", "").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body["error"]["message"].as_str().unwrap_or_default().contains("nope"));
+        let (status, body) = call(&state, "get", "/api/v1/queries/no_such_query", "").await;
+        assert_eq!((status, body["error"]["code"].clone()), (StatusCode::NOT_FOUND, "not_found".into()));
+        let (status, _) = call(&state, "get", "/api/v1/nowhere", "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+}

@@ -1,0 +1,70 @@
+//! Times a suite of queries on gatemeter's query engine (driven by
+//! `bench/query_bench.py`, which runs DuckDB on the same files beside it).
+//!
+//! usage: query_bench DATA_DIR PRICES SUITE.json RUNS
+//!
+//! SUITE.json is a list of `{"name", "from", "to", "sql"}` (RFC 3339 window
+//! ends). Each query runs once to warm up, then RUNS times; every run builds
+//! its window's session, as the API does per request. Prints one JSON object
+//! per query: name, rows, and every timed run in milliseconds.
+
+use std::time::Instant;
+
+use chrono::DateTime;
+use gatemeter_query::{QueryConfig, QueryEngine, Window};
+use serde_json::{json, Value};
+
+fn micros(value: &Value) -> Result<Option<i64>, String> {
+    match value.as_str() {
+        None => Ok(None),
+        Some(text) => DateTime::parse_from_rfc3339(text)
+            .map(|t| Some(t.timestamp_micros()))
+            .map_err(|e| format!("bad time {text}: {e}")),
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), String> {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, data_dir, prices, suite, runs] = args.as_slice() else {
+        return Err("usage: query_bench DATA_DIR PRICES SUITE.json RUNS".into());
+    };
+    let runs: usize = runs.parse().map_err(|_| format!("RUNS `{runs}` is not a number"))?;
+    let suite: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(suite).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    let engine = QueryEngine::open(QueryConfig {
+        data_dir: data_dir.into(),
+        prices: Some(prices.into()),
+        ..QueryConfig::default()
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    for query in &suite {
+        let name = query["name"].as_str().unwrap_or_default();
+        let sql = query["sql"].as_str().ok_or_else(|| format!("{name}: no sql"))?;
+        let window = Window {
+            from: micros(&query["from"])?,
+            to: micros(&query["to"])?,
+        };
+        let mut times = Vec::with_capacity(runs);
+        let mut rows = 0;
+        for run in 0..=runs {
+            let started = Instant::now();
+            let ctx = engine.session(window).await.map_err(|e| format!("{name}: {e}"))?;
+            let batches = ctx
+                .sql(sql)
+                .await
+                .map_err(|e| format!("{name}: {e}"))?
+                .collect()
+                .await
+                .map_err(|e| format!("{name}: {e}"))?;
+            let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+            rows = batches.iter().map(|b| b.num_rows()).sum::<usize>();
+            if run > 0 {
+                times.push(elapsed);
+            }
+        }
+        println!("{}", json!({"name": name, "rows": rows, "ms": times}));
+    }
+    Ok(())
+}

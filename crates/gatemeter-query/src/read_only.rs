@@ -1,0 +1,155 @@
+//! The SQL endpoint is read-only (SPEC 6): a statement is checked on its
+//! syntax tree before anything is planned — exactly one query (or EXPLAIN of
+//! one), no nested DML, no `SELECT … INTO`, no table named by a path or URL.
+//! The plan is then verified again with DataFusion's [`SQLOptions`] (no DDL,
+//! no DML, no SET), so a construct this check does not know still cannot
+//! write.
+
+use std::ops::ControlFlow;
+
+use datafusion::execution::context::SQLOptions;
+use datafusion::sql::parser::{DFParser, Statement as DfStatement};
+use datafusion::sql::sqlparser::ast::{
+    ObjectName, Query, SetExpr, Statement, TableFactor, Visit, Visitor,
+};
+
+use crate::error::QueryError;
+
+/// What a read-only caller may plan: queries only.
+pub fn read_only_options() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+fn forbidden(reason: impl Into<String>) -> QueryError {
+    QueryError::Forbidden(reason.into())
+}
+
+/// The first word of a statement, for the error message ("CREATE", "COPY").
+fn verb(statement: &impl std::fmt::Display) -> String {
+    statement
+        .to_string()
+        .split_whitespace()
+        .next()
+        .unwrap_or("statement")
+        .to_uppercase()
+}
+
+/// Walks a query for anything that writes or reads outside the lake.
+struct ReadOnlyVisitor;
+
+impl Visitor for ReadOnlyVisitor {
+    type Break = QueryError;
+
+    fn pre_visit_statement(&mut self, statement: &Statement) -> ControlFlow<QueryError> {
+        match statement {
+            Statement::Query(_) => ControlFlow::Continue(()),
+            other => ControlFlow::Break(forbidden(format!("{} is not allowed inside a query", verb(other)))),
+        }
+    }
+
+    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<QueryError> {
+        if let SetExpr::Select(select) = query.body.as_ref() {
+            if select.into.is_some() {
+                return ControlFlow::Break(forbidden("SELECT … INTO creates a table; the SQL endpoint is read-only"));
+            }
+        }
+        match query.body.as_ref() {
+            SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_) | SetExpr::Merge(_) => {
+                ControlFlow::Break(forbidden("data-modifying statements are not allowed; the SQL endpoint is read-only"))
+            }
+            _ => ControlFlow::Continue(()),
+        }
+    }
+
+    fn pre_visit_relation(&mut self, relation: &ObjectName) -> ControlFlow<QueryError> {
+        let name = relation.to_string();
+        if name.contains('/') || name.contains('\\') || name.contains(':') || name.contains('\'') {
+            return ControlFlow::Break(forbidden(format!(
+                "table {name} looks like a path or URL; only the lake's tables and views can be read"
+            )));
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<QueryError> {
+        match factor {
+            TableFactor::Table { args: Some(_), name, .. } => {
+                let lowered = name.to_string().to_lowercase();
+                // Table functions that read files would reach outside the lake.
+                if lowered.starts_with("read_") || lowered.contains("parquet") || lowered.contains("csv") || lowered.contains("json") {
+                    return ControlFlow::Break(forbidden(format!("table function {name} is not allowed")));
+                }
+                ControlFlow::Continue(())
+            }
+            _ => ControlFlow::Continue(()),
+        }
+    }
+}
+
+/// Refuses anything but a single read-only query, with the reason.
+pub fn check_read_only(sql: &str) -> Result<(), QueryError> {
+    let statements = DFParser::parse_sql(sql).map_err(|e| QueryError::BadSql(e.to_string()))?;
+    let statement = match statements.len() {
+        0 => return Err(QueryError::BadSql("no statement given".into())),
+        1 => &statements[0],
+        n => return Err(forbidden(format!("{n} statements given; send exactly one query"))),
+    };
+    let query = match statement {
+        DfStatement::Statement(statement) => match statement.as_ref() {
+            Statement::Query(_) => statement.as_ref(),
+            Statement::Explain { statement: inner, .. } if matches!(inner.as_ref(), Statement::Query(_)) => inner.as_ref(),
+            other => {
+                return Err(forbidden(format!("{} is not allowed; the SQL endpoint is read-only", verb(other))));
+            }
+        },
+        DfStatement::CreateExternalTable(_) => {
+            return Err(forbidden("CREATE EXTERNAL TABLE is not allowed; only the lake can be read"));
+        }
+        DfStatement::CopyTo(_) => return Err(forbidden("COPY is not allowed; the SQL endpoint is read-only")),
+        DfStatement::Explain(_) => return Err(forbidden("EXPLAIN is allowed only for a query")),
+        DfStatement::Reset(_) => return Err(forbidden("RESET is not allowed; the SQL endpoint is read-only")),
+    };
+    match query.visit(&mut ReadOnlyVisitor) {
+        ControlFlow::Break(error) => Err(error),
+        ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_pass() {
+        for sql in [
+            "SELECT 1",
+            "SELECT team, sum(cost_usd) FROM attempts GROUP BY team",
+            "WITH t AS (SELECT * FROM requests) SELECT count(*) FROM t",
+            "EXPLAIN SELECT * FROM attempts",
+            "SELECT * FROM information_schema.tables",
+            "SELECT * FROM attempts UNION ALL SELECT * FROM attempts",
+        ] {
+            assert!(check_read_only(sql).is_ok(), "{sql}: {:?}", check_read_only(sql));
+        }
+    }
+
+    #[test]
+    fn writes_are_refused_with_a_reason() {
+        for (sql, reason) in [
+            ("DROP TABLE attempts", "DROP"),
+            ("INSERT INTO attempts SELECT * FROM attempts", "INSERT"),
+            ("COPY (SELECT 1) TO '/tmp/x.csv'", "COPY"),
+            ("CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'", "EXTERNAL"),
+            ("SET datafusion.execution.batch_size = 1", "SET"),
+            ("SELECT 1; SELECT 2", "2 statements"),
+            ("SELECT * INTO t FROM attempts", "INTO"),
+            ("SELECT * FROM '/etc/passwd'", "path or URL"),
+        ] {
+            let error = check_read_only(sql).expect_err(sql).to_string();
+            assert!(error.contains(reason), "{sql}: {error}");
+        }
+    }
+}

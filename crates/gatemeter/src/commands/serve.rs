@@ -1,0 +1,116 @@
+//! `gatemeter serve [--roles ingest,api,alerts]`: the long-running service.
+//! Roles run in one process or in separate ones. Shutdown is ordered: stop
+//! consuming, flush and commit, then stop HTTP.
+
+use clap::{Args, ValueEnum};
+use gatemeter_ingest::{run_ingest, IngestMetrics, IngestOptions};
+use gatemeter_lake::Lake;
+use tokio::sync::oneshot;
+use tracing::info;
+
+use crate::error::CliError;
+use crate::service::{api_state, bind, traffic_metrics};
+use crate::settings::{FlushOptions, Settings};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum Role {
+    /// Consume Kafka into the lake (needs --brokers).
+    Ingest,
+    /// Serve the HTTP API, SQL and /metrics.
+    Api,
+    /// Evaluate alert rules and notify.
+    Alerts,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Roles to run in this process.
+    #[arg(long, env = "GATEMETER_ROLES", value_enum, value_delimiter = ',', default_value = "ingest,api,alerts")]
+    pub roles: Vec<Role>,
+    #[command(flatten)]
+    pub flush: FlushOptions,
+}
+
+pub async fn run(settings: &Settings, args: &ServeArgs) -> Result<(), CliError> {
+    let registry = prometheus::Registry::new();
+    let book = gatemeter_query::engine::load_price_book(settings.prices.as_deref())?;
+    let wants = |role| args.roles.contains(&role);
+    let ingest_source = match (wants(Role::Ingest), settings.kafka_source()) {
+        (true, Ok(source)) => Some(source),
+        (true, Err(_)) => {
+            eprintln!("ingest: no Kafka brokers configured; serving the lake as it is");
+            None
+        }
+        (false, _) => None,
+    };
+
+    // HTTP first, answering 503 on /readyz until the lake is recovered.
+    let (stop_http, http_stopped) = oneshot::channel::<()>();
+    let api = if wants(Role::Api) {
+        let listener = bind(&settings.http_listen, false).await?;
+        let address = listener.local_addr().map_err(|e| CliError::io(&settings.http_listen, e))?;
+        let state = api_state(settings, book.clone(), registry.clone()).await?;
+        eprintln!("api: http://{address}/api/v1/kpis  (OpenAPI: http://{address}/api/v1/openapi.json)");
+        let server_state = state.clone();
+        let server = tokio::spawn(async move {
+            gatemeter_api::serve(listener, server_state, async {
+                let _ = http_stopped.await;
+            })
+            .await
+        });
+        Some((state, server))
+    } else {
+        None
+    };
+    if wants(Role::Alerts) {
+        info!("alerts: no rules configured");
+    }
+
+    let outcome = match ingest_source {
+        Some(source) => {
+            let (lake, recovery) = Lake::open_local(&settings.data_dir, crate::fail_point()?).await?;
+            eprintln!(
+                "lake {}: {} commits, {} orphans deleted",
+                settings.data_dir.display(),
+                recovery.commits,
+                recovery.orphans_deleted.len()
+            );
+            if let Some((state, _)) = &api {
+                state.set_ready(true);
+            }
+            let metrics = IngestMetrics::register(&registry)?;
+            let traffic = traffic_metrics(&registry, book)?;
+            let options = IngestOptions {
+                source,
+                policy: settings.flush,
+                until_caught_up: false,
+            };
+            // Returns once shutdown was asked and the buffer is committed.
+            run_ingest(options, lake, metrics, Some(traffic), crate::shutdown_signal())
+                .await
+                .map(|report| {
+                    eprintln!(
+                        "ingest stopped: {} events stored, {} dead letters, {} commits",
+                        report.stored, report.dead_letters, report.commits
+                    );
+                })
+                .map_err(CliError::from)
+        }
+        None => {
+            if let Some((state, _)) = &api {
+                state.set_ready(true);
+            }
+            crate::shutdown_signal().await;
+            Ok(())
+        }
+    };
+    // Ingest has flushed and committed: now stop HTTP.
+    let _ = stop_http.send(());
+    if let Some((_, server)) = api {
+        match server.await {
+            Ok(result) => result.map_err(|e| CliError::io("http", e))?,
+            Err(e) => return Err(CliError::Usage(format!("http server task failed: {e}"))),
+        }
+    }
+    outcome
+}

@@ -1,0 +1,65 @@
+//! The long-running parts `serve` and `demo` share: the API state over the
+//! lake, binding the HTTP listener, and the traffic metrics priced by the
+//! same book as the KPIs.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use gatemeter_api::AppState;
+use gatemeter_ingest::{LabelCaps, TrafficMetrics};
+use gatemeter_query::executor::QueryExecutor;
+use gatemeter_query::scorecard::targets_with;
+use gatemeter_query::{PriceBook, QueryConfig, QueryEngine};
+use tokio::net::TcpListener;
+
+use crate::error::CliError;
+use crate::settings::Settings;
+
+/// The query engine and API state over `settings.data_dir`, not yet ready.
+pub async fn api_state(settings: &Settings, book: PriceBook, registry: prometheus::Registry) -> Result<AppState, CliError> {
+    let config = QueryConfig {
+        data_dir: settings.data_dir.clone(),
+        prices: settings.prices.clone(),
+        memory_limit_bytes: settings.query.memory_limit_bytes,
+        target_partitions: settings.query.threads,
+        // One query over its limit fails rather than filling the disk.
+        allow_spill: false,
+    };
+    let engine = QueryEngine::open_with_price_book(config, book).await?;
+    let executor = QueryExecutor::new(settings.query.threads, settings.query.limits)?;
+    Ok(AppState::new(
+        Arc::new(engine),
+        executor,
+        registry,
+        settings.kpi.clone(),
+        targets_with(&settings.scorecard_targets)?,
+    ))
+}
+
+/// Traffic series on `registry`, spend priced with `book`.
+pub fn traffic_metrics(registry: &prometheus::Registry, book: PriceBook) -> Result<TrafficMetrics, CliError> {
+    let pricer: gatemeter_ingest::Pricer = Arc::new(move |event| book.attempt_cost(event));
+    Ok(TrafficMetrics::register(registry, LabelCaps::default(), Some(pricer))?)
+}
+
+/// Binds `address`; with `next_free`, tries the following ports (up to 20)
+/// when it is taken, as the demo does.
+pub async fn bind(address: &str, next_free: bool) -> Result<TcpListener, CliError> {
+    let parsed: SocketAddr = address
+        .parse()
+        .map_err(|_| CliError::Usage(format!("--http-listen `{address}`: expected HOST:PORT, e.g. 127.0.0.1:8080")))?;
+    let attempts = if next_free { 20 } else { 1 };
+    let mut last_error = None;
+    for step in 0..attempts {
+        let mut candidate = parsed;
+        candidate.set_port(parsed.port().saturating_add(step));
+        match TcpListener::bind(candidate).await {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(CliError::Usage(format!(
+        "cannot listen on {address}: {}",
+        last_error.map_or_else(|| "no port tried".to_owned(), |e| e.to_string())
+    )))
+}
