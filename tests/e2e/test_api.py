@@ -129,7 +129,7 @@ def test_every_endpoint_answers_with_its_documented_shape(api):
     for query in catalog:
         if query["kind"] == "view":
             continue
-        params = "&".join(f"{p['name']}=2026-10-01T00:00:00Z" for p in query["params"] if p["type"] == "timestamp")
+        params = "&".join(f"{p['name']}=2026-10-01T00:00:00Z" for p in query["params"] if p["name"] == "from")
         rows = get_json(f"{base}/api/v1/queries/{query['name']}?{params}")["rows"]
         assert rows, query["name"]
     status, _, body = http("GET", base + "/api/v1/queries/top_keys_by_spend?limit=nope")

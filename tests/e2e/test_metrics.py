@@ -10,6 +10,7 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -97,9 +98,13 @@ def test_metrics_pass_promtool_and_prometheus_answers_a_ttft_quantile(demo, tmp_
                  "(rate(gatemeter_time_to_first_token_seconds_bucket[15s])))")
         url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": query})
         deadline = time.monotonic() + 60
+        answer = None
         while True:
-            answer = json.loads(fetch(url))
-            result = answer["data"]["result"]
+            try:
+                answer = json.loads(fetch(url))
+            except urllib.error.HTTPError as error:  # 503 until its storage is up
+                assert error.code == 503, error
+            result = answer["data"]["result"] if answer else []
             if result and result[0]["value"][1] not in ("NaN", "+Inf"):
                 break
             assert time.monotonic() < deadline, answer

@@ -6,6 +6,7 @@
 pub mod encode;
 pub mod error;
 mod handlers;
+pub mod http_metrics;
 pub mod openapi;
 pub mod state;
 
@@ -52,7 +53,10 @@ pub fn router(state: AppState) -> Router {
     for Endpoint { path, handler, .. } in endpoints() {
         router = router.route(path, handler);
     }
-    router.fallback(not_found).with_state(state)
+    router
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), http_metrics::track))
+        .with_state(state)
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
@@ -96,6 +100,7 @@ mod tests {
             KpiSettings::default(),
             gatemeter_query::scorecard::default_targets(),
         )
+        .expect("state")
     }
 
     async fn call(state: &AppState, method: &str, path: &str, body: &str) -> (StatusCode, serde_json::Value) {

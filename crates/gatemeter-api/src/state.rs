@@ -9,6 +9,8 @@ use gatemeter_query::scorecard::Target;
 use gatemeter_query::{KpiSettings, QueryEngine};
 use serde_json::Value;
 
+use crate::http_metrics::HttpMetrics;
+
 /// SLO, budget and alert reports as the alert evaluator last wrote them.
 #[derive(Debug, Clone, Default)]
 pub struct Reports {
@@ -23,6 +25,7 @@ pub struct AppStateInner {
     pub registry: prometheus::Registry,
     pub kpi_settings: KpiSettings,
     pub scorecard_targets: Vec<Target>,
+    pub http_metrics: HttpMetrics,
     ready: AtomicBool,
     reports: RwLock<Reports>,
 }
@@ -44,16 +47,18 @@ impl AppState {
         registry: prometheus::Registry,
         kpi_settings: KpiSettings,
         scorecard_targets: Vec<Target>,
-    ) -> AppState {
-        AppState(Arc::new(AppStateInner {
+    ) -> Result<AppState, prometheus::Error> {
+        let http_metrics = HttpMetrics::register(&registry)?;
+        Ok(AppState(Arc::new(AppStateInner {
             engine,
             executor,
             registry,
             kpi_settings,
             scorecard_targets,
+            http_metrics,
             ready: AtomicBool::new(false),
             reports: RwLock::new(Reports::default()),
-        }))
+        })))
     }
 
     /// Ready once the lake is recovered (set by whoever recovers it).

@@ -337,7 +337,7 @@ impl KpiQuery {
                 "true".to_owned()
             } else {
                 keys.iter()
-                    .map(|k| format!("{left}.{k} IS NOT DISTINCT FROM {right}.{k}"))
+                    .map(|k| format!("({left}.{k} IS NOT DISTINCT FROM {right}.{k})"))
                     .collect::<Vec<_>>()
                     .join(" AND ")
             }
@@ -350,7 +350,7 @@ impl KpiQuery {
             } else {
                 keys.iter()
                     .zip(&keys_expr)
-                    .map(|(k, e)| format!("{e} IS NOT DISTINCT FROM b.{k}"))
+                    .map(|(k, e)| format!("({e} IS NOT DISTINCT FROM b.{k})"))
                     .collect::<Vec<_>>()
                     .join(" AND ")
             };

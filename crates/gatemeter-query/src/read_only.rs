@@ -92,24 +92,31 @@ impl Visitor for ReadOnlyVisitor {
 /// Refuses anything but a single read-only query, with the reason.
 pub fn check_read_only(sql: &str) -> Result<(), QueryError> {
     let statements = DFParser::parse_sql(sql).map_err(|e| QueryError::BadSql(e.to_string()))?;
-    let statement = match statements.len() {
-        0 => return Err(QueryError::BadSql("no statement given".into())),
-        1 => &statements[0],
-        n => return Err(forbidden(format!("{n} statements given; send exactly one query"))),
-    };
+    match statements.len() {
+        0 => Err(QueryError::BadSql("no statement given".into())),
+        1 => check_statement(&statements[0], false),
+        n => Err(forbidden(format!("{n} statements given; send exactly one query"))),
+    }
+}
+
+/// A query, or EXPLAIN of one (`explained`: already inside an EXPLAIN).
+fn check_statement(statement: &DfStatement, explained: bool) -> Result<(), QueryError> {
     let query = match statement {
         DfStatement::Statement(statement) => match statement.as_ref() {
             Statement::Query(_) => statement.as_ref(),
-            Statement::Explain { statement: inner, .. } if matches!(inner.as_ref(), Statement::Query(_)) => inner.as_ref(),
+            Statement::Explain { statement: inner, .. } if !explained && matches!(inner.as_ref(), Statement::Query(_)) => {
+                inner.as_ref()
+            }
             other => {
                 return Err(forbidden(format!("{} is not allowed; the SQL endpoint is read-only", verb(other))));
             }
         },
+        DfStatement::Explain(explain) if !explained => return check_statement(&explain.statement, true),
+        DfStatement::Explain(_) => return Err(forbidden("EXPLAIN is allowed only for a query")),
         DfStatement::CreateExternalTable(_) => {
             return Err(forbidden("CREATE EXTERNAL TABLE is not allowed; only the lake can be read"));
         }
         DfStatement::CopyTo(_) => return Err(forbidden("COPY is not allowed; the SQL endpoint is read-only")),
-        DfStatement::Explain(_) => return Err(forbidden("EXPLAIN is allowed only for a query")),
         DfStatement::Reset(_) => return Err(forbidden("RESET is not allowed; the SQL endpoint is read-only")),
     };
     match query.visit(&mut ReadOnlyVisitor) {
@@ -147,6 +154,8 @@ mod tests {
             ("SELECT 1; SELECT 2", "2 statements"),
             ("SELECT * INTO t FROM attempts", "INTO"),
             ("SELECT * FROM '/etc/passwd'", "path or URL"),
+            ("EXPLAIN DELETE FROM attempts", "DELETE"),
+            ("EXPLAIN COPY attempts TO '/tmp/x'", "COPY"),
         ] {
             let error = check_read_only(sql).expect_err(sql).to_string();
             assert!(error.contains(reason), "{sql}: {error}");

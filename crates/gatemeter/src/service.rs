@@ -33,7 +33,7 @@ pub async fn api_state(settings: &Settings, book: PriceBook, registry: prometheu
         registry,
         settings.kpi.clone(),
         targets_with(&settings.scorecard_targets)?,
-    ))
+    )?)
 }
 
 /// Traffic series on `registry`, spend priced with `book`.
