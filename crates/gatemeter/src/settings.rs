@@ -46,6 +46,22 @@ pub struct GlobalOptions {
     pub http_listen: Option<String>,
     #[command(flatten)]
     pub query: QueryLimitOptions,
+    #[command(flatten)]
+    pub kpis: KpiOptions,
+}
+
+/// What KPIs are measured against (SPEC 3); the `[kpis]` config keys.
+#[derive(Debug, Clone, Default, Args)]
+pub struct KpiOptions {
+    /// Availability SLO target behind the error-budget KPIs [default: 0.999].
+    #[arg(long, env = "GATEMETER_SLO_TARGET", global = true)]
+    pub slo_target: Option<f64>,
+    /// Tokens-per-minute limit of ungrouped rows, for effective_throughput_pct.
+    #[arg(long, env = "GATEMETER_TPM_LIMIT", global = true)]
+    pub tpm_limit: Option<f64>,
+    /// Providers allowed by policy, for compliance_score (comma-separated).
+    #[arg(long, env = "GATEMETER_ALLOWED_PROVIDERS", value_delimiter = ',', global = true)]
+    pub allowed_providers: Option<Vec<String>>,
 }
 
 /// Limits of queries from the network (SPEC 6).
@@ -116,6 +132,17 @@ struct KpisFileConfig {
     #[serde(default)]
     tpm_limits: BTreeMap<String, BTreeMap<String, f64>>,
     allowed_providers: Option<Vec<String>>,
+}
+
+/// The SLO target, between 0 and 1 exclusive.
+fn slo_target(given: Option<f64>) -> Result<f64, CliError> {
+    match given {
+        None => Ok(KpiSettings::default().slo_target),
+        Some(target) if target > 0.0 && target < 1.0 => Ok(target),
+        Some(target) => Err(CliError::Usage(format!(
+            "slo_target {target}: must be between 0 and 1, e.g. 0.999 (--slo-target, GATEMETER_SLO_TARGET or [kpis])"
+        ))),
+    }
 }
 
 /// Checks `[kpis.tpm_limits]`: known dimensions, positive limits.
@@ -259,10 +286,10 @@ impl Settings {
             },
             flush: flush_policy,
             kpi: KpiSettings {
-                slo_target: file.kpis.slo_target.unwrap_or(KpiSettings::default().slo_target),
-                tpm_limit: file.kpis.tpm_limit,
+                slo_target: slo_target(global.kpis.slo_target.or(file.kpis.slo_target))?,
+                tpm_limit: global.kpis.tpm_limit.or(file.kpis.tpm_limit),
                 scoped_tpm_limits: scoped_tpm_limits(global.config.as_deref(), file.kpis.tpm_limits)?,
-                allowed_providers: file.kpis.allowed_providers,
+                allowed_providers: global.kpis.allowed_providers.clone().or(file.kpis.allowed_providers),
             },
             scorecard_targets: file.scorecard,
         })

@@ -36,15 +36,6 @@ pub struct KpisArgs {
     pub bucket: Option<String>,
     #[arg(long, env = "GATEMETER_KPIS_FORMAT", value_enum, default_value_t = TableFormat::Table)]
     pub format: TableFormat,
-    /// Availability SLO target for error-budget KPIs [default: 0.999].
-    #[arg(long, env = "GATEMETER_SLO_TARGET")]
-    pub slo_target: Option<f64>,
-    /// Tokens-per-minute limit for effective_throughput_pct.
-    #[arg(long, env = "GATEMETER_TPM_LIMIT")]
-    pub tpm_limit: Option<f64>,
-    /// Providers allowed by policy, for compliance_score (comma-separated).
-    #[arg(long, env = "GATEMETER_ALLOWED_PROVIDERS", value_delimiter = ',')]
-    pub allowed_providers: Option<Vec<String>>,
 }
 
 pub fn query_config(settings: &Settings) -> QueryConfig {
@@ -56,19 +47,7 @@ pub fn query_config(settings: &Settings) -> QueryConfig {
 }
 
 pub async fn run(settings: &Settings, args: &KpisArgs) -> Result<(), CliError> {
-    let mut kpi_settings = KpiSettings::from(settings);
-    if let Some(target) = args.slo_target {
-        kpi_settings.slo_target = target;
-    }
-    if args.tpm_limit.is_some() {
-        kpi_settings.tpm_limit = args.tpm_limit;
-    }
-    if args.allowed_providers.is_some() {
-        kpi_settings.allowed_providers = args.allowed_providers.clone();
-    }
-    if !(kpi_settings.slo_target > 0.0 && kpi_settings.slo_target < 1.0) {
-        return Err(CliError::Usage("--slo-target must be between 0 and 1, e.g. 0.999".into()));
-    }
+    let kpi_settings = KpiSettings::from(settings);
     let engine = QueryEngine::open(query_config(settings)).await?;
     let window = Window {
         from: args.from.map(|t| t.timestamp_micros()),
