@@ -4,10 +4,10 @@
 
 pub mod engine;
 mod error;
+pub mod executor;
 pub mod kpi;
 pub mod named;
 pub mod output;
-pub mod executor;
 pub mod price_book;
 pub mod read_only;
 pub mod scorecard;

@@ -53,12 +53,12 @@ impl Visitor for ReadOnlyVisitor {
     fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<QueryError> {
         if let SetExpr::Select(select) = query.body.as_ref() {
             if select.into.is_some() {
-                return ControlFlow::Break(forbidden("SELECT … INTO creates a table; the SQL endpoint is read-only"));
+                return ControlFlow::Break(forbidden("SELECT … INTO creates a table; SQL here is read-only"));
             }
         }
         match query.body.as_ref() {
             SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_) | SetExpr::Merge(_) => {
-                ControlFlow::Break(forbidden("data-modifying statements are not allowed; the SQL endpoint is read-only"))
+                ControlFlow::Break(forbidden("data-modifying statements are not allowed; SQL here is read-only"))
             }
             _ => ControlFlow::Continue(()),
         }
@@ -108,7 +108,7 @@ fn check_statement(statement: &DfStatement, explained: bool) -> Result<(), Query
                 inner.as_ref()
             }
             other => {
-                return Err(forbidden(format!("{} is not allowed; the SQL endpoint is read-only", verb(other))));
+                return Err(forbidden(format!("{} is not allowed; SQL here is read-only", verb(other))));
             }
         },
         DfStatement::Explain(explain) if !explained => return check_statement(&explain.statement, true),
@@ -116,8 +116,8 @@ fn check_statement(statement: &DfStatement, explained: bool) -> Result<(), Query
         DfStatement::CreateExternalTable(_) => {
             return Err(forbidden("CREATE EXTERNAL TABLE is not allowed; only the lake can be read"));
         }
-        DfStatement::CopyTo(_) => return Err(forbidden("COPY is not allowed; the SQL endpoint is read-only")),
-        DfStatement::Reset(_) => return Err(forbidden("RESET is not allowed; the SQL endpoint is read-only")),
+        DfStatement::CopyTo(_) => return Err(forbidden("COPY is not allowed; SQL here is read-only")),
+        DfStatement::Reset(_) => return Err(forbidden("RESET is not allowed; SQL here is read-only")),
     };
     match query.visit(&mut ReadOnlyVisitor) {
         ControlFlow::Break(error) => Err(error),

@@ -6,9 +6,8 @@ use std::path::PathBuf;
 
 use chrono::Utc;
 use clap::{Args, ValueEnum};
-use datafusion::execution::context::SQLOptions;
 use gatemeter_query::output::{csv, json_rows, parquet, table};
-use gatemeter_query::{named, QueryEngine, Window};
+use gatemeter_query::{named, read_only, QueryEngine, Window};
 
 use crate::commands::kpis::query_config;
 use crate::error::CliError;
@@ -71,18 +70,17 @@ pub async fn run(settings: &Settings, args: &QueryArgs) -> Result<(), CliError> 
     }
     let sql = match (&args.sql, &args.name) {
         (_, Some(name)) => named_sql(name, &args.params)?,
-        (Some(sql), None) => sql.clone(),
+        (Some(sql), None) => {
+            // The same checks as the HTTP SQL endpoint, before planning.
+            read_only::check_read_only(sql).map_err(|e| CliError::Usage(format!("query: {e}")))?;
+            sql.clone()
+        }
         (None, None) => return Err(CliError::Usage("query: give SQL, --name NAME or --list".into())),
     };
     let engine = QueryEngine::open(query_config(settings)).await?;
     let ctx = engine.session(Window::default()).await.map_err(CliError::from)?;
-    // Read-only: DDL, DML and SET are refused before planning.
-    let options = SQLOptions::new()
-        .with_allow_ddl(false)
-        .with_allow_dml(false)
-        .with_allow_statements(false);
     let frame = ctx
-        .sql_with_options(&sql, options)
+        .sql_with_options(&sql, read_only::read_only_options())
         .await
         .map_err(|e| CliError::Usage(format!("query: {e}")))?;
     let batches = frame.collect().await.map_err(|e| CliError::Usage(format!("query: {e}")))?;
