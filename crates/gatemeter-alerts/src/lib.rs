@@ -1,0 +1,10 @@
+//! Alerts and budgets (SPEC 4): budget periods on the UTC calendar and the
+//! figures of a budget, the SLO multi-window multi-burn-rate policy, and the
+//! pure alert state machine. Every function here takes the time as an
+//! argument, so tests drive them with an injected clock.
+
+pub mod budget;
+pub mod period;
+pub mod slo;
+pub mod state;
+mod time_serde;
