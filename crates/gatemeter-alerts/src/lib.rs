@@ -4,7 +4,9 @@
 //! argument, so tests drive them with an injected clock.
 
 pub mod budget;
+pub mod config;
 pub mod period;
+pub mod rules_export;
 pub mod slo;
 pub mod state;
 mod time_serde;

@@ -21,6 +21,7 @@ pub const ATTEMPT_DURATION: &str = "gatemeter_attempt_duration_seconds";
 pub const TTFT: &str = "gatemeter_time_to_first_token_seconds";
 pub const TOKENS_TOTAL: &str = "gatemeter_tokens_total";
 pub const SPEND_TOTAL: &str = "gatemeter_spend_usd_total";
+pub const SLO_REQUESTS_TOTAL: &str = "gatemeter_slo_requests_total";
 
 /// `gen_ai.client.operation.duration` bucket boundaries (seconds).
 pub const OPERATION_DURATION_BUCKETS: &[f64] =
@@ -78,6 +79,8 @@ pub struct TrafficMetrics {
     pub ttft: HistogramVec,
     pub tokens: IntCounterVec,
     pub spend: CounterVec,
+    /// Requests valid for the availability SLO (SPEC 3), `good` or `bad`.
+    pub slo_requests: IntCounterVec,
     caps: LabelCaps,
     admitted: Arc<Mutex<Admitted>>,
     pricer: Option<Pricer>,
@@ -111,6 +114,13 @@ impl TrafficMetrics {
                 Opts::new(SPEND_TOTAL, "Spend in USD by team, provider and requested model (exact figures: SQL)"),
                 &["team", "provider", "model"],
             )?,
+            slo_requests: IntCounterVec::new(
+                Opts::new(
+                    SLO_REQUESTS_TOTAL,
+                    "Requests valid for the availability SLO (no client errors, not cancelled), by result good or bad",
+                ),
+                &["team", "provider", "model", "result"],
+            )?,
             caps,
             admitted: Arc::new(Mutex::new(Admitted::default())),
             pricer,
@@ -121,6 +131,7 @@ impl TrafficMetrics {
         registry.register(Box::new(metrics.ttft.clone()))?;
         registry.register(Box::new(metrics.tokens.clone()))?;
         registry.register(Box::new(metrics.spend.clone()))?;
+        registry.register(Box::new(metrics.slo_requests.clone()))?;
         Ok(metrics)
     }
 
@@ -137,6 +148,9 @@ impl TrafficMetrics {
             delta.push(Observation::Attempt([provider.clone(), model.clone(), event.attempt_kind.as_str().to_owned()]));
             if event.is_final {
                 delta.push(Observation::Request([provider.clone(), model.clone(), event.outcome.as_str().to_owned()]));
+                if let Some(result) = slo_result(event) {
+                    delta.push(Observation::SloRequest([team.clone(), provider.clone(), model.clone(), result.to_owned()]));
+                }
             }
             let duration = (event.attempt_end - event.attempt_start).max(0) as f64 / 1e6;
             delta.push(Observation::Duration([provider.clone(), model.clone()], duration));
@@ -169,6 +183,7 @@ impl TrafficMetrics {
                 Observation::Ttft(labels, seconds) => self.ttft.with_label_values(&labels).observe(seconds),
                 Observation::Tokens(labels, count) => self.tokens.with_label_values(&labels).inc_by(count),
                 Observation::Spend(labels, usd) => self.spend.with_label_values(&labels).inc_by(usd),
+                Observation::SloRequest(labels) => self.slo_requests.with_label_values(&labels).inc(),
             }
         }
     }
@@ -183,6 +198,24 @@ enum Observation {
     Ttft([String; 2], f64),
     Tokens([String; 3], u64),
     Spend([String; 3], f64),
+    SloRequest([String; 4]),
+}
+
+/// A final attempt's request for the availability SLO: `None` when not
+/// valid (a client error or cancelled), else good when successful.
+fn slo_result(event: &AttemptEvent) -> Option<&'static str> {
+    use gatemeter_schema::{ErrorClass, Outcome};
+    let client_error = matches!(
+        event.error_class,
+        Some(ErrorClass::BadRequest | ErrorClass::Auth | ErrorClass::InsufficientCredits | ErrorClass::Forbidden)
+    );
+    if client_error || event.outcome == Outcome::Cancelled {
+        None
+    } else if event.outcome == Outcome::Success {
+        Some("good")
+    } else {
+        Some("bad")
+    }
 }
 
 /// Updates staged for one commit.
@@ -234,6 +267,7 @@ mod tests {
         assert_eq!(metrics.attempts.with_label_values(&["p", "m", "initial"]).get(), 1);
         assert_eq!(metrics.tokens.with_label_values(&["p", "m", "output"]).get(), 50);
         assert_eq!(metrics.spend.with_label_values(&["t", "p", "m"]).get(), 0.25);
+        assert_eq!(metrics.slo_requests.with_label_values(&["t", "p", "m", "good"]).get(), 1);
         let duration = metrics.attempt_duration.with_label_values(&["p", "m"]);
         assert_eq!((duration.get_sample_count(), duration.get_sample_sum()), (1, 1.5));
         assert_eq!(metrics.ttft.with_label_values(&["p", "m"]).get_sample_sum(), 0.12);

@@ -13,7 +13,7 @@ use gatemeter_lake::FailPoint;
 
 use commands::{
     demo::DemoArgs, import::ImportArgs, ingest::IngestArgs, kpis::KpisArgs, produce::ProduceArgs, query::QueryArgs,
-    scorecard::ScorecardArgs, serve::ServeArgs,
+    rules::RulesArgs, scorecard::ScorecardArgs, serve::ServeArgs,
 };
 use error::CliError;
 use settings::{FlushOptions, GlobalOptions, Settings};
@@ -47,6 +47,8 @@ enum Command {
     Query(QueryArgs),
     /// The 12-KPI scorecard of a window against its targets.
     Scorecard(ScorecardArgs),
+    /// Prometheus rules for the configured SLOs (`rules export`).
+    Rules(RulesArgs),
 }
 
 /// The crash fail point for tests, from `GATEMETER_FAIL_POINT`
@@ -89,7 +91,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Ingest(args) => &args.flush,
         Command::Import(args) => &args.flush,
         Command::Serve(args) => &args.flush,
-        Command::Demo(_) | Command::Produce(_) | Command::Kpis(_) | Command::Query(_) | Command::Scorecard(_) => {
+        Command::Demo(_) | Command::Produce(_) | Command::Kpis(_) | Command::Query(_) | Command::Scorecard(_)
+        | Command::Rules(_) => {
             &no_flush
         }
     };
@@ -103,6 +106,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Kpis(args) => commands::kpis::run(&settings, args).await,
         Command::Query(args) => commands::query::run(&settings, args).await,
         Command::Scorecard(args) => commands::scorecard::run(&settings, args).await,
+        Command::Rules(args) => commands::rules::run(&settings, args),
     }
 }
 

@@ -121,6 +121,8 @@ struct FileConfig {
     /// Scorecard targets by KPI name, overriding the seeds' defaults.
     #[serde(default)]
     scorecard: BTreeMap<String, f64>,
+    #[serde(default)]
+    alerts: gatemeter_alerts::config::AlertsConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -216,6 +218,9 @@ pub struct Settings {
     pub flush: FlushPolicy,
     pub kpi: KpiSettings,
     pub scorecard_targets: BTreeMap<String, f64>,
+    pub alerts: gatemeter_alerts::config::AlertsConfig,
+    /// The config file the settings came from, for messages.
+    pub config_path: Option<PathBuf>,
 }
 
 impl From<&Settings> for KpiSettings {
@@ -292,6 +297,8 @@ impl Settings {
                 allowed_providers: global.kpis.allowed_providers.clone().or(file.kpis.allowed_providers),
             },
             scorecard_targets: file.scorecard,
+            alerts: file.alerts,
+            config_path: global.config.clone(),
         })
     }
 

@@ -4,5 +4,6 @@ pub mod ingest;
 pub mod kpis;
 pub mod produce;
 pub mod query;
+pub mod rules;
 pub mod scorecard;
 pub mod serve;

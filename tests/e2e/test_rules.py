@@ -1,0 +1,35 @@
+"""`gatemeter rules export` writes Prometheus rules that promtool accepts,
+the committed copy in dashboards/prometheus/ is what the example config
+exports, and its promtool unit test proves the page alert fires on a
+synthetic 20% error burst."""
+
+import subprocess
+
+from support import ROOT, gatemeter
+
+RULES = ROOT / "dashboards" / "prometheus" / "gatemeter-slo-rules.yml"
+RULES_TEST = ROOT / "dashboards" / "prometheus" / "gatemeter-slo-rules.test.yml"
+
+
+def promtool(*args, cwd=None):
+    return subprocess.run(["promtool", *map(str, args)], capture_output=True, text=True, cwd=cwd)
+
+
+def test_exported_rules_pass_promtool_and_the_page_alert_fires(tmp_path):
+    exported = tmp_path / "rules.yml"
+    gatemeter("--config", "config/gatemeter.toml", "rules", "export", "-o", exported, cwd=ROOT)
+    check = promtool("check", "rules", exported)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "SUCCESS" in check.stdout
+    assert exported.read_text() == RULES.read_text(), "re-export dashboards/prometheus/gatemeter-slo-rules.yml"
+    unit = promtool("test", "rules", RULES_TEST.name, cwd=RULES_TEST.parent)
+    assert unit.returncode == 0, unit.stdout + unit.stderr
+
+
+def test_without_slos_the_export_is_an_empty_rule_file(tmp_path):
+    config = tmp_path / "empty.toml"
+    config.write_text("[alerts]\ninterval_seconds = 10\n")
+    exported = tmp_path / "rules.yml"
+    gatemeter("--config", config, "rules", "export", "-o", exported)
+    check = promtool("check", "rules", exported)
+    assert check.returncode == 0, check.stdout + check.stderr
