@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::allowlist::Allowlist;
+use crate::error::AlertError;
 use crate::period::Period;
 
 fn default_interval() -> u64 {
@@ -19,7 +21,7 @@ fn default_thresholds() -> Vec<f64> {
     vec![0.5, 0.8, 1.0]
 }
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AlertsConfig {
     /// Seconds between evaluations.
@@ -45,6 +47,22 @@ pub struct AlertsConfig {
     pub budget: Vec<BudgetConfig>,
     #[serde(default)]
     pub threshold: Vec<ThresholdConfig>,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            interval_seconds: default_interval(),
+            resend_seconds: default_resend(),
+            allowlist: Vec::new(),
+            alertmanager_url: None,
+            webhook_urls: Vec::new(),
+            dashboard_url: None,
+            slo: Vec::new(),
+            budget: Vec::new(),
+            threshold: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -143,4 +161,121 @@ fn default_window() -> u64 {
 
 fn default_severity() -> String {
     "ticket".to_owned()
+}
+
+/// USD text ("3000", "12.5") as nano-dollars, exactly.
+pub fn parse_usd(text: &str) -> Option<i128> {
+    let text = text.trim();
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    if whole.is_empty() || fraction.len() > 9 || !whole.chars().all(|c| c.is_ascii_digit()) || !fraction.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let whole: i128 = whole.parse().ok()?;
+    let fraction: i128 = if fraction.is_empty() { 0 } else { format!("{fraction:0<9}").parse().ok()? };
+    whole.checked_mul(1_000_000_000)?.checked_add(fraction)
+}
+
+const SLO_SCOPES: &[&str] = &["team", "provider", "model"];
+const BUDGET_SCOPES: &[&str] = &["team", "api_key_id", "environment", "org_id"];
+
+fn check_scope(what: &str, scope: &BTreeMap<String, String>, allowed: &[&str]) -> Result<(), AlertError> {
+    match scope.keys().find(|key| !allowed.contains(&key.as_str())) {
+        Some(key) => Err(AlertError::Config(format!("{what}: scope `{key}` is not one of {}", allowed.join(", ")))),
+        None => Ok(()),
+    }
+}
+
+impl AlertsConfig {
+    /// Checks every rule and target; the error names the rule and field.
+    pub fn validate(&self) -> Result<(), AlertError> {
+        let allowlist = Allowlist::parse(&self.allowlist)?;
+        if let Some(url) = &self.alertmanager_url {
+            allowlist.check(url).map_err(|e| AlertError::Allowlist(format!("alerts.alertmanager_url: {e}")))?;
+        }
+        for url in &self.webhook_urls {
+            allowlist.check(url).map_err(|e| AlertError::Allowlist(format!("alerts.webhook_urls: {e}")))?;
+        }
+        if self.interval_seconds == 0 {
+            return Err(AlertError::Config("interval_seconds must be at least 1".into()));
+        }
+        for slo in &self.slo {
+            let what = format!("slo `{}`", slo.name);
+            if !(slo.target > 0.0 && slo.target < 1.0) {
+                return Err(AlertError::Config(format!("{what}: target {} must be between 0 and 1", slo.target)));
+            }
+            if slo.kind == SloKind::Latency && slo.latency_threshold_ms.is_none_or(|ms| ms <= 0.0) {
+                return Err(AlertError::Config(format!("{what}: a latency SLO needs latency_threshold_ms > 0")));
+            }
+            check_scope(&what, &slo.scope, SLO_SCOPES)?;
+        }
+        for budget in &self.budget {
+            let what = format!("budget `{}`", budget.name);
+            if parse_usd(&budget.amount_usd).is_none_or(|amount| amount <= 0) {
+                return Err(AlertError::Config(format!(
+                    "{what}: amount_usd `{}` is not a positive USD amount like \"3000\" or \"1250.50\"",
+                    budget.amount_usd
+                )));
+            }
+            check_scope(&what, &budget.scope, BUDGET_SCOPES)?;
+            if budget.scope.len() > 1 {
+                return Err(AlertError::Config(format!("{what}: a budget has one scope dimension at most")));
+            }
+        }
+        for threshold in &self.threshold {
+            if !gatemeter_query::KPI_NAMES.contains(&threshold.kpi.as_str()) {
+                return Err(AlertError::Config(format!(
+                    "threshold `{}`: kpi `{}` is not a KPI name (see gatemeter kpis --format json)",
+                    threshold.name, threshold.kpi
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usd_amounts_parse_exactly() {
+        assert_eq!(parse_usd("3000"), Some(3_000_000_000_000));
+        assert_eq!(parse_usd("12.5"), Some(12_500_000_000));
+        assert_eq!(parse_usd("0.000000001"), Some(1));
+        assert_eq!(parse_usd("1.0000000001"), None);
+        assert_eq!(parse_usd("-5"), None);
+        assert_eq!(parse_usd("abc"), None);
+    }
+
+    #[test]
+    fn config_errors_name_the_rule() {
+        let config = AlertsConfig {
+            interval_seconds: 30,
+            allowlist: vec!["127.0.0.1:9093".into()],
+            alertmanager_url: Some("http://127.0.0.1:9093".into()),
+            ..AlertsConfig::default()
+        };
+        assert!(config.validate().is_ok());
+        let off_list = AlertsConfig {
+            webhook_urls: vec!["http://169.254.169.254/".into()],
+            ..config.clone()
+        };
+        assert!(off_list.validate().expect_err("refused").to_string().contains("webhook_urls"));
+        let bad_amount = AlertsConfig {
+            budget: vec![BudgetConfig {
+                name: "search".into(),
+                scope: BTreeMap::from([("team".to_owned(), "search".to_owned())]),
+                amount_usd: "lots".into(),
+                period: Period::Monthly,
+                include_byok: false,
+                thresholds: default_thresholds(),
+                alert_on_projection: true,
+                burn_factor: None,
+                burn_long_minutes: 360,
+                burn_short_minutes: 30,
+            }],
+            ..config
+        };
+        assert!(bad_amount.validate().expect_err("refused").to_string().contains("budget `search`: amount_usd"));
+    }
 }

@@ -3,10 +3,14 @@
 //! pure alert state machine. Every function here takes the time as an
 //! argument, so tests drive them with an injected clock.
 
+pub mod allowlist;
 pub mod budget;
 pub mod config;
+mod error;
 pub mod period;
 pub mod rules_export;
 pub mod slo;
 pub mod state;
 mod time_serde;
+
+pub use error::AlertError;

@@ -297,7 +297,13 @@ impl Settings {
                 allowed_providers: global.kpis.allowed_providers.clone().or(file.kpis.allowed_providers),
             },
             scorecard_targets: file.scorecard,
-            alerts: file.alerts,
+            alerts: {
+                file.alerts.validate().map_err(|e| CliError::Config {
+                    path: global.config.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+                    reason: e.to_string(),
+                })?;
+                file.alerts
+            },
             config_path: global.config.clone(),
         })
     }
