@@ -17,6 +17,10 @@ fn default_resend() -> u64 {
     60
 }
 
+fn default_resolve_after() -> u64 {
+    60
+}
+
 fn default_thresholds() -> Vec<f64> {
     vec![0.5, 0.8, 1.0]
 }
@@ -30,6 +34,10 @@ pub struct AlertsConfig {
     /// Seconds between repeats of a firing alert to its receivers.
     #[serde(default = "default_resend")]
     pub resend_seconds: u64,
+    /// A firing alert resolves once its condition has been false this long
+    /// (so a flapping signal does not page again and again).
+    #[serde(default = "default_resolve_after")]
+    pub resolve_after_seconds: u64,
     /// Notification targets must be on this list: `host`, `host:port`,
     /// an IP address or a CIDR range (`10.0.0.0/8`).
     #[serde(default)]
@@ -54,6 +62,7 @@ impl Default for AlertsConfig {
         AlertsConfig {
             interval_seconds: default_interval(),
             resend_seconds: default_resend(),
+            resolve_after_seconds: default_resolve_after(),
             allowlist: Vec::new(),
             alertmanager_url: None,
             webhook_urls: Vec::new(),

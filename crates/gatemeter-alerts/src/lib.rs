@@ -7,10 +7,14 @@ pub mod allowlist;
 pub mod budget;
 pub mod config;
 mod error;
+pub mod evaluator;
+pub mod metrics;
+pub mod notify;
 pub mod period;
 pub mod rules_export;
 pub mod slo;
 pub mod state;
+pub mod store;
 mod time_serde;
 
 pub use error::AlertError;

@@ -63,3 +63,63 @@ pub async fn bind(address: &str, next_free: bool) -> Result<TcpListener, CliErro
         last_error.map_or_else(|| "no port tried".to_owned(), |e| e.to_string())
     )))
 }
+
+/// The alert evaluator, on a runtime of its own so its queries never take
+/// the threads that answer HTTP.
+pub struct AlertsRunner {
+    runtime: Option<tokio::runtime::Runtime>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl AlertsRunner {
+    /// Waits for the evaluator to stop (after its stop signal).
+    pub async fn join(mut self) {
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for AlertsRunner {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Starts the alert evaluator on `engine`; its reports go to `api` when
+/// this process serves the API. Stops when `stop` fires.
+pub fn start_alerts(
+    settings: &Settings,
+    alerts: gatemeter_alerts::config::AlertsConfig,
+    engine: Arc<QueryEngine>,
+    registry: &prometheus::Registry,
+    api: Option<AppState>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> Result<AlertsRunner, CliError> {
+    let evaluator = gatemeter_alerts::evaluator::Evaluator::new(alerts, engine, settings.kpi.clone(), &settings.data_dir, registry)
+        .map_err(|e| CliError::Usage(format!("alerts: {e}")))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("gatemeter-alerts")
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Usage(format!("alerts: cannot start its runtime: {e}")))?;
+    let task = runtime.spawn(evaluator.run(
+        async {
+            let _ = stop.await;
+        },
+        move |report| {
+            if let Some(state) = &api {
+                state.set_reports(gatemeter_api::Reports {
+                    slos: report.slos,
+                    budgets: report.budgets,
+                    alerts: report.alerts,
+                });
+            }
+        },
+    ));
+    Ok(AlertsRunner {
+        runtime: Some(runtime),
+        task,
+    })
+}

@@ -15,7 +15,7 @@ use rdkafka::mocking::MockCluster;
 
 use crate::commands::produce::{generator_for, produce_into, producer_config, ProduceArgs, Sink};
 use crate::error::CliError;
-use crate::service::{api_state, bind, traffic_metrics};
+use crate::service::{api_state, bind, start_alerts, traffic_metrics};
 use crate::settings::Settings;
 use crate::synth::Scenario;
 
@@ -42,8 +42,21 @@ pub async fn run(settings: &Settings, args: &DemoArgs) -> Result<(), CliError> {
     let traffic = traffic_metrics(&registry, book.clone())?;
     let listener = bind(&settings.http_listen, true).await?;
     let address = listener.local_addr().map_err(|e| CliError::io(&settings.http_listen, e))?;
-    let state = api_state(settings, book, registry).await?;
+    let state = api_state(settings, book, registry.clone()).await?;
     state.set_ready(true);
+    // The demo watches an availability SLO even without a config file.
+    let mut alerts = settings.alerts.clone();
+    if alerts.slo.is_empty() {
+        alerts.slo.push(gatemeter_alerts::config::SloConfig {
+            name: "availability".into(),
+            kind: gatemeter_alerts::config::SloKind::Availability,
+            target: 0.999,
+            latency_threshold_ms: None,
+            scope: Default::default(),
+        });
+    }
+    let (stop_alerts, alerts_stopped) = tokio::sync::oneshot::channel::<()>();
+    let alerts_task = start_alerts(settings, alerts, state.engine.clone(), &registry, Some(state.clone()), alerts_stopped)?;
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(gatemeter_api::serve(listener, state, async {
         let _ = http_stopped.await;
@@ -116,7 +129,9 @@ pub async fn run(settings: &Settings, args: &DemoArgs) -> Result<(), CliError> {
     };
     let report = run_ingest(options, lake, metrics, Some(traffic), stop).await;
     live.abort();
-    // Ingest has committed what it buffered: now stop HTTP.
+    // Ingest has committed what it buffered: stop the evaluator, then HTTP.
+    let _ = stop_alerts.send(());
+    alerts_task.join().await;
     let _ = stop_http.send(());
     if let Ok(Err(e)) = server.await {
         eprintln!("http: {e}");

@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 use tracing::info;
 
 use crate::error::CliError;
-use crate::service::{api_state, bind, traffic_metrics};
+use crate::service::{api_state, bind, start_alerts, traffic_metrics};
 use crate::settings::{FlushOptions, Settings};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
@@ -62,9 +62,21 @@ pub async fn run(settings: &Settings, args: &ServeArgs) -> Result<(), CliError> 
     } else {
         None
     };
-    if wants(Role::Alerts) {
-        info!("alerts: no rules configured");
-    }
+    let (stop_alerts, alerts_stopped) = oneshot::channel::<()>();
+    let alerts = if wants(Role::Alerts) {
+        let engine = match &api {
+            Some((state, _)) => state.engine.clone(),
+            None => std::sync::Arc::new(
+                gatemeter_query::QueryEngine::open_with_price_book(crate::commands::kpis::query_config(settings), book.clone()).await?,
+            ),
+        };
+        let rules = settings.alerts.slo.len() + settings.alerts.budget.len() + settings.alerts.threshold.len();
+        info!(rules, "alerts: evaluating every {} s", settings.alerts.interval_seconds);
+        let api_state = api.as_ref().map(|(state, _)| state.clone());
+        Some(start_alerts(settings, settings.alerts.clone(), engine, &registry, api_state, alerts_stopped)?)
+    } else {
+        None
+    };
 
     let outcome = match ingest_source {
         Some(source) => {
@@ -104,7 +116,11 @@ pub async fn run(settings: &Settings, args: &ServeArgs) -> Result<(), CliError> 
             Ok(())
         }
     };
-    // Ingest has flushed and committed: now stop HTTP.
+    // Ingest has flushed and committed: stop the evaluator, then HTTP.
+    let _ = stop_alerts.send(());
+    if let Some(runner) = alerts {
+        runner.join().await;
+    }
     let _ = stop_http.send(());
     if let Some((_, server)) = api {
         match server.await {
