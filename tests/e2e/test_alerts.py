@@ -3,7 +3,8 @@ traffic burst with 20% errors makes the SLO page alert fire and show in
 Alertmanager; restarting gatemeter keeps the alert's startsAt; when traffic
 recovers the alert resolves. A team spending at three times its monthly
 pace gets the projected-overspend alert on the first evaluation, with the
-projection in its annotations."""
+projection in its annotations; a KPI threshold (error rate over 5%) fires
+on the burst too."""
 
 import datetime
 import json
@@ -127,6 +128,13 @@ alertmanager_url = "{alertmanager}"
 name = "availability"
 target = 0.999
 
+[[alerts.threshold]]
+name = "error-rate"
+kpi = "error_rate"
+op = ">"
+value = 0.05
+window_minutes = 5
+
 [[alerts.budget]]
 name = "search-monthly"
 scope = {{ team = "search" }}
@@ -163,6 +171,8 @@ period = "monthly"
         assert page[0]["status"]["state"] == "active"
         starts_at = page[0]["startsAt"]
         fired_at = [a for a in server.alerts() if a["key"] == "slo:availability:page"][0]["fired_at"]
+        threshold = [a for a in server.alerts() if a["key"] == "threshold:error-rate"][0]
+        assert threshold["state"] == "firing" and float(threshold["annotations"]["value"]) > 0.05, threshold
         budget_alerts = wait_for("the budget alert in Alertmanager", lambda: am_alerts(alertmanager, "GatemeterBudget"))
         assert any(a["labels"]["kind"] == "projected_overspend" for a in budget_alerts)
 
