@@ -6,7 +6,7 @@ same Parquet files, hot, in the same run, with each engine's peak RSS.
 1. Builds the lake once (kept for later runs): `gatemeter produce` writes a
    month of synthetic traffic (2026-10-23 .. 2026-11-22) to JSONL, then
    `gatemeter import` commits it.
-2. gatemeter: `query_bench` (crates/gatemeter-query/examples) opens the
+2. gatemeter: `query_bench` (crates/gatemeter/examples) opens the
    engine once and runs each query (session per run, as the API does).
 3. DuckDB: a separate process defines the same views, translated from
    queries/attempts.sql and queries/requests.sql (only epoch arithmetic
@@ -17,7 +17,7 @@ Writes bench/results/query.json and prints a Markdown table.
 
 usage: bench/query_bench.py [--attempts N] [--runs N] [--lake DIR]
        (release build: cargo build --release -p gatemeter --bin gatemeter
-        && cargo build --release -p gatemeter-query --example query_bench)
+        && cargo build --release -p gatemeter --example query_bench)
 """
 
 import argparse
