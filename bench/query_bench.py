@@ -199,12 +199,14 @@ def main():
         df_out, _, df_rss = run_measured([str(bench), str(args.lake), str(PRICES), str(df_suite), str(args.runs)])
         duck_out, _, duck_rss = run_measured([sys.executable, __file__, "--duckdb-worker", str(duck_suite),
                                               str(args.lake), str(args.runs)])
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / "query_raw.jsonl").write_text(df_out + duck_out)
     ours = {r["name"]: r for r in map(json.loads, df_out.splitlines())}
     theirs = {r["name"]: r for r in map(json.loads, duck_out.splitlines())}
 
-    attempts = int(subprocess.run(
-        [sys.executable, "-c", "import duckdb,sys; print(duckdb.sql(\"SELECT count(*) FROM read_parquet('"
-         f"{args.lake}/attempts/*/*/*.parquet')\").fetchone()[0])"], capture_output=True, text=True, check=True).stdout)
+    import duckdb
+    attempts = duckdb.sql(f"SELECT count(*) FROM read_parquet('{args.lake}/attempts/*/*/*.parquet')").fetchall()[0][0]
     spend = subprocess.run(
         [str(TARGET / "gatemeter"), "--data-dir", str(args.lake), "--prices", str(PRICES), "query", "--format", "json",
          f"SELECT team, CAST(sum(cost_usd) AS DECIMAL(38, 9)) AS spend_usd FROM attempts "
@@ -231,8 +233,6 @@ def main():
     results["geometric_mean_ratio"] = math.exp(sum(map(math.log, ratios)) / len(ratios))
     print(f"\nattempts {attempts:,}; geometric mean ratio {results['geometric_mean_ratio']:.2f}; "
           f"peak RSS gatemeter {df_rss:.0f} MiB, DuckDB {duck_rss:.0f} MiB; spend by team agrees: {agree}")
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
     (out / "query.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
