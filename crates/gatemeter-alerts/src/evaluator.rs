@@ -12,6 +12,7 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Duration, Utc};
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{Decimal128Type, Int64Type};
+use gatemeter_query::kpi::quote_literal;
 use gatemeter_query::output::json_rows;
 use gatemeter_query::{kpis, KpiQuery, KpiSettings, QueryEngine, Window};
 use serde_json::{json, Value};
@@ -53,17 +54,13 @@ fn micros(time: DateTime<Utc>) -> i64 {
     time.timestamp_micros()
 }
 
-fn quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
 /// `WHERE` clauses of a scope; `model` means the requested model.
 fn scope_filter(scope: &BTreeMap<String, String>) -> Vec<String> {
     scope
         .iter()
         .map(|(key, value)| {
             let column = if key == "model" { "requested_model" } else { key.as_str() };
-            format!("{column} = {}", quote(value))
+            format!("{column} = {}", quote_literal(value))
         })
         .collect()
 }
@@ -438,10 +435,12 @@ impl Evaluator {
             }));
             records.insert(condition.key, record);
         }
-        // Persist before notifying: a crash in between resends (same
-        // startsAt), never pages anew.
+        // Persist (only when a record changed) before notifying: a crash in
+        // between resends with the same startsAt, never pages anew.
+        if records != self.records {
+            self.store.save(&records)?;
+        }
         self.records = records;
-        self.store.save(&self.records)?;
         if self.notifier.has_targets() {
             for error in self.notifier.send(&notices).await {
                 warn!(%error, "alert notification failed");

@@ -99,7 +99,7 @@ impl QueryExecutor {
 }
 
 /// Collects a frame's batches, failing once more than `max_rows` arrive.
-pub async fn collect_capped(frame: datafusion::dataframe::DataFrame, max_rows: usize) -> Result<QueryResult, QueryError> {
+async fn collect_capped(frame: datafusion::dataframe::DataFrame, max_rows: usize) -> Result<QueryResult, QueryError> {
     let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
     let mut stream = frame.execute_stream().await?;
     let mut batches = Vec::new();

@@ -114,7 +114,8 @@ pub struct KpiQuery {
     pub filters: Vec<(String, String)>,
 }
 
-fn quote_literal(text: &str) -> String {
+/// A SQL string literal.
+pub fn quote_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 

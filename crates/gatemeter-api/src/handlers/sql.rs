@@ -8,8 +8,6 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::Json;
 use chrono::Utc;
-use gatemeter_query::executor::collect_capped;
-use gatemeter_query::read_only::read_only_options;
 use gatemeter_query::{named, Window};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -59,16 +57,6 @@ pub async fn run_named_query(
 ) -> Result<Response, ApiError> {
     let format = negotiate(&headers)?;
     let sql = named::bind(&name, &params, Utc::now())?;
-    let engine = state.engine.clone();
-    let max_rows = state.executor.limits().max_rows;
-    let result = state
-        .executor
-        .run(async move {
-            engine.refresh().await?;
-            let ctx = engine.session(Window::default()).await?;
-            let frame = ctx.sql_with_options(&sql, read_only_options()).await?;
-            collect_capped(frame, max_rows).await
-        })
-        .await?;
+    let result = state.executor.sql(state.engine.clone(), Window::default(), sql).await?;
     respond(&result, format)
 }

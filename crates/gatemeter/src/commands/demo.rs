@@ -57,6 +57,7 @@ pub async fn run(settings: &Settings, args: &DemoArgs) -> Result<(), CliError> {
     }
     let (stop_alerts, alerts_stopped) = tokio::sync::oneshot::channel::<()>();
     let alerts_task = start_alerts(settings, alerts, state.engine.clone(), &registry, Some(state.clone()), alerts_stopped)?;
+    let engine = state.engine.clone();
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(gatemeter_api::serve(listener, state, async {
         let _ = http_stopped.await;
@@ -122,9 +123,9 @@ pub async fn run(settings: &Settings, args: &DemoArgs) -> Result<(), CliError> {
         until_caught_up: false,
     };
     let live = {
-        let (metrics, data_dir, prices) = (metrics.clone(), settings.data_dir.clone(), settings.prices.clone());
+        let metrics = metrics.clone();
         tokio::spawn(async move {
-            tokio::join!(live_line(metrics), kpi_line(data_dir, prices));
+            tokio::join!(live_line(metrics), kpi_line(engine));
         })
     };
     let report = run_ingest(options, lake, metrics, Some(traffic), stop).await;
@@ -186,36 +187,21 @@ fn demo_price_book(settings: &Settings) -> Result<PriceBook, CliError> {
 }
 
 /// Every ten seconds, the headline KPIs of the last five minutes, computed
-/// by the query layer from what is committed in the lake.
-async fn kpi_line(data_dir: std::path::PathBuf, prices: Option<std::path::PathBuf>) {
-    use gatemeter_query::{kpis, KpiQuery, KpiSettings, PriceBook, QueryConfig, QueryEngine, Window};
-    let book = match &prices {
-        Some(path) => gatemeter_query::engine::load_price_book(Some(path)),
-        None => PriceBook::parse(DEMO_PRICES),
-    };
-    let book = match book {
-        Ok(book) => book,
-        Err(e) => {
-            eprintln!("kpi line off: {e}");
-            return;
-        }
-    };
+/// by the API's query engine from what is committed in the lake.
+async fn kpi_line(engine: std::sync::Arc<gatemeter_query::QueryEngine>) {
+    use gatemeter_query::{kpis, KpiQuery, KpiSettings, Window};
     let mut ticker = tokio::time::interval(Duration::from_secs(10));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
     loop {
         ticker.tick().await;
-        let config = QueryConfig {
-            data_dir: data_dir.clone(),
-            ..QueryConfig::default()
-        };
         let now = chrono::Utc::now().timestamp_micros();
         let window = Window {
             from: Some(now - 300_000_000),
             to: Some(now + 60_000_000),
         };
-        let rows = match QueryEngine::open_with_price_book(config, book.clone()).await {
-            Ok(engine) => kpis(&engine, window, &KpiQuery::default(), &KpiSettings::default())
+        let rows = match engine.refresh().await {
+            Ok(_) => kpis(&engine, window, &KpiQuery::default(), &KpiSettings::default())
                 .await
                 .and_then(|batches| gatemeter_query::output::json_rows(&batches)),
             Err(e) => Err(e),
