@@ -17,34 +17,62 @@ enum Entry {
     /// A host name, optionally with a port.
     Name { host: String, port: Option<u16> },
     /// An address or range, optionally with a port.
-    Net { network: IpAddr, prefix: u8, port: Option<u16> },
+    Net {
+        network: IpAddr,
+        prefix: u8,
+        port: Option<u16>,
+    },
 }
 
 fn parse_entry(text: &str) -> Result<Entry, AlertError> {
     let bad = |reason: &str| AlertError::Allowlist(format!("allowlist entry `{text}`: {reason}"));
     let (address, prefix) = match text.split_once('/') {
-        Some((address, prefix)) => (address, Some(prefix.parse::<u8>().map_err(|_| bad("bad prefix length"))?)),
+        Some((address, prefix)) => (
+            address,
+            Some(prefix.parse::<u8>().map_err(|_| bad("bad prefix length"))?),
+        ),
         None => (text, None),
     };
     // Parse as a URL authority so `[::1]:9093` and `host:port` both work.
     let url = Url::parse(&format!("http://{address}")).map_err(|e| bad(&e.to_string()))?;
     let port = url.port();
     match url.host() {
-        Some(Host::Ipv4(ip)) => Ok(Entry::Net { network: IpAddr::V4(ip), prefix: prefix.unwrap_or(32).min(32), port }),
-        Some(Host::Ipv6(ip)) => Ok(Entry::Net { network: IpAddr::V6(ip), prefix: prefix.unwrap_or(128).min(128), port }),
-        Some(Host::Domain(name)) if prefix.is_none() => Ok(Entry::Name { host: name.to_ascii_lowercase(), port }),
-        _ => Err(bad("expected host, host:port, an IP address or a CIDR range")),
+        Some(Host::Ipv4(ip)) => Ok(Entry::Net {
+            network: IpAddr::V4(ip),
+            prefix: prefix.unwrap_or(32).min(32),
+            port,
+        }),
+        Some(Host::Ipv6(ip)) => Ok(Entry::Net {
+            network: IpAddr::V6(ip),
+            prefix: prefix.unwrap_or(128).min(128),
+            port,
+        }),
+        Some(Host::Domain(name)) if prefix.is_none() => Ok(Entry::Name {
+            host: name.to_ascii_lowercase(),
+            port,
+        }),
+        _ => Err(bad(
+            "expected host, host:port, an IP address or a CIDR range",
+        )),
     }
 }
 
 fn in_network(ip: IpAddr, network: IpAddr, prefix: u8) -> bool {
     match (ip, network) {
         (IpAddr::V4(ip), IpAddr::V4(net)) => {
-            let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix)) };
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(prefix))
+            };
             u32::from(ip) & mask == u32::from(net) & mask
         }
         (IpAddr::V6(ip), IpAddr::V6(net)) => {
-            let mask = if prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(prefix)) };
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(prefix))
+            };
             u128::from(ip) & mask == u128::from(net) & mask
         }
         _ => false,
@@ -94,20 +122,28 @@ pub struct Allowlist {
 impl Allowlist {
     pub fn parse(entries: &[String]) -> Result<Allowlist, AlertError> {
         Ok(Allowlist {
-            entries: entries.iter().map(|e| parse_entry(e.trim())).collect::<Result<_, _>>()?,
+            entries: entries
+                .iter()
+                .map(|e| parse_entry(e.trim()))
+                .collect::<Result<_, _>>()?,
         })
     }
 
     fn ip_allowed(&self, ip: IpAddr, port: u16) -> bool {
         self.entries.iter().any(|entry| match entry {
-            Entry::Net { network, prefix, port: p } => in_network(ip, *network, *prefix) && p.is_none_or(|p| p == port),
+            Entry::Net {
+                network,
+                prefix,
+                port: p,
+            } => in_network(ip, *network, *prefix) && p.is_none_or(|p| p == port),
             Entry::Name { .. } => false,
         })
     }
 
     /// Accepts `target` (an http(s) URL) or says why not.
     pub fn check(&self, target: &str) -> Result<Url, AlertError> {
-        let refuse = |reason: String| AlertError::Allowlist(format!("target `{target}` refused: {reason}"));
+        let refuse =
+            |reason: String| AlertError::Allowlist(format!("target `{target}` refused: {reason}"));
         let url = Url::parse(target).map_err(|e| refuse(e.to_string()))?;
         if url.scheme() != "http" && url.scheme() != "https" {
             return Err(refuse("only http and https targets".into()));
@@ -156,7 +192,8 @@ mod tests {
     use super::*;
 
     fn list(entries: &[&str]) -> Allowlist {
-        Allowlist::parse(&entries.iter().map(|e| (*e).to_owned()).collect::<Vec<_>>()).expect("allowlist")
+        Allowlist::parse(&entries.iter().map(|e| (*e).to_owned()).collect::<Vec<_>>())
+            .expect("allowlist")
     }
 
     #[test]
@@ -171,7 +208,10 @@ mod tests {
             ("http://[::ffff:127.0.0.1]:9094/", "not on the allowlist"),
             ("http://0x7f.1:9094/", "not on the allowlist"),
             ("http://localhost:9093/", "not on the allowlist"),
-            ("http://169.254.169.254/latest/meta-data", "not on the allowlist"),
+            (
+                "http://169.254.169.254/latest/meta-data",
+                "not on the allowlist",
+            ),
             ("http://192.168.1.10/", "not on the allowlist"),
             ("http://10.1.3.1/", "not on the allowlist"),
             ("http://hooks.example.com/", "not on the allowlist"),
@@ -189,7 +229,19 @@ mod tests {
 
     #[test]
     fn internal_ranges() {
-        for ip in ["127.0.0.1", "10.0.0.1", "172.16.0.1", "192.168.0.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fe80::1", "fd00::1", "::ffff:10.0.0.1"] {
+        for ip in [
+            "127.0.0.1",
+            "10.0.0.1",
+            "172.16.0.1",
+            "192.168.0.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:10.0.0.1",
+        ] {
             assert!(is_internal(ip.parse().expect(ip)), "{ip}");
         }
         for ip in ["1.1.1.1", "8.8.8.8", "2606:4700:4700::1111"] {

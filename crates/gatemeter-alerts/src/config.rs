@@ -176,20 +176,35 @@ fn default_severity() -> String {
 pub fn parse_usd(text: &str) -> Option<i128> {
     let text = text.trim();
     let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
-    if whole.is_empty() || fraction.len() > 9 || !whole.chars().all(|c| c.is_ascii_digit()) || !fraction.chars().all(|c| c.is_ascii_digit()) {
+    if whole.is_empty()
+        || fraction.len() > 9
+        || !whole.chars().all(|c| c.is_ascii_digit())
+        || !fraction.chars().all(|c| c.is_ascii_digit())
+    {
         return None;
     }
     let whole: i128 = whole.parse().ok()?;
-    let fraction: i128 = if fraction.is_empty() { 0 } else { format!("{fraction:0<9}").parse().ok()? };
+    let fraction: i128 = if fraction.is_empty() {
+        0
+    } else {
+        format!("{fraction:0<9}").parse().ok()?
+    };
     whole.checked_mul(1_000_000_000)?.checked_add(fraction)
 }
 
 const SLO_SCOPES: &[&str] = &["team", "provider", "model"];
 const BUDGET_SCOPES: &[&str] = &["team", "api_key_id", "environment", "org_id"];
 
-fn check_scope(what: &str, scope: &BTreeMap<String, String>, allowed: &[&str]) -> Result<(), AlertError> {
+fn check_scope(
+    what: &str,
+    scope: &BTreeMap<String, String>,
+    allowed: &[&str],
+) -> Result<(), AlertError> {
     match scope.keys().find(|key| !allowed.contains(&key.as_str())) {
-        Some(key) => Err(AlertError::Config(format!("{what}: scope `{key}` is not one of {}", allowed.join(", ")))),
+        Some(key) => Err(AlertError::Config(format!(
+            "{what}: scope `{key}` is not one of {}",
+            allowed.join(", ")
+        ))),
         None => Ok(()),
     }
 }
@@ -199,21 +214,32 @@ impl AlertsConfig {
     pub fn validate(&self) -> Result<(), AlertError> {
         let allowlist = Allowlist::parse(&self.allowlist)?;
         if let Some(url) = &self.alertmanager_url {
-            allowlist.check(url).map_err(|e| AlertError::Allowlist(format!("alerts.alertmanager_url: {e}")))?;
+            allowlist
+                .check(url)
+                .map_err(|e| AlertError::Allowlist(format!("alerts.alertmanager_url: {e}")))?;
         }
         for url in &self.webhook_urls {
-            allowlist.check(url).map_err(|e| AlertError::Allowlist(format!("alerts.webhook_urls: {e}")))?;
+            allowlist
+                .check(url)
+                .map_err(|e| AlertError::Allowlist(format!("alerts.webhook_urls: {e}")))?;
         }
         if self.interval_seconds == 0 {
-            return Err(AlertError::Config("interval_seconds must be at least 1".into()));
+            return Err(AlertError::Config(
+                "interval_seconds must be at least 1".into(),
+            ));
         }
         for slo in &self.slo {
             let what = format!("slo `{}`", slo.name);
             if !(slo.target > 0.0 && slo.target < 1.0) {
-                return Err(AlertError::Config(format!("{what}: target {} must be between 0 and 1", slo.target)));
+                return Err(AlertError::Config(format!(
+                    "{what}: target {} must be between 0 and 1",
+                    slo.target
+                )));
             }
             if slo.kind == SloKind::Latency && slo.latency_threshold_ms.is_none_or(|ms| ms <= 0.0) {
-                return Err(AlertError::Config(format!("{what}: a latency SLO needs latency_threshold_ms > 0")));
+                return Err(AlertError::Config(format!(
+                    "{what}: a latency SLO needs latency_threshold_ms > 0"
+                )));
             }
             check_scope(&what, &slo.scope, SLO_SCOPES)?;
         }
@@ -227,7 +253,9 @@ impl AlertsConfig {
             }
             check_scope(&what, &budget.scope, BUDGET_SCOPES)?;
             if budget.scope.len() > 1 {
-                return Err(AlertError::Config(format!("{what}: a budget has one scope dimension at most")));
+                return Err(AlertError::Config(format!(
+                    "{what}: a budget has one scope dimension at most"
+                )));
             }
         }
         for threshold in &self.threshold {
@@ -269,7 +297,11 @@ mod tests {
             webhook_urls: vec!["http://169.254.169.254/".into()],
             ..config.clone()
         };
-        assert!(off_list.validate().expect_err("refused").to_string().contains("webhook_urls"));
+        assert!(off_list
+            .validate()
+            .expect_err("refused")
+            .to_string()
+            .contains("webhook_urls"));
         let bad_amount = AlertsConfig {
             budget: vec![BudgetConfig {
                 name: "search".into(),
@@ -285,6 +317,10 @@ mod tests {
             }],
             ..config
         };
-        assert!(bad_amount.validate().expect_err("refused").to_string().contains("budget `search`: amount_usd"));
+        assert!(bad_amount
+            .validate()
+            .expect_err("refused")
+            .to_string()
+            .contains("budget `search`: amount_usd"));
     }
 }

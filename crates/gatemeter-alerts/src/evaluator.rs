@@ -59,7 +59,11 @@ fn scope_filter(scope: &BTreeMap<String, String>) -> Vec<String> {
     scope
         .iter()
         .map(|(key, value)| {
-            let column = if key == "model" { "requested_model" } else { key.as_str() };
+            let column = if key == "model" {
+                "requested_model"
+            } else {
+                key.as_str()
+            };
             format!("{column} = {}", quote_literal(value))
         })
         .collect()
@@ -97,7 +101,8 @@ impl Evaluator {
         let store = StateStore::in_data_dir(data_dir);
         let records = store.load()?;
         let notifier = Notifier::new(config.alertmanager_url.clone(), config.webhook_urls.clone())?;
-        let metrics = AlertMetrics::register(registry).map_err(|e| AlertError::Config(e.to_string()))?;
+        let metrics =
+            AlertMetrics::register(registry).map_err(|e| AlertError::Config(e.to_string()))?;
         Ok(Evaluator {
             config,
             engine,
@@ -117,9 +122,19 @@ impl Evaluator {
         }
     }
 
-    async fn scalar_row(&self, window: Window, sql: &str) -> Result<datafusion::arrow::record_batch::RecordBatch, AlertError> {
+    async fn scalar_row(
+        &self,
+        window: Window,
+        sql: &str,
+    ) -> Result<datafusion::arrow::record_batch::RecordBatch, AlertError> {
         let ctx = self.engine.session(window).await?;
-        let batches = ctx.sql(sql).await.map_err(gatemeter_query::QueryError::from)?.collect().await.map_err(gatemeter_query::QueryError::from)?;
+        let batches = ctx
+            .sql(sql)
+            .await
+            .map_err(gatemeter_query::QueryError::from)?
+            .collect()
+            .await
+            .map_err(gatemeter_query::QueryError::from)?;
         batches
             .into_iter()
             .find(|b| b.num_rows() > 0)
@@ -127,7 +142,12 @@ impl Evaluator {
     }
 
     /// (valid, bad) requests of `slo` in `[now − window, now)`.
-    async fn slo_counts(&self, slo: &SloConfig, window: Duration, now: DateTime<Utc>) -> Result<(u64, u64), AlertError> {
+    async fn slo_counts(
+        &self,
+        slo: &SloConfig,
+        window: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<(u64, u64), AlertError> {
         let good = match (slo.kind, slo.latency_threshold_ms) {
             (SloKind::Latency, Some(ms)) => format!("(good AND e2e_latency_ms <= {ms:?})"),
             _ => "good".to_owned(),
@@ -137,14 +157,25 @@ impl Evaluator {
             where_clause(&scope_filter(&slo.scope))
         );
         let row = self
-            .scalar_row(Window { from: Some(micros(now - window)), to: Some(micros(now)) }, &sql)
+            .scalar_row(
+                Window {
+                    from: Some(micros(now - window)),
+                    to: Some(micros(now)),
+                },
+                &sql,
+            )
             .await?;
         let count = |i: usize| row.column(i).as_primitive::<Int64Type>().value(0).max(0) as u64;
         Ok((count(0), count(1)))
     }
 
     /// Spend (nano-dollars) of `budget`'s scope in `[from, to)`.
-    async fn spend(&self, budget: &BudgetConfig, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<i128, AlertError> {
+    async fn spend(
+        &self,
+        budget: &BudgetConfig,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<i128, AlertError> {
         let mut clauses = scope_filter(&budget.scope);
         if !budget.include_byok {
             clauses.push("key_type <> 'byok'".to_owned());
@@ -153,12 +184,28 @@ impl Evaluator {
             "SELECT CAST(sum(cost_usd) AS DECIMAL(38, 9)) AS spend FROM attempts{}",
             where_clause(&clauses)
         );
-        let row = self.scalar_row(Window { from: Some(micros(from)), to: Some(micros(to)) }, &sql).await?;
+        let row = self
+            .scalar_row(
+                Window {
+                    from: Some(micros(from)),
+                    to: Some(micros(to)),
+                },
+                &sql,
+            )
+            .await?;
         let column = row.column(0).as_primitive::<Decimal128Type>();
-        Ok(if column.is_null(0) { 0 } else { column.value(0) })
+        Ok(if column.is_null(0) {
+            0
+        } else {
+            column.value(0)
+        })
     }
 
-    async fn slo_conditions(&self, now: DateTime<Utc>, report: &mut EvaluationReport) -> Result<Vec<Condition>, AlertError> {
+    async fn slo_conditions(
+        &self,
+        now: DateTime<Utc>,
+        report: &mut EvaluationReport,
+    ) -> Result<Vec<Condition>, AlertError> {
         let mut conditions = Vec::new();
         for slo in &self.config.slo {
             let mut rates = BTreeMap::new();
@@ -166,21 +213,39 @@ impl Evaluator {
                 let (valid, bad) = self.slo_counts(slo, window, now).await?;
                 rates.insert(window, burn_rate(bad, valid, slo.target));
             }
-            let (valid, bad) = self.slo_counts(slo, Duration::days(SLO_PERIOD_DAYS), now).await?;
+            let (valid, bad) = self
+                .slo_counts(slo, Duration::days(SLO_PERIOD_DAYS), now)
+                .await?;
             let remaining = budget_remaining(bad, valid, slo.target);
             for (window, rate) in &rates {
-                self.metrics.slo_burn_rate.with_label_values(&[&slo.name, &window_name(*window)]).set(rate.unwrap_or(0.0));
+                self.metrics
+                    .slo_burn_rate
+                    .with_label_values(&[&slo.name, &window_name(*window)])
+                    .set(rate.unwrap_or(0.0));
             }
-            self.metrics.slo_budget_remaining.with_label_values(&[&slo.name]).set(remaining.unwrap_or(1.0));
+            self.metrics
+                .slo_budget_remaining
+                .with_label_values(&[&slo.name])
+                .set(remaining.unwrap_or(1.0));
             let verdicts = firing(|window| rates.get(&window).copied().flatten());
             let mut firing_now = Vec::new();
             for severity in [crate::slo::Severity::Page, crate::slo::Severity::Ticket] {
-                let pairs: Vec<_> = verdicts.iter().filter(|(p, _)| p.severity == severity).collect();
+                let pairs: Vec<_> = verdicts
+                    .iter()
+                    .filter(|(p, _)| p.severity == severity)
+                    .collect();
                 let active = pairs.iter().any(|(_, on)| *on);
                 let fired_by: Vec<String> = pairs
                     .iter()
                     .filter(|(_, on)| *on)
-                    .map(|(p, _)| format!("{}/{} over {}x", window_name(p.long), window_name(p.short), p.factor))
+                    .map(|(p, _)| {
+                        format!(
+                            "{}/{} over {}x",
+                            window_name(p.long),
+                            window_name(p.short),
+                            p.factor
+                        )
+                    })
                     .collect();
                 if active {
                     firing_now.push(severity.as_str());
@@ -188,7 +253,17 @@ impl Evaluator {
                 let rate_text: Vec<String> = pairs
                     .iter()
                     .flat_map(|(p, _)| [p.long, p.short])
-                    .map(|w| format!("{}={}", window_name(w), rates.get(&w).copied().flatten().map_or("n/a".to_owned(), |r| format!("{r:.2}"))))
+                    .map(|w| {
+                        format!(
+                            "{}={}",
+                            window_name(w),
+                            rates
+                                .get(&w)
+                                .copied()
+                                .flatten()
+                                .map_or("n/a".to_owned(), |r| format!("{r:.2}"))
+                        )
+                    })
                     .collect();
                 let mut labels = BTreeMap::from([
                     ("alertname".to_owned(), BURN_ALERT.to_owned()),
@@ -197,14 +272,25 @@ impl Evaluator {
                 ]);
                 labels.extend(slo.scope.clone());
                 let mut annotations = BTreeMap::from([
-                    ("summary".to_owned(), format!("SLO {} is burning its error budget ({} level)", slo.name, severity.as_str())),
+                    (
+                        "summary".to_owned(),
+                        format!(
+                            "SLO {} is burning its error budget ({} level)",
+                            slo.name,
+                            severity.as_str()
+                        ),
+                    ),
                     (
                         "description".to_owned(),
                         format!(
                             "Burn rates (x budget of {:.3}%): {}. Fired by: {}.",
                             (1.0 - slo.target) * 100.0,
                             rate_text.join(", "),
-                            if fired_by.is_empty() { "none".to_owned() } else { fired_by.join("; ") }
+                            if fired_by.is_empty() {
+                                "none".to_owned()
+                            } else {
+                                fired_by.join("; ")
+                            }
                         ),
                     ),
                 ]);
@@ -219,7 +305,8 @@ impl Evaluator {
                     annotations,
                 });
             }
-            let burn: BTreeMap<String, Option<f64>> = rates.iter().map(|(w, r)| (window_name(*w), *r)).collect();
+            let burn: BTreeMap<String, Option<f64>> =
+                rates.iter().map(|(w, r)| (window_name(*w), *r)).collect();
             report.slos.push(json!({
                 "name": slo.name,
                 "kind": match slo.kind { SloKind::Availability => "availability", SloKind::Latency => "latency" },
@@ -235,16 +322,33 @@ impl Evaluator {
         Ok(conditions)
     }
 
-    async fn budget_conditions(&self, now: DateTime<Utc>, report: &mut EvaluationReport) -> Result<Vec<Condition>, AlertError> {
+    async fn budget_conditions(
+        &self,
+        now: DateTime<Utc>,
+        report: &mut EvaluationReport,
+    ) -> Result<Vec<Condition>, AlertError> {
         let mut conditions = Vec::new();
         for budget in &self.config.budget {
             let amount = parse_usd(&budget.amount_usd).unwrap_or(0);
             let (start, end) = budget.period.bounds(now);
             let spend = self.spend(budget, start, now).await?;
             let figures = status(amount, budget.period, spend, now);
-            self.metrics.budget_consumed.with_label_values(&[&budget.name]).set(figures.consumed);
-            self.metrics.budget_projected.with_label_values(&[&budget.name]).set(if amount > 0 { figures.projected as f64 / amount as f64 } else { 0.0 });
-            self.metrics.budget_burn_rate.with_label_values(&[&budget.name]).set(figures.burn_rate);
+            self.metrics
+                .budget_consumed
+                .with_label_values(&[&budget.name])
+                .set(figures.consumed);
+            self.metrics
+                .budget_projected
+                .with_label_values(&[&budget.name])
+                .set(if amount > 0 {
+                    figures.projected as f64 / amount as f64
+                } else {
+                    0.0
+                });
+            self.metrics
+                .budget_burn_rate
+                .with_label_values(&[&budget.name])
+                .set(figures.burn_rate);
             let base_labels = |kind: &str| {
                 let mut labels = BTreeMap::from([
                     ("alertname".to_owned(), BUDGET_ALERT.to_owned()),
@@ -287,7 +391,10 @@ impl Evaluator {
                     active: figures.consumed >= *threshold,
                     timing: self.timing(Duration::zero()),
                     labels,
-                    annotations: annotations(format!("Budget {} is {percent}% consumed", budget.name)),
+                    annotations: annotations(format!(
+                        "Budget {} is {percent}% consumed",
+                        budget.name
+                    )),
                 });
             }
             if budget.alert_on_projection {
@@ -308,8 +415,18 @@ impl Evaluator {
                 let period_length = end - start;
                 let long = Duration::minutes(budget.burn_long_minutes as i64);
                 let short = Duration::minutes(budget.burn_short_minutes as i64);
-                let long_rate = window_burn_rate(amount, period_length, self.spend(budget, now - long, now).await?, long);
-                let short_rate = window_burn_rate(amount, period_length, self.spend(budget, now - short, now).await?, short);
+                let long_rate = window_burn_rate(
+                    amount,
+                    period_length,
+                    self.spend(budget, now - long, now).await?,
+                    long,
+                );
+                let short_rate = window_burn_rate(
+                    amount,
+                    period_length,
+                    self.spend(budget, now - short, now).await?,
+                    short,
+                );
                 conditions.push(Condition {
                     key: format!("budget:{}:burn", budget.name),
                     active: long_rate >= factor && short_rate >= factor,
@@ -343,7 +460,20 @@ impl Evaluator {
                 to: Some(micros(now)),
             };
             let query = KpiQuery {
-                filters: rule.scope.iter().map(|(k, v)| (if k == "model" { "requested_model".to_owned() } else { k.clone() }, v.clone())).collect(),
+                filters: rule
+                    .scope
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            if k == "model" {
+                                "requested_model".to_owned()
+                            } else {
+                                k.clone()
+                            },
+                            v.clone(),
+                        )
+                    })
+                    .collect(),
                 ..KpiQuery::default()
             };
             let rows = json_rows(&kpis(&self.engine, window, &query, &self.kpi_settings).await?)?;
@@ -368,8 +498,17 @@ impl Evaluator {
                 Comparison::Below => "<",
             };
             let mut annotations = BTreeMap::from([
-                ("summary".to_owned(), format!("{} {op} {} over the last {} min", rule.kpi, rule.value, rule.window_minutes)),
-                ("value".to_owned(), value.map_or("null".to_owned(), |v| v.to_string())),
+                (
+                    "summary".to_owned(),
+                    format!(
+                        "{} {op} {} over the last {} min",
+                        rule.kpi, rule.value, rule.window_minutes
+                    ),
+                ),
+                (
+                    "value".to_owned(),
+                    value.map_or("null".to_owned(), |v| v.to_string()),
+                ),
             ]);
             if let Some(url) = &self.config.dashboard_url {
                 annotations.insert("dashboard".to_owned(), url.clone());
@@ -397,7 +536,11 @@ impl Evaluator {
         let mut records = BTreeMap::new();
         let resend = Duration::seconds(self.config.resend_seconds as i64);
         for condition in conditions {
-            let previous = self.records.get(&condition.key).cloned().unwrap_or_default();
+            let previous = self
+                .records
+                .get(&condition.key)
+                .cloned()
+                .unwrap_or_default();
             let (record, transition) = step(&previous, condition.active, condition.timing, now);
             let notice = |ends_at| Notice {
                 labels: condition.labels.clone(),
@@ -408,17 +551,29 @@ impl Evaluator {
             };
             let due = match transition {
                 Transition::Fired | Transition::Resolved => true,
-                Transition::StillFiring => self.last_sent.get(&condition.key).is_none_or(|sent| now - *sent >= resend),
+                Transition::StillFiring => self
+                    .last_sent
+                    .get(&condition.key)
+                    .is_none_or(|sent| now - *sent >= resend),
                 Transition::Quiet | Transition::Pending => false,
             };
             if due {
-                notices.push(notice(if transition == Transition::Resolved { Some(now) } else { None }));
+                notices.push(notice(if transition == Transition::Resolved {
+                    Some(now)
+                } else {
+                    None
+                }));
                 self.last_sent.insert(condition.key.clone(), now);
             }
             if transition == Transition::Fired {
                 info!(alert = condition.key.as_str(), "alert firing");
             }
-            for phase in [Phase::Inactive, Phase::Pending, Phase::Firing, Phase::Resolved] {
+            for phase in [
+                Phase::Inactive,
+                Phase::Pending,
+                Phase::Firing,
+                Phase::Resolved,
+            ] {
                 self.metrics
                     .alert_state
                     .with_label_values(&[&condition.key, phase.as_str()])
@@ -444,12 +599,18 @@ impl Evaluator {
         if self.notifier.has_targets() {
             for error in self.notifier.send(&notices).await {
                 warn!(%error, "alert notification failed");
-                self.metrics.notifications.with_label_values(&["error"]).inc();
+                self.metrics
+                    .notifications
+                    .with_label_values(&["error"])
+                    .inc();
                 // Try again on the next evaluation.
                 self.last_sent.clear();
             }
             if !notices.is_empty() {
-                self.metrics.notifications.with_label_values(&["sent"]).inc_by(notices.len() as u64);
+                self.metrics
+                    .notifications
+                    .with_label_values(&["sent"])
+                    .inc_by(notices.len() as u64);
             }
         }
         Ok(report)
@@ -457,8 +618,13 @@ impl Evaluator {
 
     /// Evaluates every `interval_seconds` until `shutdown`, handing each
     /// report to `publish`. Errors never stop the loop.
-    pub async fn run(mut self, shutdown: impl Future<Output = ()>, publish: impl Fn(EvaluationReport)) {
-        let mut ticker = tokio::time::interval(StdDuration::from_secs(self.config.interval_seconds.max(1)));
+    pub async fn run(
+        mut self,
+        shutdown: impl Future<Output = ()>,
+        publish: impl Fn(EvaluationReport),
+    ) {
+        let mut ticker =
+            tokio::time::interval(StdDuration::from_secs(self.config.interval_seconds.max(1)));
         // Fixed rate: a slow evaluation delays the next tick, never shifts the schedule.
         ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
         tokio::pin!(shutdown);

@@ -20,23 +20,38 @@ impl AlertMetrics {
     pub fn register(registry: &Registry) -> Result<AlertMetrics, prometheus::Error> {
         let metrics = AlertMetrics {
             slo_burn_rate: GaugeVec::new(
-                Opts::new("gatemeter_slo_burn_rate", "Error-budget burn rate of an SLO over a window"),
+                Opts::new(
+                    "gatemeter_slo_burn_rate",
+                    "Error-budget burn rate of an SLO over a window",
+                ),
                 &["slo", "window"],
             )?,
             slo_budget_remaining: GaugeVec::new(
-                Opts::new("gatemeter_slo_error_budget_remaining_ratio", "Error budget left over the 30-day SLO period"),
+                Opts::new(
+                    "gatemeter_slo_error_budget_remaining_ratio",
+                    "Error budget left over the 30-day SLO period",
+                ),
                 &["slo"],
             )?,
             budget_consumed: GaugeVec::new(
-                Opts::new("gatemeter_budget_consumed_ratio", "Spend so far in the period / budget amount"),
+                Opts::new(
+                    "gatemeter_budget_consumed_ratio",
+                    "Spend so far in the period / budget amount",
+                ),
                 &["budget"],
             )?,
             budget_projected: GaugeVec::new(
-                Opts::new("gatemeter_budget_projected_ratio", "Projected spend at period end / budget amount"),
+                Opts::new(
+                    "gatemeter_budget_projected_ratio",
+                    "Projected spend at period end / budget amount",
+                ),
                 &["budget"],
             )?,
             budget_burn_rate: GaugeVec::new(
-                Opts::new("gatemeter_budget_burn_rate", "Spend rate / (amount / period length)"),
+                Opts::new(
+                    "gatemeter_budget_burn_rate",
+                    "Spend rate / (amount / period length)",
+                ),
                 &["budget"],
             )?,
             alert_state: IntGaugeVec::new(
@@ -44,11 +59,17 @@ impl AlertMetrics {
                 &["alert", "state"],
             )?,
             evaluations: IntCounterVec::new(
-                Opts::new("gatemeter_alert_evaluations_total", "Alert evaluations by result"),
+                Opts::new(
+                    "gatemeter_alert_evaluations_total",
+                    "Alert evaluations by result",
+                ),
                 &["result"],
             )?,
             notifications: IntCounterVec::new(
-                Opts::new("gatemeter_alert_notifications_total", "Alert notifications by result"),
+                Opts::new(
+                    "gatemeter_alert_notifications_total",
+                    "Alert notifications by result",
+                ),
                 &["result"],
             )?,
         };

@@ -47,7 +47,10 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    pub fn new(alertmanager: Option<String>, webhooks: Vec<String>) -> Result<Notifier, AlertError> {
+    pub fn new(
+        alertmanager: Option<String>,
+        webhooks: Vec<String>,
+    ) -> Result<Notifier, AlertError> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             // Targets were vetted by address; a redirect could lead elsewhere.
@@ -76,7 +79,10 @@ impl Notifier {
         let mut errors = Vec::new();
         if let Some(base) = &self.alertmanager {
             let body: Vec<Value> = notices.iter().map(Notice::alertmanager_json).collect();
-            if let Err(e) = self.post(&format!("{base}/api/v2/alerts"), &Value::Array(body)).await {
+            if let Err(e) = self
+                .post(&format!("{base}/api/v2/alerts"), &Value::Array(body))
+                .await
+            {
                 errors.push(e);
             }
         }
@@ -85,11 +91,21 @@ impl Notifier {
                 .iter()
                 .map(|n| {
                     let mut alert = n.alertmanager_json();
-                    alert["status"] = Value::String(if n.ends_at.is_some() { "resolved" } else { "firing" }.into());
+                    alert["status"] = Value::String(
+                        if n.ends_at.is_some() {
+                            "resolved"
+                        } else {
+                            "firing"
+                        }
+                        .into(),
+                    );
                     alert
                 })
                 .collect();
-            if let Err(e) = self.post(webhook, &json!({"source": "gatemeter", "alerts": alerts})).await {
+            if let Err(e) = self
+                .post(webhook, &json!({"source": "gatemeter", "alerts": alerts}))
+                .await
+            {
                 errors.push(e);
             }
         }
@@ -101,7 +117,13 @@ impl Notifier {
             target: url.to_owned(),
             reason,
         };
-        let response = self.client.post(url).json(body).send().await.map_err(|e| failed(e.to_string()))?;
+        let response = self
+            .client
+            .post(url)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| failed(e.to_string()))?;
         if response.status().is_success() {
             Ok(())
         } else {

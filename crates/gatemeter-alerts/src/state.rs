@@ -80,7 +80,12 @@ pub struct Timing {
 }
 
 /// One evaluation: the next record and what happened.
-pub fn step(record: &AlertRecord, condition: bool, timing: Timing, now: DateTime<Utc>) -> (AlertRecord, Transition) {
+pub fn step(
+    record: &AlertRecord,
+    condition: bool,
+    timing: Timing,
+    now: DateTime<Utc>,
+) -> (AlertRecord, Transition) {
     let mut next = record.clone();
     let transition = match (record.phase, condition) {
         (Phase::Inactive | Phase::Resolved, true) => {
@@ -196,7 +201,11 @@ mod tests {
         let steps = run(&[true, true, false], NO_WAIT);
         assert_eq!(
             steps.iter().map(|s| s.1).collect::<Vec<_>>(),
-            [Transition::Fired, Transition::StillFiring, Transition::Resolved]
+            [
+                Transition::Fired,
+                Transition::StillFiring,
+                Transition::Resolved
+            ]
         );
     }
 
@@ -206,19 +215,25 @@ mod tests {
             for_: Duration::zero(),
             clear_for: Duration::minutes(3),
         };
-        let flapping = [true, false, true, false, true, false, true, false, false, false, false];
+        let flapping = [
+            true, false, true, false, true, false, true, false, false, false, false,
+        ];
         let steps = run(&flapping, timing);
         let fired = steps.iter().filter(|s| s.1 == Transition::Fired).count();
         let resolved = steps.iter().filter(|s| s.1 == Transition::Resolved).count();
         assert_eq!((fired, resolved), (1, 1));
         // It resolves only after three clear minutes in a row (minutes 7..10).
-        assert_eq!(steps.iter().position(|s| s.1 == Transition::Resolved), Some(10));
+        assert_eq!(
+            steps.iter().position(|s| s.1 == Transition::Resolved),
+            Some(10)
+        );
     }
 
     #[test]
     fn a_restored_record_keeps_its_fired_at() {
         let (fired, _) = step(&AlertRecord::default(), true, NO_WAIT, at(0));
-        let restored: AlertRecord = serde_json::from_str(&serde_json::to_string(&fired).expect("json")).expect("parse");
+        let restored: AlertRecord =
+            serde_json::from_str(&serde_json::to_string(&fired).expect("json")).expect("parse");
         let (again, transition) = step(&restored, true, NO_WAIT, at(5));
         assert_eq!(transition, Transition::StillFiring);
         assert_eq!(again.fired_at, Some(at(0)));

@@ -15,7 +15,10 @@ pub struct StateStore {
 impl StateStore {
     pub fn in_data_dir(data_dir: &Path) -> StateStore {
         StateStore {
-            path: data_dir.join("_gatemeter").join("alerts").join("state.json"),
+            path: data_dir
+                .join("_gatemeter")
+                .join("alerts")
+                .join("state.json"),
         }
     }
 
@@ -57,6 +60,9 @@ mod tests {
         let mut records = BTreeMap::new();
         records.insert("slo:availability:page".to_owned(), AlertRecord::default());
         store.save(&records).expect("save");
-        assert_eq!(StateStore::in_data_dir(dir.path()).load().expect("load"), records);
+        assert_eq!(
+            StateStore::in_data_dir(dir.path()).load().expect("load"),
+            records
+        );
     }
 }

@@ -23,10 +23,19 @@ pub enum Format {
 
 /// The first acceptable type of the `Accept` header (no header: JSON).
 pub fn negotiate(headers: &HeaderMap) -> Result<Format, ApiError> {
-    let Some(accept) = headers.get(ACCEPT) else { return Ok(Format::Json) };
-    let accept = accept.to_str().map_err(|_| ApiError::BadRequest("Accept header is not text".into()))?;
+    let Some(accept) = headers.get(ACCEPT) else {
+        return Ok(Format::Json);
+    };
+    let accept = accept
+        .to_str()
+        .map_err(|_| ApiError::BadRequest("Accept header is not text".into()))?;
     for item in accept.split(',') {
-        let media = item.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        let media = item
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
         match media.as_str() {
             "application/json" | "application/*" | "*/*" => return Ok(Format::Json),
             "text/csv" | "text/*" => return Ok(Format::Csv),
@@ -54,13 +63,19 @@ pub fn respond(result: &QueryResult, format: Format) -> Result<Response, ApiErro
         Format::Csv => {
             let mut text = csv(&result.batches)?;
             if text.is_empty() {
-                let names: Vec<&str> = result.schema.fields().iter().map(|f| f.name().as_str()).collect();
+                let names: Vec<&str> = result
+                    .schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect();
                 text = format!("{}\n", names.join(","));
             }
             Ok(([(CONTENT_TYPE, "text/csv; charset=utf-8")], text).into_response())
         }
         Format::Arrow => {
-            let mut writer = StreamWriter::try_new(Vec::new(), &result.schema).map_err(QueryError::from)?;
+            let mut writer =
+                StreamWriter::try_new(Vec::new(), &result.schema).map_err(QueryError::from)?;
             for batch in &result.batches {
                 writer.write(batch).map_err(QueryError::from)?;
             }

@@ -35,7 +35,11 @@ pub struct Classified {
 }
 
 const fn class(status: StatusCode, code: &'static str, public: bool) -> Classified {
-    Classified { status, code, public }
+    Classified {
+        status,
+        code,
+        public,
+    }
 }
 
 const BAD_QUERY: Classified = class(StatusCode::BAD_REQUEST, "bad_query", true);
@@ -53,8 +57,12 @@ pub fn classify_datafusion(error: &DataFusionError) -> Classified {
         | DataFusionError::Execution(_)
         | DataFusionError::ArrowError(_, _)
         | DataFusionError::Substrait(_) => BAD_QUERY,
-        DataFusionError::ResourcesExhausted(_) => class(StatusCode::PAYLOAD_TOO_LARGE, "resources_exhausted", true),
-        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => classify_datafusion(inner),
+        DataFusionError::ResourcesExhausted(_) => {
+            class(StatusCode::PAYLOAD_TOO_LARGE, "resources_exhausted", true)
+        }
+        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => {
+            classify_datafusion(inner)
+        }
         DataFusionError::Shared(inner) => classify_datafusion(inner),
         DataFusionError::Collection(errors) => errors.first().map_or(INTERNAL, classify_datafusion),
         DataFusionError::ParquetError(_)
@@ -72,9 +80,9 @@ pub fn classify_query(error: &QueryError) -> Classified {
         QueryError::DataFusion(inner) => classify_datafusion(inner),
         QueryError::Forbidden(_) => class(StatusCode::BAD_REQUEST, "forbidden_statement", true),
         QueryError::BadSql(_) => BAD_QUERY,
-        QueryError::UnknownDimension(_, _) | QueryError::BadBucket(_) | QueryError::BadWindow { .. } => {
-            class(StatusCode::BAD_REQUEST, "bad_parameter", true)
-        }
+        QueryError::UnknownDimension(_, _)
+        | QueryError::BadBucket(_)
+        | QueryError::BadWindow { .. } => class(StatusCode::BAD_REQUEST, "bad_parameter", true),
         QueryError::QueryParam { .. } => class(StatusCode::BAD_REQUEST, "bad_parameter", true),
         QueryError::UnknownQuery(_) => class(StatusCode::NOT_FOUND, "not_found", true),
         QueryError::Timeout(_) => class(StatusCode::GATEWAY_TIMEOUT, "timeout", true),
@@ -123,13 +131,18 @@ mod tests {
 
     #[test]
     fn user_errors_are_4xx_and_ours_are_500_without_detail() {
-        let plan = ApiError::Query(QueryError::DataFusion(DataFusionError::Plan("table x not found".into())));
+        let plan = ApiError::Query(QueryError::DataFusion(DataFusionError::Plan(
+            "table x not found".into(),
+        )));
         assert_eq!(plan.classify(), BAD_QUERY);
         let nested = DataFusionError::Context(
             "while running".into(),
             Box::new(DataFusionError::ResourcesExhausted("sort".into())),
         );
-        assert_eq!(classify_datafusion(&nested).status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            classify_datafusion(&nested).status,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
         let io = ApiError::Query(QueryError::Io {
             path: "/secret/path".into(),
             reason: "denied".into(),

@@ -23,12 +23,20 @@ impl HttpMetrics {
     pub fn register(registry: &Registry) -> Result<HttpMetrics, prometheus::Error> {
         let metrics = HttpMetrics {
             requests: IntCounterVec::new(
-                Opts::new(HTTP_REQUESTS_TOTAL, "HTTP requests answered, by route, method and status"),
+                Opts::new(
+                    HTTP_REQUESTS_TOTAL,
+                    "HTTP requests answered, by route, method and status",
+                ),
                 &["route", "method", "status"],
             )?,
             duration: HistogramVec::new(
-                HistogramOpts::new(HTTP_REQUEST_DURATION, "Time to answer an HTTP request, by route")
-                    .buckets(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+                HistogramOpts::new(
+                    HTTP_REQUEST_DURATION,
+                    "Time to answer an HTTP request, by route",
+                )
+                .buckets(vec![
+                    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ]),
                 &["route"],
             )?,
         };
@@ -48,7 +56,10 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     let started = Instant::now();
     let response = next.run(request).await;
     let metrics = &state.http_metrics;
-    metrics.duration.with_label_values(&[&route]).observe(started.elapsed().as_secs_f64());
+    metrics
+        .duration
+        .with_label_values(&[&route])
+        .observe(started.elapsed().as_secs_f64());
     metrics
         .requests
         .with_label_values(&[&route, &method, response.status().as_str()])

@@ -26,7 +26,11 @@ pub struct Endpoint {
 }
 
 fn endpoint(method: &'static str, path: &'static str, handler: MethodRouter<AppState>) -> Endpoint {
-    Endpoint { method, path, handler }
+    Endpoint {
+        method,
+        path,
+        handler,
+    }
 }
 
 /// Every endpoint the router serves.
@@ -55,12 +59,18 @@ pub fn router(state: AppState) -> Router {
     }
     router
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), http_metrics::track))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            http_metrics::track,
+        ))
         .with_state(state)
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
-    ApiError::NotFound(format!("no endpoint at {}; see /api/v1/openapi.json", uri.path()))
+    ApiError::NotFound(format!(
+        "no endpoint at {}; see /api/v1/openapi.json",
+        uri.path()
+    ))
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then finishes
@@ -70,7 +80,9 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 #[cfg(test)]
@@ -103,17 +115,30 @@ mod tests {
         .expect("state")
     }
 
-    async fn call(state: &AppState, method: &str, path: &str, body: &str) -> (StatusCode, serde_json::Value) {
+    async fn call(
+        state: &AppState,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> (StatusCode, serde_json::Value) {
         let request = Request::builder()
             .method(Method::from_bytes(method.to_uppercase().as_bytes()).expect("method"))
             .uri(path.replace("{name}", "unpriced_attempts"))
             .header("content-type", "application/json")
             .body(Body::from(body.to_owned()))
             .expect("request");
-        let response = router(state.clone()).oneshot(request).await.expect("response");
+        let response = router(state.clone())
+            .oneshot(request)
+            .await
+            .expect("response");
         let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
-        (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,9 +147,19 @@ mod tests {
         let state = state(dir.path()).await;
         state.set_ready(true);
         for endpoint in endpoints() {
-            let body = if endpoint.method == "post" { r#"{"sql": "SELECT 1 AS one"}"# } else { "" };
+            let body = if endpoint.method == "post" {
+                r#"{"sql": "SELECT 1 AS one"}"#
+            } else {
+                ""
+            };
             let (status, _) = call(&state, endpoint.method, endpoint.path, body).await;
-            assert_eq!(status, StatusCode::OK, "{} {}", endpoint.method, endpoint.path);
+            assert_eq!(
+                status,
+                StatusCode::OK,
+                "{} {}",
+                endpoint.method,
+                endpoint.path
+            );
         }
     }
 
@@ -132,15 +167,30 @@ mod tests {
     async fn errors_are_json_with_a_code_and_readiness_waits_for_recovery() {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = state(dir.path()).await;
-        assert_eq!(call(&state, "get", "/readyz", "").await.0, StatusCode::SERVICE_UNAVAILABLE);
-        let (status, body) = call(&state, "post", "/api/v1/sql", r#"{"sql": "DROP TABLE attempts"}"#).await;
+        assert_eq!(
+            call(&state, "get", "/readyz", "").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let (status, body) = call(
+            &state,
+            "post",
+            "/api/v1/sql",
+            r#"{"sql": "DROP TABLE attempts"}"#,
+        )
+        .await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(body["error"]["code"], "forbidden_statement");
         let (status, body) = call(&state, "get", "/api/v1/kpis?group_by=nope", "").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert!(body["error"]["message"].as_str().unwrap_or_default().contains("nope"));
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("nope"));
         let (status, body) = call(&state, "get", "/api/v1/queries/no_such_query", "").await;
-        assert_eq!((status, body["error"]["code"].clone()), (StatusCode::NOT_FOUND, "not_found".into()));
+        assert_eq!(
+            (status, body["error"]["code"].clone()),
+            (StatusCode::NOT_FOUND, "not_found".into())
+        );
         let (status, _) = call(&state, "get", "/api/v1/nowhere", "").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
     }

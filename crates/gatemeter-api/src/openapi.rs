@@ -48,13 +48,33 @@ fn result_content() -> Value {
 
 pub fn document() -> Value {
     let mut kpi_params = vec![
-        query_param("from", "Window start (RFC 3339, inclusive) on request_start; none = all data.", json!({"type": "string", "format": "date-time"})),
-        query_param("to", "Window end (RFC 3339, exclusive).", json!({"type": "string", "format": "date-time"})),
-        query_param("group_by", &format!("Comma-separated dimensions: {}.", DIMENSIONS.join(", ")), json!({"type": "string"})),
-        query_param("bucket", "Time bucket of request_start.", json!({"type": "string", "enum": ["1m", "5m", "15m", "1h", "6h", "1d"]})),
+        query_param(
+            "from",
+            "Window start (RFC 3339, inclusive) on request_start; none = all data.",
+            json!({"type": "string", "format": "date-time"}),
+        ),
+        query_param(
+            "to",
+            "Window end (RFC 3339, exclusive).",
+            json!({"type": "string", "format": "date-time"}),
+        ),
+        query_param(
+            "group_by",
+            &format!("Comma-separated dimensions: {}.", DIMENSIONS.join(", ")),
+            json!({"type": "string"}),
+        ),
+        query_param(
+            "bucket",
+            "Time bucket of request_start.",
+            json!({"type": "string", "enum": ["1m", "5m", "15m", "1h", "6h", "1d"]}),
+        ),
     ];
     for dimension in DIMENSIONS {
-        kpi_params.push(query_param(dimension, &format!("Only rows whose {dimension} is this value."), json!({"type": "string"})));
+        kpi_params.push(query_param(
+            dimension,
+            &format!("Only rows whose {dimension} is this value."),
+            json!({"type": "string"}),
+        ));
     }
     let mut kpi_properties = Map::new();
     for name in KPI_NAMES {

@@ -71,7 +71,10 @@ impl AppState {
     }
 
     pub fn reports(&self) -> Reports {
-        self.reports.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.reports
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     pub fn set_reports(&self, reports: Reports) {

@@ -83,14 +83,21 @@ impl Buffers {
                         }
                         Err(error) => {
                             let index = batch.then_some(index as i32);
-                            buffer.dead_letters.push(DeadLetter::new(source.clone(), index, &error, payload));
+                            buffer.dead_letters.push(DeadLetter::new(
+                                source.clone(),
+                                index,
+                                &error,
+                                payload,
+                            ));
                             accepted.dead_letters += 1;
                         }
                     }
                 }
             }
             Err(error) => {
-                buffer.dead_letters.push(DeadLetter::new(source.clone(), None, &error, payload));
+                buffer
+                    .dead_letters
+                    .push(DeadLetter::new(source.clone(), None, &error, payload));
                 accepted.dead_letters += 1;
             }
         }
@@ -129,7 +136,11 @@ impl Buffers {
             pending.rows.append(&mut buffer.rows);
             pending.dead_letters.append(&mut buffer.dead_letters);
             if let Some(next) = buffer.next_offset {
-                pending.offsets.entry(topic.clone()).or_default().insert(*partition, next);
+                pending
+                    .offsets
+                    .entry(topic.clone())
+                    .or_default()
+                    .insert(*partition, next);
             }
             buffer.dirty = false;
             buffer.bytes = 0;

@@ -39,7 +39,10 @@ fn keys(tpl: &TopicPartitionList) -> Vec<PartitionKey> {
 
 impl ClientContext for LakeSeekContext {
     fn stats(&self, statistics: Statistics) {
-        let committed = self.committed.lock().unwrap_or_else(PoisonError::into_inner);
+        let committed = self
+            .committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         for (topic, topic_stats) in &statistics.topics {
             for (partition, stats) in &topic_stats.partitions {
                 if *partition < 0 || stats.hi_offset < 0 {
@@ -70,12 +73,20 @@ impl ClientContext for LakeSeekContext {
 }
 
 impl ConsumerContext for LakeSeekContext {
-    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let partitions = keys(tpl);
                 {
-                    let committed = self.committed.lock().unwrap_or_else(PoisonError::into_inner);
+                    let committed = self
+                        .committed
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
                     for (topic, partition) in &partitions {
                         // The lake, not Kafka's group offset, says where to resume.
                         let offset = committed

@@ -27,7 +27,10 @@ pub struct ImportReport {
 
 /// The source topic name an imported file's rows carry in `_topic`.
 pub fn import_topic(path: &Path) -> String {
-    let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let name = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
     format!("import:{name}")
 }
 

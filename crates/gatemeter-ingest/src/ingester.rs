@@ -22,8 +22,8 @@ use crate::buffer::{Buffers, PartitionKey};
 use crate::context::{AssignmentChange, LakeSeekContext};
 use crate::error::IngestError;
 use crate::metrics::IngestMetrics;
-use crate::traffic::TrafficMetrics;
 use crate::policy::FlushPolicy;
+use crate::traffic::TrafficMetrics;
 
 /// Where to consume from.
 #[derive(Debug, Clone)]
@@ -213,7 +213,10 @@ impl Ingest {
         }
         let pending = self.buffers.take_pending("ingest");
         let offsets = pending.offsets.clone();
-        let staged = self.traffic.as_ref().map(|traffic| traffic.stage(&pending.rows));
+        let staged = self
+            .traffic
+            .as_ref()
+            .map(|traffic| traffic.stage(&pending.rows));
         let timer = self.metrics.flush_duration.start_timer();
         match self.lake.commit(pending).await {
             Ok(summary) => {
@@ -231,7 +234,10 @@ impl Ingest {
             }
             Err(LakeError::LostCommitRace { sequence }) => {
                 timer.stop_and_discard();
-                warn!(sequence, "another writer committed first; re-seeking from the lake");
+                warn!(
+                    sequence,
+                    "another writer committed first; re-seeking from the lake"
+                );
                 self.buffers.reset_all(self.lake.offsets());
                 self.publish_committed();
                 self.reseek_from_lake(consumer);
@@ -242,7 +248,10 @@ impl Ingest {
     }
 
     fn publish_committed(&self) {
-        let mut committed = self.committed.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut committed = self
+            .committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         *committed = self.lake.offsets().clone();
     }
 
@@ -268,7 +277,10 @@ impl Ingest {
             .assigned
             .iter()
             .map(|key| {
-                let offset = self.lake.next_offset(&key.0, key.1).map_or(Offset::Beginning, Offset::Offset);
+                let offset = self
+                    .lake
+                    .next_offset(&key.0, key.1)
+                    .map_or(Offset::Beginning, Offset::Offset);
                 (key, offset)
             })
             .collect();

@@ -2,7 +2,9 @@
 //! passes in. Labels are bounded: a closed result set, the closed set of
 //! dead-letter classes, and source partitions.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 
 pub const EVENTS_TOTAL: &str = "gatemeter_ingest_events_total";
 pub const DEAD_LETTERS_TOTAL: &str = "gatemeter_ingest_dead_letters_total";
@@ -31,25 +33,42 @@ impl IngestMetrics {
     pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
         let metrics = IngestMetrics {
             events: IntCounterVec::new(
-                Opts::new(EVENTS_TOTAL, "Events read by ingest, by result (stored, dead_letter, replayed)"),
+                Opts::new(
+                    EVENTS_TOTAL,
+                    "Events read by ingest, by result (stored, dead_letter, replayed)",
+                ),
                 &["result"],
             )?,
             dead_letters: IntCounterVec::new(
-                Opts::new(DEAD_LETTERS_TOTAL, "Events sent to the dead-letter table, by error class"),
+                Opts::new(
+                    DEAD_LETTERS_TOTAL,
+                    "Events sent to the dead-letter table, by error class",
+                ),
                 &["class"],
             )?,
             flush_duration: Histogram::with_opts(
-                HistogramOpts::new(FLUSH_DURATION, "Time to write a flush's files and commit record")
-                    .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+                HistogramOpts::new(
+                    FLUSH_DURATION,
+                    "Time to write a flush's files and commit record",
+                )
+                .buckets(vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ]),
             )?,
             files: IntCounter::new(FILES_TOTAL, "Parquet files committed")?,
             bytes: IntCounter::new(BYTES_TOTAL, "Parquet bytes committed")?,
             commits: IntCounter::new(COMMITS_TOTAL, "Commit records written")?,
             lag: IntGaugeVec::new(
-                Opts::new(LAG, "Messages in the partition not yet committed to the lake"),
+                Opts::new(
+                    LAG,
+                    "Messages in the partition not yet committed to the lake",
+                ),
                 &["topic", "partition"],
             )?,
-            consumer_errors: IntCounter::new(CONSUMER_ERRORS_TOTAL, "Errors reported by the Kafka consumer")?,
+            consumer_errors: IntCounter::new(
+                CONSUMER_ERRORS_TOTAL,
+                "Errors reported by the Kafka consumer",
+            )?,
         };
         registry.register(Box::new(metrics.events.clone()))?;
         registry.register(Box::new(metrics.dead_letters.clone()))?;
@@ -64,8 +83,12 @@ impl IngestMetrics {
 
     /// Counts what one lake commit wrote (ingest and import alike).
     pub fn record_commit(&self, summary: &gatemeter_lake::CommitSummary) {
-        self.events.with_label_values(&["stored"]).inc_by(summary.rows);
-        self.events.with_label_values(&["dead_letter"]).inc_by(summary.dead_letters);
+        self.events
+            .with_label_values(&["stored"])
+            .inc_by(summary.rows);
+        self.events
+            .with_label_values(&["dead_letter"])
+            .inc_by(summary.dead_letters);
         self.files.inc_by(summary.files as u64);
         self.bytes.inc_by(summary.bytes);
         self.commits.inc();

@@ -67,7 +67,10 @@ impl FlushPolicy {
     /// How long until the age bound fires for this buffer, for the ticker.
     pub fn time_to_age_flush(&self, stats: &BufferStats, now: Instant) -> Option<Duration> {
         let oldest = stats.oldest?;
-        Some(self.max_age.saturating_sub(now.saturating_duration_since(oldest)))
+        Some(
+            self.max_age
+                .saturating_sub(now.saturating_duration_since(oldest)),
+        )
     }
 }
 
@@ -87,16 +90,55 @@ mod tests {
     fn flush_policy_table() {
         let t0 = Instant::now();
         let at = |secs: u64| t0 + Duration::from_secs(secs);
-        let stats = |rows, bytes, oldest: Option<Instant>| BufferStats { rows, bytes, oldest };
+        let stats = |rows, bytes, oldest: Option<Instant>| BufferStats {
+            rows,
+            bytes,
+            oldest,
+        };
         let cases = [
-            ("empty never flushes, however late", stats(0, 0, None), at(3600), None),
+            (
+                "empty never flushes, however late",
+                stats(0, 0, None),
+                at(3600),
+                None,
+            ),
             ("young and small", stats(9, 999, Some(t0)), at(4), None),
-            ("row bound", stats(10, 1, Some(t0)), at(0), Some(FlushReason::Rows)),
-            ("byte bound", stats(1, 1000, Some(t0)), at(0), Some(FlushReason::Bytes)),
-            ("rows win over bytes", stats(10, 1000, Some(t0)), at(0), Some(FlushReason::Rows)),
-            ("age bound exactly", stats(1, 1, Some(t0)), at(5), Some(FlushReason::Age)),
-            ("age measured from the oldest", stats(1, 1, Some(at(2))), at(6), None),
-            ("clock before oldest is age zero", stats(1, 1, Some(at(10))), at(0), None),
+            (
+                "row bound",
+                stats(10, 1, Some(t0)),
+                at(0),
+                Some(FlushReason::Rows),
+            ),
+            (
+                "byte bound",
+                stats(1, 1000, Some(t0)),
+                at(0),
+                Some(FlushReason::Bytes),
+            ),
+            (
+                "rows win over bytes",
+                stats(10, 1000, Some(t0)),
+                at(0),
+                Some(FlushReason::Rows),
+            ),
+            (
+                "age bound exactly",
+                stats(1, 1, Some(t0)),
+                at(5),
+                Some(FlushReason::Age),
+            ),
+            (
+                "age measured from the oldest",
+                stats(1, 1, Some(at(2))),
+                at(6),
+                None,
+            ),
+            (
+                "clock before oldest is age zero",
+                stats(1, 1, Some(at(10))),
+                at(0),
+                None,
+            ),
         ];
         for (name, stats, now, expected) in cases {
             assert_eq!(policy().check(&stats, now), expected, "{name}");
@@ -106,9 +148,22 @@ mod tests {
     #[test]
     fn time_to_age_flush_counts_down() {
         let t0 = Instant::now();
-        let stats = BufferStats { rows: 1, bytes: 1, oldest: Some(t0) };
-        assert_eq!(policy().time_to_age_flush(&stats, t0 + Duration::from_secs(2)), Some(Duration::from_secs(3)));
-        assert_eq!(policy().time_to_age_flush(&stats, t0 + Duration::from_secs(9)), Some(Duration::ZERO));
-        assert_eq!(policy().time_to_age_flush(&BufferStats::default(), t0), None);
+        let stats = BufferStats {
+            rows: 1,
+            bytes: 1,
+            oldest: Some(t0),
+        };
+        assert_eq!(
+            policy().time_to_age_flush(&stats, t0 + Duration::from_secs(2)),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            policy().time_to_age_flush(&stats, t0 + Duration::from_secs(9)),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            policy().time_to_age_flush(&BufferStats::default(), t0),
+            None
+        );
     }
 }

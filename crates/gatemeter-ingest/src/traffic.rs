@@ -24,11 +24,13 @@ pub const SPEND_TOTAL: &str = "gatemeter_spend_usd_total";
 pub const SLO_REQUESTS_TOTAL: &str = "gatemeter_slo_requests_total";
 
 /// `gen_ai.client.operation.duration` bucket boundaries (seconds).
-pub const OPERATION_DURATION_BUCKETS: &[f64] =
-    &[0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92];
+pub const OPERATION_DURATION_BUCKETS: &[f64] = &[
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+];
 /// `gen_ai.server.time_to_first_token` bucket boundaries (seconds).
-pub const TTFT_BUCKETS: &[f64] =
-    &[0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0];
+pub const TTFT_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
 
 /// Prices an attempt the way the `attempts` view does (`None`: unpriced).
 pub type Pricer = Arc<dyn Fn(&AttemptEvent) -> Option<Usd> + Send + Sync>;
@@ -87,7 +89,11 @@ pub struct TrafficMetrics {
 }
 
 impl TrafficMetrics {
-    pub fn register(registry: &Registry, caps: LabelCaps, pricer: Option<Pricer>) -> Result<Self, prometheus::Error> {
+    pub fn register(
+        registry: &Registry,
+        caps: LabelCaps,
+        pricer: Option<Pricer>,
+    ) -> Result<Self, prometheus::Error> {
         let metrics = TrafficMetrics {
             requests: IntCounterVec::new(
                 Opts::new(REQUESTS_TOTAL, "Client requests by final provider, requested model and final outcome"),
@@ -145,21 +151,46 @@ impl TrafficMetrics {
             let provider = admitted.label("provider", &event.provider, self.caps.providers);
             let model = admitted.label("model", &event.requested_model, self.caps.models);
             let team = admitted.label("team", &event.team, self.caps.teams);
-            delta.push(Observation::Attempt([provider.clone(), model.clone(), event.attempt_kind.as_str().to_owned()]));
+            delta.push(Observation::Attempt([
+                provider.clone(),
+                model.clone(),
+                event.attempt_kind.as_str().to_owned(),
+            ]));
             if event.is_final {
-                delta.push(Observation::Request([provider.clone(), model.clone(), event.outcome.as_str().to_owned()]));
+                delta.push(Observation::Request([
+                    provider.clone(),
+                    model.clone(),
+                    event.outcome.as_str().to_owned(),
+                ]));
                 if let Some(result) = slo_result(event) {
-                    delta.push(Observation::SloRequest([team.clone(), provider.clone(), model.clone(), result.to_owned()]));
+                    delta.push(Observation::SloRequest([
+                        team.clone(),
+                        provider.clone(),
+                        model.clone(),
+                        result.to_owned(),
+                    ]));
                 }
             }
             let duration = (event.attempt_end - event.attempt_start).max(0) as f64 / 1e6;
-            delta.push(Observation::Duration([provider.clone(), model.clone()], duration));
+            delta.push(Observation::Duration(
+                [provider.clone(), model.clone()],
+                duration,
+            ));
             if let (Some(ttft), true) = (event.ttft_ms, event.streaming) {
-                delta.push(Observation::Ttft([provider.clone(), model.clone()], ttft / 1000.0));
+                delta.push(Observation::Ttft(
+                    [provider.clone(), model.clone()],
+                    ttft / 1000.0,
+                ));
             }
-            for (direction, count) in [("input", event.input_tokens), ("output", event.output_tokens)] {
+            for (direction, count) in [
+                ("input", event.input_tokens),
+                ("output", event.output_tokens),
+            ] {
                 if let Some(count) = count.filter(|c| *c > 0) {
-                    delta.push(Observation::Tokens([provider.clone(), model.clone(), direction.to_owned()], count as u64));
+                    delta.push(Observation::Tokens(
+                        [provider.clone(), model.clone(), direction.to_owned()],
+                        count as u64,
+                    ));
                 }
             }
             if let Some(cost) = self.pricer.as_ref().and_then(|price| price(event)) {
@@ -179,11 +210,22 @@ impl TrafficMetrics {
             match observation {
                 Observation::Attempt(labels) => self.attempts.with_label_values(&labels).inc(),
                 Observation::Request(labels) => self.requests.with_label_values(&labels).inc(),
-                Observation::Duration(labels, seconds) => self.attempt_duration.with_label_values(&labels).observe(seconds),
-                Observation::Ttft(labels, seconds) => self.ttft.with_label_values(&labels).observe(seconds),
-                Observation::Tokens(labels, count) => self.tokens.with_label_values(&labels).inc_by(count),
-                Observation::Spend(labels, usd) => self.spend.with_label_values(&labels).inc_by(usd),
-                Observation::SloRequest(labels) => self.slo_requests.with_label_values(&labels).inc(),
+                Observation::Duration(labels, seconds) => self
+                    .attempt_duration
+                    .with_label_values(&labels)
+                    .observe(seconds),
+                Observation::Ttft(labels, seconds) => {
+                    self.ttft.with_label_values(&labels).observe(seconds)
+                }
+                Observation::Tokens(labels, count) => {
+                    self.tokens.with_label_values(&labels).inc_by(count)
+                }
+                Observation::Spend(labels, usd) => {
+                    self.spend.with_label_values(&labels).inc_by(usd)
+                }
+                Observation::SloRequest(labels) => {
+                    self.slo_requests.with_label_values(&labels).inc()
+                }
             }
         }
     }
@@ -207,7 +249,12 @@ fn slo_result(event: &AttemptEvent) -> Option<&'static str> {
     use gatemeter_schema::{ErrorClass, Outcome};
     let client_error = matches!(
         event.error_class,
-        Some(ErrorClass::BadRequest | ErrorClass::Auth | ErrorClass::InsufficientCredits | ErrorClass::Forbidden)
+        Some(
+            ErrorClass::BadRequest
+                | ErrorClass::Auth
+                | ErrorClass::InsufficientCredits
+                | ErrorClass::Forbidden
+        )
     );
     if client_error || event.outcome == Outcome::Cancelled {
         None
@@ -254,22 +301,69 @@ mod tests {
             .into_iter()
             .map(|event| AttemptRow {
                 event: event.expect("valid"),
-                source: gatemeter_schema::SourcePosition { topic: "t".into(), partition: 0, offset: 0 },
+                source: gatemeter_schema::SourcePosition {
+                    topic: "t".into(),
+                    partition: 0,
+                    offset: 0,
+                },
             })
             .collect();
         let registry = Registry::new();
-        let metrics = TrafficMetrics::register(&registry, LabelCaps::default(), Some(Arc::new(|e: &AttemptEvent| e.cost_usd)))
-            .expect("register");
+        let metrics = TrafficMetrics::register(
+            &registry,
+            LabelCaps::default(),
+            Some(Arc::new(|e: &AttemptEvent| e.cost_usd)),
+        )
+        .expect("register");
         let delta = metrics.stage(&rows);
-        assert_eq!(metrics.requests.with_label_values(&["p", "m", "success"]).get(), 0);
+        assert_eq!(
+            metrics
+                .requests
+                .with_label_values(&["p", "m", "success"])
+                .get(),
+            0
+        );
         metrics.apply(delta);
-        assert_eq!(metrics.requests.with_label_values(&["p", "m", "success"]).get(), 1);
-        assert_eq!(metrics.attempts.with_label_values(&["p", "m", "initial"]).get(), 1);
-        assert_eq!(metrics.tokens.with_label_values(&["p", "m", "output"]).get(), 50);
-        assert_eq!(metrics.spend.with_label_values(&["t", "p", "m"]).get(), 0.25);
-        assert_eq!(metrics.slo_requests.with_label_values(&["t", "p", "m", "good"]).get(), 1);
+        assert_eq!(
+            metrics
+                .requests
+                .with_label_values(&["p", "m", "success"])
+                .get(),
+            1
+        );
+        assert_eq!(
+            metrics
+                .attempts
+                .with_label_values(&["p", "m", "initial"])
+                .get(),
+            1
+        );
+        assert_eq!(
+            metrics
+                .tokens
+                .with_label_values(&["p", "m", "output"])
+                .get(),
+            50
+        );
+        assert_eq!(
+            metrics.spend.with_label_values(&["t", "p", "m"]).get(),
+            0.25
+        );
+        assert_eq!(
+            metrics
+                .slo_requests
+                .with_label_values(&["t", "p", "m", "good"])
+                .get(),
+            1
+        );
         let duration = metrics.attempt_duration.with_label_values(&["p", "m"]);
-        assert_eq!((duration.get_sample_count(), duration.get_sample_sum()), (1, 1.5));
-        assert_eq!(metrics.ttft.with_label_values(&["p", "m"]).get_sample_sum(), 0.12);
+        assert_eq!(
+            (duration.get_sample_count(), duration.get_sample_sum()),
+            (1, 1.5)
+        );
+        assert_eq!(
+            metrics.ttft.with_label_values(&["p", "m"]).get_sample_sum(),
+            0.12
+        );
     }
 }

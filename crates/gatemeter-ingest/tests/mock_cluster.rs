@@ -38,7 +38,12 @@ async fn produce(brokers: &str, range: std::ops::Range<usize>) -> BTreeSet<(i32,
         let key = format!("req-{i}");
         let payload = event(i);
         let record = FutureRecord::to(TOPIC).key(&key).payload(&payload);
-        deliveries.push(producer.send_result(record).map_err(|(e, _)| e).expect("queued"));
+        deliveries.push(
+            producer
+                .send_result(record)
+                .map_err(|(e, _)| e)
+                .expect("queued"),
+        );
     }
     let mut positions = BTreeSet::new();
     for delivery in deliveries {
@@ -51,16 +56,24 @@ async fn produce(brokers: &str, range: std::ops::Range<usize>) -> BTreeSet<(i32,
 fn lake_positions(lake: &Lake, dir: &std::path::Path) -> Vec<(i32, i64)> {
     let mut positions = Vec::new();
     for file in lake.data_files() {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(dir.join(&file.path)).expect("open"))
-            .expect("parquet")
-            .build()
-            .expect("reader");
+        let reader = ParquetRecordBatchReaderBuilder::try_new(
+            File::open(dir.join(&file.path)).expect("open"),
+        )
+        .expect("parquet")
+        .build()
+        .expect("reader");
         for batch in reader {
             let batch = batch.expect("batch");
             let partitions = batch.column_by_name("_partition").expect("column");
-            let partitions = partitions.as_any().downcast_ref::<Int32Array>().expect("int32");
+            let partitions = partitions
+                .as_any()
+                .downcast_ref::<Int32Array>()
+                .expect("int32");
             let offsets = batch.column_by_name("_offset").expect("column");
-            let offsets = offsets.as_any().downcast_ref::<Int64Array>().expect("int64");
+            let offsets = offsets
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("int64");
             for row in 0..batch.num_rows() {
                 positions.push((partitions.value(row), offsets.value(row)));
             }
@@ -122,8 +135,14 @@ async fn fetch_errors_and_a_broker_outage_lose_nothing_and_duplicate_nothing() {
     }
     let _ = stop.send(());
     let report = ingest.await.expect("joined").expect("ingest ran");
-    assert_eq!(report.stored, MESSAGES as u64, "ingest resumed and stored everything");
-    assert!(metrics.consumer_errors.get() > 0, "the outage was seen by the consumer");
+    assert_eq!(
+        report.stored, MESSAGES as u64,
+        "ingest resumed and stored everything"
+    );
+    assert!(
+        metrics.consumer_errors.get() > 0,
+        "the outage was seen by the consumer"
+    );
 
     let (lake, recovery) = Lake::open_local(dir.path(), None).await.expect("reopen");
     assert!(recovery.orphans_deleted.is_empty());

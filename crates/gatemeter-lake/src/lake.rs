@@ -15,7 +15,8 @@ use crate::error::LakeError;
 use crate::manifest::{CommitRecord, FileEntry, SourceOffsets, COMMIT_FORMAT_VERSION};
 use crate::parquet_file;
 use crate::paths::{
-    object_path, CommitPath, DataFilePath, DeadLetterPath, HourPartition, ATTEMPTS_DIR, COMMITS_DIR, DEAD_LETTERS_DIR,
+    object_path, CommitPath, DataFilePath, DeadLetterPath, HourPartition, ATTEMPTS_DIR,
+    COMMITS_DIR, DEAD_LETTERS_DIR,
 };
 
 /// A deliberate crash inside the write path, for crash-consistency tests.
@@ -35,7 +36,9 @@ impl FromStr for FailPoint {
         let (name, n) = text
             .split_once('@')
             .ok_or_else(|| format!("fail point `{text}` must look like after_data_files@3"))?;
-        let on_commit: u64 = n.parse().map_err(|_| format!("fail point `{text}`: `{n}` is not a number"))?;
+        let on_commit: u64 = n
+            .parse()
+            .map_err(|_| format!("fail point `{text}`: `{n}` is not a number"))?;
         match name {
             "after_data_files" => Ok(FailPoint::AfterDataFiles { on_commit }),
             "mid_data_files" => Ok(FailPoint::MidDataFiles { on_commit }),
@@ -87,7 +90,10 @@ pub struct Lake {
 
 impl Lake {
     /// Opens a lake on local disk, creating the folder if needed.
-    pub async fn open_local(dir: &std::path::Path, fail_point: Option<FailPoint>) -> Result<(Lake, RecoveryReport), LakeError> {
+    pub async fn open_local(
+        dir: &std::path::Path,
+        fail_point: Option<FailPoint>,
+    ) -> Result<(Lake, RecoveryReport), LakeError> {
         std::fs::create_dir_all(dir).map_err(|e| LakeError::DataDir {
             path: dir.display().to_string(),
             reason: e.to_string(),
@@ -99,7 +105,10 @@ impl Lake {
     /// Opens a lake on any object store: loads the commit log and deletes
     /// every file under the table folders that no commit record names (the
     /// leftovers of a crash between data files and commit record).
-    pub async fn open(store: Arc<dyn ObjectStore>, fail_point: Option<FailPoint>) -> Result<(Lake, RecoveryReport), LakeError> {
+    pub async fn open(
+        store: Arc<dyn ObjectStore>,
+        fail_point: Option<FailPoint>,
+    ) -> Result<(Lake, RecoveryReport), LakeError> {
         let mut lake = Lake::load(store).await?;
         lake.fail_point = fail_point;
         let commits = lake.next_sequence;
@@ -148,10 +157,11 @@ impl Lake {
                 continue;
             }
             let bytes = self.store.get(&path).await?.bytes().await?;
-            let record: CommitRecord = serde_json::from_slice(&bytes).map_err(|e| LakeError::CorruptCommit {
-                path: path.to_string(),
-                reason: e.to_string(),
-            })?;
+            let record: CommitRecord =
+                serde_json::from_slice(&bytes).map_err(|e| LakeError::CorruptCommit {
+                    path: path.to_string(),
+                    reason: e.to_string(),
+                })?;
             if record.sequence != sequence || record.format_version > COMMIT_FORMAT_VERSION {
                 return Err(LakeError::CorruptCommit {
                     path: path.to_string(),
@@ -191,7 +201,9 @@ impl Lake {
                 .await?;
             for path in listed {
                 let name = path.to_string();
-                if !self.data_files.contains_key(&name) && !self.dead_letter_files.contains_key(&name) {
+                if !self.data_files.contains_key(&name)
+                    && !self.dead_letter_files.contains_key(&name)
+                {
                     self.store.delete(&path).await?;
                     deleted.push(name);
                 }
@@ -253,7 +265,9 @@ impl Lake {
                 min_request_start: rows.first().map(|r| r.event.request_start),
                 max_request_start: rows.last().map(|r| r.event.request_start),
             });
-            self.store.put(&object_path(&path), PutPayload::from(bytes)).await?;
+            self.store
+                .put(&object_path(&path), PutPayload::from(bytes))
+                .await?;
             self.maybe_crash(|fp| matches!(fp, FailPoint::MidDataFiles { on_commit } if on_commit == self.commits_by_this_process));
         }
 
@@ -261,7 +275,10 @@ impl Lake {
         if !pending.dead_letters.is_empty() {
             let batch = dead_letters_batch(&pending.dead_letters, ingested_at)?;
             let bytes = parquet_file::encode(&batch, None)?;
-            let path = DeadLetterPath { commit: sequence, n: 0 };
+            let path = DeadLetterPath {
+                commit: sequence,
+                n: 0,
+            };
             dead_letter_files.push(FileEntry {
                 path: path.to_string(),
                 rows: pending.dead_letters.len() as u64,
@@ -269,7 +286,9 @@ impl Lake {
                 min_request_start: None,
                 max_request_start: None,
             });
-            self.store.put(&object_path(&path), PutPayload::from(bytes)).await?;
+            self.store
+                .put(&object_path(&path), PutPayload::from(bytes))
+                .await?;
         }
         self.maybe_crash(|fp| matches!(fp, FailPoint::AfterDataFiles { on_commit } if on_commit == self.commits_by_this_process));
 
@@ -278,7 +297,11 @@ impl Lake {
             files: files.len() + dead_letter_files.len(),
             rows: pending.rows.len() as u64,
             dead_letters: pending.dead_letters.len() as u64,
-            bytes: files.iter().chain(&dead_letter_files).map(|f| f.bytes).sum(),
+            bytes: files
+                .iter()
+                .chain(&dead_letter_files)
+                .map(|f| f.bytes)
+                .sum(),
         };
         let record = CommitRecord {
             format_version: COMMIT_FORMAT_VERSION,
@@ -299,7 +322,11 @@ impl Lake {
         };
         match self
             .store
-            .put_opts(&object_path(&CommitPath { sequence }), PutPayload::from(body), options)
+            .put_opts(
+                &object_path(&CommitPath { sequence }),
+                PutPayload::from(body),
+                options,
+            )
             .await
         {
             Ok(_) => {

@@ -57,7 +57,11 @@ async fn a_commit_splits_rows_by_hour_and_survives_reopening() {
                 row(3, "2026-11-01T10:01:00Z", 2),
             ],
             dead_letters: vec![DeadLetter::new(
-                SourcePosition { topic: "t".into(), partition: 0, offset: 3 },
+                SourcePosition {
+                    topic: "t".into(),
+                    partition: 0,
+                    offset: 3,
+                },
                 None,
                 &bad,
                 b"{}",
@@ -66,7 +70,15 @@ async fn a_commit_splits_rows_by_hour_and_survives_reopening() {
         })
         .await
         .expect("commit");
-    assert_eq!((summary.sequence, summary.files, summary.rows, summary.dead_letters), (0, 3, 3, 1));
+    assert_eq!(
+        (
+            summary.sequence,
+            summary.files,
+            summary.rows,
+            summary.dead_letters
+        ),
+        (0, 3, 3, 1)
+    );
     assert_eq!(
         all_paths(&store).await,
         vec![
@@ -102,7 +114,10 @@ async fn files_without_a_commit_record_are_deleted_at_open() {
     .await
     .expect("commit");
     let orphan = "attempts/date=2026-11-01/hour=10/00000000000000000001-0000.parquet";
-    store.put(&orphan.into(), PutPayload::from_static(b"half")).await.expect("put");
+    store
+        .put(&orphan.into(), PutPayload::from_static(b"half"))
+        .await
+        .expect("put");
     let (lake, report) = Lake::open(store.clone(), None).await.expect("reopen");
     assert_eq!(report.orphans_deleted, vec![orphan.to_owned()]);
     assert_eq!(lake.next_offset("t", 0), Some(1));
@@ -131,7 +146,10 @@ async fn a_second_writer_loses_the_race_and_sees_the_winner() {
             ..Default::default()
         })
         .await;
-    assert!(matches!(lost, Err(LakeError::LostCommitRace { sequence: 0 })), "{lost:?}");
+    assert!(
+        matches!(lost, Err(LakeError::LostCommitRace { sequence: 0 })),
+        "{lost:?}"
+    );
     // The zombie reloaded: it now knows the winner's offsets and files.
     assert_eq!(zombie.next_offset("t", 0), Some(1));
     assert_eq!(zombie.data_files().count(), 1);
@@ -140,8 +158,14 @@ async fn a_second_writer_loses_the_race_and_sees_the_winner() {
 #[test]
 fn fail_points_parse() {
     use crate::FailPoint;
-    assert_eq!("after_data_files@3".parse(), Ok(FailPoint::AfterDataFiles { on_commit: 3 }));
-    assert_eq!("mid_data_files@1".parse(), Ok(FailPoint::MidDataFiles { on_commit: 1 }));
+    assert_eq!(
+        "after_data_files@3".parse(),
+        Ok(FailPoint::AfterDataFiles { on_commit: 3 })
+    );
+    assert_eq!(
+        "mid_data_files@1".parse(),
+        Ok(FailPoint::MidDataFiles { on_commit: 1 })
+    );
     assert!("after_data_files".parse::<FailPoint>().is_err());
     assert!("elsewhere@1".parse::<FailPoint>().is_err());
 }

@@ -14,7 +14,10 @@ use crate::error::LakeError;
 /// a one-hour drill-down can skip most of a file by statistics.
 const ROW_GROUP_ROWS: usize = 256 * 1024;
 
-fn writer_properties(batch: &RecordBatch, sort_column: Option<&str>) -> Result<WriterProperties, LakeError> {
+fn writer_properties(
+    batch: &RecordBatch,
+    sort_column: Option<&str>,
+) -> Result<WriterProperties, LakeError> {
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
         .set_statistics_enabled(EnabledStatistics::Page)
@@ -30,7 +33,13 @@ fn writer_properties(batch: &RecordBatch, sort_column: Option<&str>) -> Result<W
     }
     // Sorted and nearly sorted integer columns compress far better as deltas
     // than through a dictionary.
-    for column in ["request_start", "attempt_start", "attempt_end", "_offset", "_ingested_at"] {
+    for column in [
+        "request_start",
+        "attempt_start",
+        "attempt_end",
+        "_offset",
+        "_ingested_at",
+    ] {
         if batch.schema().index_of(column).is_ok() {
             let path = ColumnPath::from(column);
             builder = builder

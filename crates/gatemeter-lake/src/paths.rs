@@ -85,26 +85,41 @@ fn parse_file_name(name: &str, extension: &str) -> Option<(u64, u32)> {
 
 impl fmt::Display for DataFilePath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{:020}-{:04}.parquet", self.partition.dir(), self.commit, self.n)
+        write!(
+            f,
+            "{}/{:020}-{:04}.parquet",
+            self.partition.dir(),
+            self.commit,
+            self.n
+        )
     }
 }
 
 impl DataFilePath {
     pub fn parse(path: &str) -> Option<Self> {
         let mut parts = path.split('/');
-        let (table, date, hour, name) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let (table, date, hour, name) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
         if table != ATTEMPTS_DIR || parts.next().is_some() {
             return None;
         }
         let partition = HourPartition::parse_dir(date, hour)?;
         let (commit, n) = parse_file_name(name, ".parquet")?;
-        Some(DataFilePath { partition, commit, n })
+        Some(DataFilePath {
+            partition,
+            commit,
+            n,
+        })
     }
 }
 
 impl fmt::Display for DeadLetterPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{DEAD_LETTERS_DIR}/{:020}-{:04}.parquet", self.commit, self.n)
+        write!(
+            f,
+            "{DEAD_LETTERS_DIR}/{:020}-{:04}.parquet",
+            self.commit, self.n
+        )
     }
 }
 
@@ -124,11 +139,16 @@ impl fmt::Display for CommitPath {
 
 impl CommitPath {
     pub fn parse(path: &str) -> Option<Self> {
-        let name = path.strip_prefix(COMMITS_DIR)?.strip_prefix('/')?.strip_suffix(".json")?;
+        let name = path
+            .strip_prefix(COMMITS_DIR)?
+            .strip_prefix('/')?
+            .strip_suffix(".json")?;
         if name.len() != 20 {
             return None;
         }
-        Some(CommitPath { sequence: name.parse().ok()? })
+        Some(CommitPath {
+            sequence: name.parse().ok()?,
+        })
     }
 }
 
@@ -142,7 +162,9 @@ mod tests {
     use super::*;
 
     fn micros(text: &str) -> EpochMicros {
-        DateTime::parse_from_rfc3339(text).expect("time").timestamp_micros()
+        DateTime::parse_from_rfc3339(text)
+            .expect("time")
+            .timestamp_micros()
     }
 
     #[test]
@@ -161,7 +183,10 @@ mod tests {
             n: 3,
         };
         let text = path.to_string();
-        assert_eq!(text, "attempts/date=2026-01-05/hour=07/00000000000000000042-0003.parquet");
+        assert_eq!(
+            text,
+            "attempts/date=2026-01-05/hour=07/00000000000000000042-0003.parquet"
+        );
         assert_eq!(DataFilePath::parse(&text), Some(path));
     }
 
@@ -170,7 +195,10 @@ mod tests {
         let dl = DeadLetterPath { commit: 7, n: 0 };
         assert_eq!(DeadLetterPath::parse(&dl.to_string()), Some(dl));
         let c = CommitPath { sequence: 12345 };
-        assert_eq!(c.to_string(), "_gatemeter/commits/00000000000000012345.json");
+        assert_eq!(
+            c.to_string(),
+            "_gatemeter/commits/00000000000000012345.json"
+        );
         assert_eq!(CommitPath::parse(&c.to_string()), Some(c));
     }
 

@@ -15,17 +15,22 @@ use arrow_array::builder::{Decimal128Builder, StringBuilder, TimestampMicrosecon
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use chrono::{DateTime, SecondsFormat, Utc};
+use datafusion::catalog::TableProvider;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
 use datafusion::datasource::MemTable;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use gatemeter_lake::{FileEntry, Lake};
 use gatemeter_schema::{attempts_schema, EpochMicros, Usd};
 
 use crate::error::QueryError;
+use crate::live::LiveLakeTable;
 use crate::price_book::PriceBook;
 
 /// The views, in dependency order, as shipped in `queries/`.
@@ -118,7 +123,28 @@ pub struct QueryEngine {
     /// The committed state, re-read incrementally so that a long-lived
     /// engine (the API) sees new commits; `None` until a commit exists.
     lake: tokio::sync::Mutex<Option<Lake>>,
-    files: std::sync::RwLock<Arc<Vec<FileEntry>>>,
+    files: CommittedFiles,
+}
+
+/// The committed data files as of the engine's last refresh, shared with
+/// the live tables that read them at scan time.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CommittedFiles(Arc<std::sync::RwLock<Arc<Vec<FileEntry>>>>);
+
+impl CommittedFiles {
+    pub(crate) fn current(&self) -> Arc<Vec<FileEntry>> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn replace(&self, files: Vec<FileEntry>) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(files);
+    }
 }
 
 /// The lake's committed data files, or none when nothing was committed yet.
@@ -126,7 +152,8 @@ async fn load_lake(data_dir: &Path) -> Result<Option<Lake>, QueryError> {
     if !data_dir.join(gatemeter_lake::paths::COMMITS_DIR).exists() {
         return Ok(None);
     }
-    let store = object_store::local::LocalFileSystem::new_with_prefix(data_dir).map_err(gatemeter_lake::LakeError::from)?;
+    let store = object_store::local::LocalFileSystem::new_with_prefix(data_dir)
+        .map_err(gatemeter_lake::LakeError::from)?;
     Ok(Some(Lake::load(Arc::new(store)).await?))
 }
 
@@ -138,14 +165,24 @@ impl QueryEngine {
     }
 
     /// Like [`QueryEngine::open`], with a price book already loaded.
-    pub async fn open_with_price_book(config: QueryConfig, price_book: PriceBook) -> Result<QueryEngine, QueryError> {
+    pub async fn open_with_price_book(
+        config: QueryConfig,
+        price_book: PriceBook,
+    ) -> Result<QueryEngine, QueryError> {
         let lake = load_lake(&config.data_dir).await?;
-        let files = lake.as_ref().map(|l| l.data_files().cloned().collect()).unwrap_or_default();
+        let files = lake
+            .as_ref()
+            .map(|l| l.data_files().cloned().collect())
+            .unwrap_or_default();
         Ok(QueryEngine {
             config,
             price_book,
             lake: tokio::sync::Mutex::new(lake),
-            files: std::sync::RwLock::new(Arc::new(files)),
+            files: {
+                let committed = CommittedFiles::default();
+                committed.replace(files);
+                committed
+            },
         })
     }
 
@@ -162,15 +199,10 @@ impl QueryEngine {
         };
         if applied > 0 {
             if let Some(lake) = lake.as_ref() {
-                let files: Vec<FileEntry> = lake.data_files().cloned().collect();
-                *self.files.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(files);
+                self.files.replace(lake.data_files().cloned().collect());
             }
         }
         Ok(applied)
-    }
-
-    fn committed_files(&self) -> Arc<Vec<FileEntry>> {
-        self.files.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     pub fn price_book(&self) -> &PriceBook {
@@ -179,6 +211,34 @@ impl QueryEngine {
 
     /// A session whose `attempts_raw`, `attempts` and `requests` cover `window`.
     pub async fn session(&self, window: Window) -> Result<SessionContext, QueryError> {
+        let ctx = SessionContext::new_with_config_rt(self.session_config(), self.runtime_env()?);
+        let lake = lake_table(&self.data_dir(), &self.files.current(), window)?;
+        self.register_tables(&ctx, lake, &window.sql_filter())
+            .await?;
+        Ok(ctx)
+    }
+
+    /// A long-lived session over whatever is committed when each query
+    /// scans (call [`QueryEngine::refresh`] before a query to see new
+    /// commits). Every query on it shares its memory pool: give each
+    /// client its own with [`QueryEngine::fork_session`].
+    pub async fn live_session(&self) -> Result<SessionContext, QueryError> {
+        let ctx = SessionContext::new_with_config_rt(self.session_config(), self.runtime_env()?);
+        let lake = Arc::new(LiveLakeTable::new(self.files.clone(), self.data_dir()));
+        self.register_tables(&ctx, lake, "").await?;
+        Ok(ctx)
+    }
+
+    /// `template`'s tables, views, functions and settings with a memory
+    /// pool of its own (this engine's limit).
+    pub fn fork_session(&self, template: &SessionContext) -> Result<SessionContext, QueryError> {
+        let state = SessionStateBuilder::new_from_existing(template.state())
+            .with_runtime_env(self.runtime_env()?)
+            .build();
+        Ok(SessionContext::new_with_state(state))
+    }
+
+    fn session_config(&self) -> SessionConfig {
         let mut session_config = SessionConfig::new()
             .with_target_partitions(self.config.target_partitions.max(1))
             .with_information_schema(true);
@@ -186,40 +246,70 @@ impl QueryEngine {
         options.execution.parquet.pushdown_filters = true;
         options.execution.parquet.reorder_filters = true;
         options.execution.parquet.enable_page_index = true;
-        let mut runtime = RuntimeEnvBuilder::new().with_memory_pool(Arc::new(FairSpillPool::new(self.config.memory_limit_bytes)));
+        session_config
+    }
+
+    fn runtime_env(&self) -> Result<Arc<RuntimeEnv>, QueryError> {
+        let mut runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(self.config.memory_limit_bytes)));
         if !self.config.allow_spill {
             // A query over its memory limit fails instead of filling the disk.
-            runtime = runtime.with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled));
+            runtime = runtime.with_disk_manager_builder(
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+            );
         }
-        let runtime = runtime.build_arc()?;
-        let ctx = SessionContext::new_with_config_rt(session_config, runtime);
+        Ok(runtime.build_arc()?)
+    }
 
-        let data_dir = std::fs::canonicalize(&self.config.data_dir).unwrap_or_else(|_| self.config.data_dir.clone());
-        let files = self.committed_files();
-        let urls: Vec<ListingTableUrl> = files
-            .iter()
-            .filter(|file| window.overlaps(file))
-            .map(|file| ListingTableUrl::parse(data_dir.join(&file.path).to_string_lossy()))
-            .collect::<Result<_, _>>()?;
-        if urls.is_empty() {
-            let empty = MemTable::try_new(attempts_schema(), vec![vec![]])?;
-            ctx.register_table("attempts_lake", Arc::new(empty))?;
-        } else {
-            let listing_options =
-                ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-            let table_config = ListingTableConfig::new_with_multi_paths(urls)
-                .with_listing_options(listing_options)
-                .with_schema(attempts_schema());
-            ctx.register_table("attempts_lake", Arc::new(ListingTable::try_new(table_config)?))?;
-        }
-        ctx.sql(&format!("CREATE VIEW attempts_raw AS SELECT * FROM attempts_lake{}", window.sql_filter()))
-            .await?;
+    fn data_dir(&self) -> PathBuf {
+        std::fs::canonicalize(&self.config.data_dir)
+            .unwrap_or_else(|_| self.config.data_dir.clone())
+    }
+
+    /// `attempts_lake`, `attempts_raw` (the lake under `raw_filter`), the
+    /// price book and the views.
+    async fn register_tables(
+        &self,
+        ctx: &SessionContext,
+        lake: Arc<dyn TableProvider>,
+        raw_filter: &str,
+    ) -> Result<(), QueryError> {
+        ctx.register_table("attempts_lake", lake)?;
+        ctx.sql(&format!(
+            "CREATE VIEW attempts_raw AS SELECT * FROM attempts_lake{raw_filter}"
+        ))
+        .await?;
         ctx.register_table("price_book", Arc::new(price_book_table(&self.price_book)?))?;
         for (name, body) in VIEWS {
             ctx.sql(&format!("CREATE VIEW {name} AS {body}")).await?;
         }
-        Ok(ctx)
+        Ok(())
     }
+}
+
+/// The committed files of `files` that overlap `window`, as one table.
+pub(crate) fn lake_table(
+    data_dir: &Path,
+    files: &[FileEntry],
+    window: Window,
+) -> Result<Arc<dyn TableProvider>, QueryError> {
+    let urls: Vec<ListingTableUrl> = files
+        .iter()
+        .filter(|file| window.overlaps(file))
+        .map(|file| ListingTableUrl::parse(data_dir.join(&file.path).to_string_lossy()))
+        .collect::<Result<_, _>>()?;
+    if urls.is_empty() {
+        return Ok(Arc::new(MemTable::try_new(
+            attempts_schema(),
+            vec![vec![]],
+        )?));
+    }
+    let listing_options =
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let table_config = ListingTableConfig::new_with_multi_paths(urls)
+        .with_listing_options(listing_options)
+        .with_schema(attempts_schema());
+    Ok(Arc::new(ListingTable::try_new(table_config)?))
 }
 
 /// Per-token and per-request prices carry 15 decimals so that tokens × price
@@ -253,13 +343,17 @@ fn price_book_table(book: &PriceBook) -> Result<MemTable, QueryError> {
     let ts_builder = || TimestampMicrosecondBuilder::with_capacity(rows.len()).with_timezone("UTC");
     let (mut from, mut to) = (ts_builder(), ts_builder());
     let money_builder = || -> Result<Decimal128Builder, QueryError> {
-        Ok(Decimal128Builder::with_capacity(rows.len()).with_precision_and_scale(Usd::PRECISION, Usd::SCALE as i8)?)
+        Ok(Decimal128Builder::with_capacity(rows.len())
+            .with_precision_and_scale(Usd::PRECISION, Usd::SCALE as i8)?)
     };
     let unit_builder = || -> Result<Decimal128Builder, QueryError> {
-        Ok(Decimal128Builder::with_capacity(rows.len()).with_precision_and_scale(38, PER_UNIT_SCALE)?)
+        Ok(Decimal128Builder::with_capacity(rows.len())
+            .with_precision_and_scale(38, PER_UNIT_SCALE)?)
     };
-    let mut per_1m: Vec<Decimal128Builder> = (0..6).map(|_| money_builder()).collect::<Result<_, _>>()?;
-    let mut per_unit_columns: Vec<Decimal128Builder> = (0..5).map(|_| unit_builder()).collect::<Result<_, _>>()?;
+    let mut per_1m: Vec<Decimal128Builder> =
+        (0..6).map(|_| money_builder()).collect::<Result<_, _>>()?;
+    let mut per_unit_columns: Vec<Decimal128Builder> =
+        (0..5).map(|_| unit_builder()).collect::<Result<_, _>>()?;
     for row in rows {
         provider.append_value(&row.provider);
         model.append_value(&row.model);
@@ -296,7 +390,11 @@ fn price_book_table(book: &PriceBook) -> Result<MemTable, QueryError> {
         Arc::new(to.finish()),
     ];
     columns.extend(per_1m.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
-    columns.extend(per_unit_columns.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+    columns.extend(
+        per_unit_columns
+            .iter_mut()
+            .map(|b| Arc::new(b.finish()) as ArrayRef),
+    );
     let batch = RecordBatch::try_new(schema.clone(), columns)?;
     Ok(MemTable::try_new(schema, vec![vec![batch]])?)
 }

@@ -1,7 +1,11 @@
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
     #[error("price book line {line}, column {column}: {reason}")]
-    PriceBook { line: usize, column: String, reason: String },
+    PriceBook {
+        line: usize,
+        column: String,
+        reason: String,
+    },
     #[error("query: {0}")]
     DataFusion(#[from] datafusion::error::DataFusionError),
     #[error("arrow: {0}")]

@@ -64,13 +64,24 @@ impl QueryExecutor {
         self.limits
     }
 
+    /// The query pool, for servers whose every task is query work (the
+    /// PostgreSQL endpoint): they then never take the HTTP threads.
+    pub fn handle(&self) -> Option<tokio::runtime::Handle> {
+        self.runtime
+            .as_ref()
+            .map(|runtime| runtime.handle().clone())
+    }
+
     /// Runs `work` on the query pool within the timeout.
     pub async fn run<T, F>(&self, work: F) -> Result<T, QueryError>
     where
         F: Future<Output = Result<T, QueryError>> + Send + 'static,
         T: Send + 'static,
     {
-        let runtime = self.runtime.as_ref().ok_or_else(|| QueryError::Runtime("shut down".into()))?;
+        let runtime = self
+            .runtime
+            .as_ref()
+            .ok_or_else(|| QueryError::Runtime("shut down".into()))?;
         let task = runtime.spawn(work);
         let abort = task.abort_handle();
         match tokio::time::timeout(self.limits.timeout, task).await {
@@ -85,7 +96,12 @@ impl QueryExecutor {
 
     /// Checks that `sql` only reads, then runs it over `window`'s session
     /// within the limits.
-    pub async fn sql(&self, engine: Arc<QueryEngine>, window: Window, sql: String) -> Result<QueryResult, QueryError> {
+    pub async fn sql(
+        &self,
+        engine: Arc<QueryEngine>,
+        window: Window,
+        sql: String,
+    ) -> Result<QueryResult, QueryError> {
         check_read_only(&sql)?;
         let max_rows = self.limits.max_rows;
         self.run(async move {
@@ -99,7 +115,10 @@ impl QueryExecutor {
 }
 
 /// Collects a frame's batches, failing once more than `max_rows` arrive.
-async fn collect_capped(frame: datafusion::dataframe::DataFrame, max_rows: usize) -> Result<QueryResult, QueryError> {
+pub async fn collect_capped(
+    frame: datafusion::dataframe::DataFrame,
+    max_rows: usize,
+) -> Result<QueryResult, QueryError> {
     let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
     let mut stream = frame.execute_stream().await?;
     let mut batches = Vec::new();

@@ -134,9 +134,16 @@ impl KpiQuery {
     }
 
     pub fn validate(&self) -> Result<(), QueryError> {
-        for dimension in self.group_by.iter().chain(self.filters.iter().map(|(d, _)| d)) {
+        for dimension in self
+            .group_by
+            .iter()
+            .chain(self.filters.iter().map(|(d, _)| d))
+        {
             if !DIMENSIONS.contains(&dimension.as_str()) {
-                return Err(QueryError::UnknownDimension(dimension.clone(), DIMENSIONS.join(", ")));
+                return Err(QueryError::UnknownDimension(
+                    dimension.clone(),
+                    DIMENSIONS.join(", "),
+                ));
             }
         }
         if let Some(bucket) = &self.bucket {
@@ -164,12 +171,18 @@ impl KpiQuery {
     /// expression over the joined key columns, or `None` when no row has one.
     fn tpm_limit_expr(&self, settings: &KpiSettings) -> Option<String> {
         if self.group_by.is_empty() {
-            return settings.tpm_limit.filter(|limit| *limit > 0.0).map(|limit| format!("{limit:?}"));
+            return settings
+                .tpm_limit
+                .filter(|limit| *limit > 0.0)
+                .map(|limit| format!("{limit:?}"));
         }
-        let (dimension, limits) = self
-            .group_by
-            .iter()
-            .find_map(|d| settings.scoped_tpm_limits.get(d).filter(|l| !l.is_empty()).map(|limits| (d, limits)))?;
+        let (dimension, limits) = self.group_by.iter().find_map(|d| {
+            settings
+                .scoped_tpm_limits
+                .get(d)
+                .filter(|l| !l.is_empty())
+                .map(|limits| (d, limits))
+        })?;
         let mut case = format!("CASE COALESCE(rk.{dimension}, ak.{dimension})");
         for (value, limit) in limits {
             let _ = write!(case, " WHEN {} THEN {limit:?}", quote_literal(value));
@@ -190,7 +203,11 @@ impl KpiQuery {
     /// The KPI statement. `baseline` names a table with the same keys and a
     /// `baseline_spend` column (the trailing-7-day spend scaled to the
     /// window's length), or is `None` when there is no baseline.
-    pub fn sql(&self, settings: &KpiSettings, baseline: Option<&str>) -> Result<String, QueryError> {
+    pub fn sql(
+        &self,
+        settings: &KpiSettings,
+        baseline: Option<&str>,
+    ) -> Result<String, QueryError> {
         self.validate()?;
         let keys = self.keys();
         let select_keys = || -> String {
@@ -217,7 +234,11 @@ impl KpiQuery {
                 let list = if allowed.is_empty() {
                     "NULL".to_owned()
                 } else {
-                    allowed.iter().map(|p| quote_literal(p)).collect::<Vec<_>>().join(", ")
+                    allowed
+                        .iter()
+                        .map(|p| quote_literal(p))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 };
                 format!(
                     "(SELECT r.*, c.compliant FROM requests r JOIN (SELECT request_id, bool_and(COALESCE(provider IN ({list}), false)) AS compliant FROM attempts GROUP BY request_id) c ON c.request_id = r.request_id)"
@@ -280,14 +301,18 @@ impl KpiQuery {
         for key in &keys {
             let _ = write!(select, "COALESCE(rk.{key}, ak.{key}) AS {key}, ");
         }
-        let ratio = |num: &str, den: &str| format!("CAST({num} AS DOUBLE) / CAST(NULLIF({den}, 0) AS DOUBLE)");
+        let ratio = |num: &str, den: &str| {
+            format!("CAST({num} AS DOUBLE) / CAST(NULLIF({den}, 0) AS DOUBLE)")
+        };
         let budget = 1.0 - settings.slo_target;
         let minutes = match (self.bucket_minutes(), self.window_minutes) {
             (Some(m), _) | (None, Some(m)) => format!("{m}.0"),
             (None, None) => "ak.observed_minutes".to_owned(),
         };
         let throughput = match self.tpm_limit_expr(settings) {
-            Some(limit) => format!("CAST(ak.tokens AS DOUBLE) / NULLIF({minutes}, 0) / NULLIF({limit}, 0.0) * 100.0"),
+            Some(limit) => format!(
+                "CAST(ak.tokens AS DOUBLE) / NULLIF({minutes}, 0) / NULLIF({limit}, 0.0) * 100.0"
+            ),
             None => "CAST(NULL AS DOUBLE)".to_owned(),
         };
         let variance = match baseline {
@@ -343,9 +368,16 @@ impl KpiQuery {
                     .join(" AND ")
             }
         };
-        let _ = write!(sql, "{select} FROM rk FULL OUTER JOIN ak ON {}", join_on("rk", "ak"));
+        let _ = write!(
+            sql,
+            "{select} FROM rk FULL OUTER JOIN ak ON {}",
+            join_on("rk", "ak")
+        );
         if let Some(table) = baseline {
-            let keys_expr: Vec<String> = keys.iter().map(|k| format!("COALESCE(rk.{k}, ak.{k})")).collect();
+            let keys_expr: Vec<String> = keys
+                .iter()
+                .map(|k| format!("COALESCE(rk.{k}, ak.{k})"))
+                .collect();
             let on = if keys.is_empty() {
                 "true".to_owned()
             } else {

@@ -6,6 +6,7 @@ pub mod engine;
 mod error;
 pub mod executor;
 pub mod kpi;
+mod live;
 pub mod named;
 pub mod output;
 pub mod price_book;
@@ -33,7 +34,10 @@ pub async fn kpis(
     query: &KpiQuery,
     settings: &KpiSettings,
 ) -> Result<Vec<RecordBatch>, QueryError> {
-    Ok(kpis_frame(engine, window, query, settings).await?.collect().await?)
+    Ok(kpis_frame(engine, window, query, settings)
+        .await?
+        .collect()
+        .await?)
 }
 
 /// The KPI rows as a planned DataFrame, not yet run: for callers that need
@@ -71,7 +75,11 @@ pub async fn kpis_frame(
                 .await?;
             let keys = query.group_by.clone();
             let key_list = keys.iter().map(|k| format!("{k}, ")).collect::<String>();
-            let group = if keys.is_empty() { String::new() } else { format!(" GROUP BY {}", keys.join(", ")) };
+            let group = if keys.is_empty() {
+                String::new()
+            } else {
+                format!(" GROUP BY {}", keys.join(", "))
+            };
             let scale = (to - from) as f64 / BASELINE_MICROS as f64;
             let batches = before
                 .sql(&format!(
@@ -86,7 +94,10 @@ pub async fn kpis_frame(
                 .map(|b| b.schema())
                 .unwrap_or_else(|| Arc::new(datafusion::arrow::datatypes::Schema::empty()));
             if !batches.is_empty() {
-                ctx.register_table("baseline", Arc::new(MemTable::try_new(schema, vec![batches])?))?;
+                ctx.register_table(
+                    "baseline",
+                    Arc::new(MemTable::try_new(schema, vec![batches])?),
+                )?;
                 Some("baseline")
             } else {
                 None

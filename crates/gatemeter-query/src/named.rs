@@ -81,14 +81,20 @@ fn parse(source: &str) -> Result<NamedQuery, QueryError> {
                         query: query.name.clone(),
                         reason: format!("header `param:{value}` must be NAME TYPE DEFAULT"),
                     };
-                    let [name, kind, default] = parts[..] else { return Err(bad()) };
+                    let [name, kind, default] = parts[..] else {
+                        return Err(bad());
+                    };
                     let kind = match kind {
                         "timestamp" => ParamType::Timestamp,
                         "integer" => ParamType::Integer,
                         "text" => ParamType::Text,
                         _ => return Err(bad()),
                     };
-                    query.params.push(Param { name: name.to_owned(), kind, default: default.to_owned() });
+                    query.params.push(Param {
+                        name: name.to_owned(),
+                        kind,
+                        default: default.to_owned(),
+                    });
                 } else if !comment.starts_with("params:") {
                     description.push(comment.to_owned());
                 }
@@ -99,54 +105,93 @@ fn parse(source: &str) -> Result<NamedQuery, QueryError> {
     query.description = description.join(" ");
     query.sql = body.join("\n");
     if query.name.is_empty() {
-        return Err(QueryError::QueryParam { query: "?".into(), reason: "a file in queries/ has no `-- name:` header".into() });
+        return Err(QueryError::QueryParam {
+            query: "?".into(),
+            reason: "a file in queries/ has no `-- name:` header".into(),
+        });
     }
     Ok(query)
 }
 
 /// Every named query (views and reports), by name.
 pub fn catalog() -> Result<BTreeMap<String, NamedQuery>, QueryError> {
-    SOURCES.iter().map(|s| parse(s).map(|q| (q.name.clone(), q))).collect()
+    SOURCES
+        .iter()
+        .map(|s| parse(s).map(|q| (q.name.clone(), q)))
+        .collect()
 }
 
-fn literal(query: &str, param: &Param, value: &str, now: DateTime<Utc>) -> Result<String, QueryError> {
-    let bad = |reason: String| QueryError::QueryParam { query: query.to_owned(), reason };
+fn literal(
+    query: &str,
+    param: &Param,
+    value: &str,
+    now: DateTime<Utc>,
+) -> Result<String, QueryError> {
+    let bad = |reason: String| QueryError::QueryParam {
+        query: query.to_owned(),
+        reason,
+    };
     match param.kind {
         ParamType::Timestamp => {
             let at = if value == "month_start" {
-                Utc.with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0).single().unwrap_or(now)
+                Utc.with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0)
+                    .single()
+                    .unwrap_or(now)
             } else {
                 DateTime::parse_from_rfc3339(value)
-                    .map_err(|e| bad(format!("parameter `{}`: `{value}` is not an RFC 3339 time ({e})", param.name)))?
+                    .map_err(|e| {
+                        bad(format!(
+                            "parameter `{}`: `{value}` is not an RFC 3339 time ({e})",
+                            param.name
+                        ))
+                    })?
                     .with_timezone(&Utc)
             };
             Ok(timestamp_literal(at.timestamp_micros()))
         }
-        ParamType::Integer => value
-            .parse::<u64>()
-            .map(|n| n.to_string())
-            .map_err(|_| bad(format!("parameter `{}`: `{value}` is not a whole number", param.name))),
+        ParamType::Integer => value.parse::<u64>().map(|n| n.to_string()).map_err(|_| {
+            bad(format!(
+                "parameter `{}`: `{value}` is not a whole number",
+                param.name
+            ))
+        }),
         ParamType::Text => Ok(format!("'{}'", value.replace('\'', "''"))),
     }
 }
 
 /// The SQL of `name` with its parameters bound (`given` overrides defaults).
-pub fn bind(name: &str, given: &BTreeMap<String, String>, now: DateTime<Utc>) -> Result<String, QueryError> {
+pub fn bind(
+    name: &str,
+    given: &BTreeMap<String, String>,
+    now: DateTime<Utc>,
+) -> Result<String, QueryError> {
     let catalog = catalog()?;
-    let query = catalog.get(name).ok_or_else(|| QueryError::UnknownQuery(name.to_owned()))?;
+    let query = catalog
+        .get(name)
+        .ok_or_else(|| QueryError::UnknownQuery(name.to_owned()))?;
     for key in given.keys() {
         if !query.params.iter().any(|p| &p.name == key) {
             let known: Vec<&str> = query.params.iter().map(|p| p.name.as_str()).collect();
             return Err(QueryError::QueryParam {
                 query: name.to_owned(),
-                reason: format!("unknown parameter `{key}` (known: {})", if known.is_empty() { "none".to_owned() } else { known.join(", ") }),
+                reason: format!(
+                    "unknown parameter `{key}` (known: {})",
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
             });
         }
     }
     let mut sql = query.sql.clone();
     for param in &query.params {
         let value = given.get(&param.name).unwrap_or(&param.default);
-        sql = sql.replace(&format!("{{{{{}}}}}", param.name), &literal(name, param, value, now)?);
+        sql = sql.replace(
+            &format!("{{{{{}}}}}", param.name),
+            &literal(name, param, value, now)?,
+        );
     }
     Ok(sql)
 }
@@ -158,24 +203,41 @@ mod tests {
     #[test]
     fn every_file_in_queries_is_compiled_in_with_a_header() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../queries");
-        let on_disk = std::fs::read_dir(dir).expect("queries/").filter_map(|e| e.ok()).filter(|e| e.path().extension().is_some_and(|x| x == "sql")).count();
+        let on_disk = std::fs::read_dir(dir)
+            .expect("queries/")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "sql"))
+            .count();
         let catalog = catalog().expect("headers parse");
         assert_eq!(catalog.len(), on_disk);
         for query in catalog.values() {
-            assert!(!query.unit.is_empty() && !query.kind.is_empty() && !query.description.is_empty(), "{}", query.name);
+            assert!(
+                !query.unit.is_empty() && !query.kind.is_empty() && !query.description.is_empty(),
+                "{}",
+                query.name
+            );
         }
     }
 
     #[test]
     fn parameters_are_typed_literals() {
-        let now = Utc.with_ymd_and_hms(2026, 11, 22, 5, 0, 0).single().expect("time");
+        let now = Utc
+            .with_ymd_and_hms(2026, 11, 22, 5, 0, 0)
+            .single()
+            .expect("time");
         let sql = bind("spend_by_team_model_mtd", &BTreeMap::new(), now).expect("binds");
         assert!(sql.contains("2026-11-01T00:00:00.000000Z"), "{sql}");
         let given = BTreeMap::from([("limit".to_owned(), "3; DROP TABLE x".to_owned())]);
         let err = bind("top_keys_by_spend", &given, now).expect_err("not a number");
         assert!(err.to_string().contains("limit"));
         let given = BTreeMap::from([("nope".to_owned(), "1".to_owned())]);
-        assert!(bind("top_keys_by_spend", &given, now).expect_err("unknown").to_string().contains("unknown parameter `nope`"));
-        assert!(matches!(bind("missing", &BTreeMap::new(), now), Err(QueryError::UnknownQuery(_))));
+        assert!(bind("top_keys_by_spend", &given, now)
+            .expect_err("unknown")
+            .to_string()
+            .contains("unknown parameter `nope`"));
+        assert!(matches!(
+            bind("missing", &BTreeMap::new(), now),
+            Err(QueryError::UnknownQuery(_))
+        ));
     }
 }

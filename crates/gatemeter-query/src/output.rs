@@ -2,13 +2,12 @@
 //! `gatemeter kpis` and `gatemeter query`. Money (decimals) is written as an
 //! exact decimal string, never a float; a NaN or infinite float is `null`.
 
-
 use chrono::{DateTime, SecondsFormat};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::datatypes::{
-    DataType, Decimal128Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, TimeUnit,
-    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt16Type,
-    UInt32Type, UInt64Type, UInt8Type,
+    DataType, Decimal128Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type,
+    TimeUnit, TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+    TimestampSecondType, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
 };
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -38,7 +37,9 @@ fn float(v: f64) -> Value {
 fn timestamp(micros: Option<i64>) -> Value {
     micros
         .and_then(DateTime::from_timestamp_micros)
-        .map_or(Value::Null, |t| Value::String(t.to_rfc3339_opts(SecondsFormat::AutoSi, true)))
+        .map_or(Value::Null, |t| {
+            Value::String(t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+        })
 }
 
 fn cell(array: &ArrayRef, row: usize) -> Result<Value, QueryError> {
@@ -57,14 +58,25 @@ fn cell(array: &ArrayRef, row: usize) -> Result<Value, QueryError> {
         DataType::UInt64 => Value::from(array.as_primitive::<UInt64Type>().value(row)),
         DataType::Float32 => float(f64::from(array.as_primitive::<Float32Type>().value(row))),
         DataType::Float64 => float(array.as_primitive::<Float64Type>().value(row)),
-        DataType::Decimal128(_, scale) => {
-            Value::String(decimal_text(array.as_primitive::<Decimal128Type>().value(row), *scale))
-        }
+        DataType::Decimal128(_, scale) => Value::String(decimal_text(
+            array.as_primitive::<Decimal128Type>().value(row),
+            *scale,
+        )),
         DataType::Timestamp(unit, _) => timestamp(match unit {
-            TimeUnit::Second => array.as_primitive::<TimestampSecondType>().value(row).checked_mul(1_000_000),
-            TimeUnit::Millisecond => array.as_primitive::<TimestampMillisecondType>().value(row).checked_mul(1000),
-            TimeUnit::Microsecond => Some(array.as_primitive::<TimestampMicrosecondType>().value(row)),
-            TimeUnit::Nanosecond => Some(array.as_primitive::<TimestampNanosecondType>().value(row) / 1000),
+            TimeUnit::Second => array
+                .as_primitive::<TimestampSecondType>()
+                .value(row)
+                .checked_mul(1_000_000),
+            TimeUnit::Millisecond => array
+                .as_primitive::<TimestampMillisecondType>()
+                .value(row)
+                .checked_mul(1000),
+            TimeUnit::Microsecond => {
+                Some(array.as_primitive::<TimestampMicrosecondType>().value(row))
+            }
+            TimeUnit::Nanosecond => {
+                Some(array.as_primitive::<TimestampNanosecondType>().value(row) / 1000)
+            }
         }),
         _ => {
             let formatter = ArrayFormatter::try_new(array.as_ref(), &FormatOptions::default())?;
@@ -92,9 +104,15 @@ pub fn json_rows(batches: &[RecordBatch]) -> Result<Vec<Value>, QueryError> {
 /// CSV with a header; money as exact decimals, NULL as an empty field.
 pub fn csv(batches: &[RecordBatch]) -> Result<String, QueryError> {
     let mut out = String::new();
-    let Some(first) = batches.first() else { return Ok(out) };
+    let Some(first) = batches.first() else {
+        return Ok(out);
+    };
     let schema = first.schema();
-    let names: Vec<String> = schema.fields().iter().map(|f| csv_field(f.name())).collect();
+    let names: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| csv_field(f.name()))
+        .collect();
     out.push_str(&names.join(","));
     out.push('\n');
     for row in json_rows(batches)? {
@@ -129,16 +147,22 @@ pub fn table(batches: &[RecordBatch]) -> Result<String, QueryError> {
 /// The batches as one Parquet file's bytes.
 pub fn parquet(batches: &[RecordBatch]) -> Result<Vec<u8>, QueryError> {
     let mut buffer = Vec::new();
-    let Some(first) = batches.first() else { return Ok(buffer) };
-    let mut writer = datafusion::parquet::arrow::ArrowWriter::try_new(&mut buffer, first.schema(), None)
-        .map_err(datafusion::error::DataFusionError::from)?;
+    let Some(first) = batches.first() else {
+        return Ok(buffer);
+    };
+    let mut writer =
+        datafusion::parquet::arrow::ArrowWriter::try_new(&mut buffer, first.schema(), None)
+            .map_err(datafusion::error::DataFusionError::from)?;
     for batch in batches {
-        writer.write(batch).map_err(datafusion::error::DataFusionError::from)?;
+        writer
+            .write(batch)
+            .map_err(datafusion::error::DataFusionError::from)?;
     }
-    writer.close().map_err(datafusion::error::DataFusionError::from)?;
+    writer
+        .close()
+        .map_err(datafusion::error::DataFusionError::from)?;
     Ok(buffer)
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -63,7 +63,10 @@ fn bad(line: usize, column: &str, reason: impl Into<String>) -> QueryError {
 impl PriceBook {
     /// Parses the CSV text; errors name the line and the column.
     pub fn parse(text: &str) -> Result<PriceBook, QueryError> {
-        let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+        let mut lines = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty());
         let header: Vec<&str> = lines
             .next()
             .map(|(_, h)| h.split(',').map(str::trim).collect())
@@ -76,12 +79,20 @@ impl PriceBook {
             let number = index + 1;
             let fields: Vec<&str> = line.split(',').map(str::trim).collect();
             if fields.len() != HEADER.len() {
-                return Err(bad(number, "row", format!("{} columns, expected {}", fields.len(), HEADER.len())));
+                return Err(bad(
+                    number,
+                    "row",
+                    format!("{} columns, expected {}", fields.len(), HEADER.len()),
+                ));
             }
             let money = |i: usize| -> Result<Usd, QueryError> {
                 match Usd::parse(fields[i]) {
                     Some(usd) if usd.0 >= 0 => Ok(usd),
-                    _ => Err(bad(number, HEADER[i], format!("`{}` is not a non-negative decimal", fields[i]))),
+                    _ => Err(bad(
+                        number,
+                        HEADER[i],
+                        format!("`{}` is not a non-negative decimal", fields[i]),
+                    )),
                 }
             };
             let effective_from = DateTime::parse_from_rfc3339(fields[2])
@@ -111,12 +122,25 @@ impl PriceBook {
     /// Orders rows and fills each one's `effective_to` from the next row of
     /// the same (provider, model). Two rows at the same instant are an error.
     pub fn from_rows(mut rows: Vec<PriceRow>) -> Result<PriceBook, QueryError> {
-        rows.sort_by(|a, b| (&a.provider, &a.model, a.effective_from).cmp(&(&b.provider, &b.model, b.effective_from)));
+        rows.sort_by(|a, b| {
+            (&a.provider, &a.model, a.effective_from).cmp(&(
+                &b.provider,
+                &b.model,
+                b.effective_from,
+            ))
+        });
         let mut next_from: BTreeMap<(String, String), EpochMicros> = BTreeMap::new();
         for row in rows.iter_mut().rev() {
             let key = (row.provider.clone(), row.model.clone());
             if next_from.get(&key) == Some(&row.effective_from) {
-                return Err(bad(0, "effective_from", format!("{}/{} has two rows at the same time", row.provider, row.model)));
+                return Err(bad(
+                    0,
+                    "effective_from",
+                    format!(
+                        "{}/{} has two rows at the same time",
+                        row.provider, row.model
+                    ),
+                ));
             }
             row.effective_to = next_from.insert(key, row.effective_from);
         }
@@ -138,7 +162,10 @@ impl PriceBook {
         if let Some(cost) = event.cost_usd {
             return Some(cost);
         }
-        let model = event.served_model.as_deref().unwrap_or(&event.requested_model);
+        let model = event
+            .served_model
+            .as_deref()
+            .unwrap_or(&event.requested_model);
         let row = self.row_at(&event.provider, model, event.attempt_start)?;
         Some(PriceBook::price(
             row,
@@ -155,7 +182,10 @@ impl PriceBook {
     /// The row in force for (provider, model) at `at`.
     pub fn row_at(&self, provider: &str, model: &str, at: EpochMicros) -> Option<&PriceRow> {
         self.rows.iter().find(|r| {
-            r.provider == provider && r.model == model && r.effective_from <= at && r.effective_to.is_none_or(|to| at < to)
+            r.provider == provider
+                && r.model == model
+                && r.effective_from <= at
+                && r.effective_to.is_none_or(|to| at < to)
         })
     }
 
@@ -166,8 +196,12 @@ impl PriceBook {
     /// web_search_per_1k ÷ 1000. Rounded half away from zero to 1e-9 USD.
     pub fn price(row: &PriceRow, usage: Usage) -> Usd {
         let n = |v: Option<i64>| i128::from(v.unwrap_or(0));
-        let (input, output, cache_read, cache_write) =
-            (n(usage.input), n(usage.output), n(usage.cache_read), n(usage.cache_write));
+        let (input, output, cache_read, cache_write) = (
+            n(usage.input),
+            n(usage.output),
+            n(usage.cache_read),
+            n(usage.cache_write),
+        );
         // Prices are in 1e-9 USD units; token sums × price ÷ 1e6 stays exact
         // in i128 until the final rounding.
         let token_cost_scaled = (input - cache_read - cache_write) * row.input_per_1m.0
@@ -191,30 +225,51 @@ mod tests {
         acme,m,2025-01-01T00:00:00Z,5,5,5,5,0,0\n";
 
     fn at(text: &str) -> EpochMicros {
-        DateTime::parse_from_rfc3339(text).expect("time").timestamp_micros()
+        DateTime::parse_from_rfc3339(text)
+            .expect("time")
+            .timestamp_micros()
     }
 
     #[test]
     fn the_row_in_force_follows_the_dates() {
         let book = PriceBook::parse(BOOK).expect("parses");
-        let before = book.row_at("openai", "gpt-4o", at("2026-11-01T11:59:59Z")).expect("row");
+        let before = book
+            .row_at("openai", "gpt-4o", at("2026-11-01T11:59:59Z"))
+            .expect("row");
         assert_eq!(before.input_per_1m, Usd::parse("2.5").expect("usd"));
         assert_eq!(before.effective_to, Some(at("2026-11-01T12:00:00Z")));
-        let after = book.row_at("openai", "gpt-4o", at("2026-11-01T12:00:00Z")).expect("row");
+        let after = book
+            .row_at("openai", "gpt-4o", at("2026-11-01T12:00:00Z"))
+            .expect("row");
         assert_eq!(after.input_per_1m, Usd::parse("2").expect("usd"));
-        assert!(book.row_at("openai", "gpt-4o", at("2024-01-01T00:00:00Z")).is_none());
-        assert!(book.row_at("openai", "gpt-5", at("2026-01-01T00:00:00Z")).is_none());
+        assert!(book
+            .row_at("openai", "gpt-4o", at("2024-01-01T00:00:00Z"))
+            .is_none());
+        assert!(book
+            .row_at("openai", "gpt-5", at("2026-01-01T00:00:00Z"))
+            .is_none());
     }
 
     #[test]
     fn the_formula_is_exact() {
         let book = PriceBook::parse(BOOK).expect("parses");
         // The seeds' worked example: 1,000 tokens at $5 per 1M cost $0.005.
-        let acme = book.row_at("acme", "m", at("2026-01-01T00:00:00Z")).expect("row");
-        let usage = Usage { input: Some(600), output: Some(400), ..Usage::default() };
-        assert_eq!(PriceBook::price(acme, usage), Usd::parse("0.005").expect("usd"));
+        let acme = book
+            .row_at("acme", "m", at("2026-01-01T00:00:00Z"))
+            .expect("row");
+        let usage = Usage {
+            input: Some(600),
+            output: Some(400),
+            ..Usage::default()
+        };
+        assert_eq!(
+            PriceBook::price(acme, usage),
+            Usd::parse("0.005").expect("usd")
+        );
         // Cache reads and writes come out of input; searches and fees add on.
-        let row = book.row_at("openai", "gpt-4o", at("2026-11-02T00:00:00Z")).expect("row");
+        let row = book
+            .row_at("openai", "gpt-4o", at("2026-11-02T00:00:00Z"))
+            .expect("row");
         let usage = Usage {
             input: Some(10_000),
             output: Some(500),
@@ -224,16 +279,28 @@ mod tests {
         };
         // (5000×2 + 4000×1 + 1000×2.5 + 500×8)/1e6 + 0.0001 + 2×10/1000
         //   = 0.0205 + 0.0001 + 0.02 = 0.0406
-        assert_eq!(PriceBook::price(row, usage), Usd::parse("0.0406").expect("usd"));
+        assert_eq!(
+            PriceBook::price(row, usage),
+            Usd::parse("0.0406").expect("usd")
+        );
         // Missing counts are zero: only the fee remains.
-        assert_eq!(PriceBook::price(row, Usage::default()), Usd::parse("0.0001").expect("usd"));
+        assert_eq!(
+            PriceBook::price(row, Usage::default()),
+            Usd::parse("0.0001").expect("usd")
+        );
     }
 
     #[test]
     fn errors_name_the_line_and_column() {
-        let text = BOOK.replace("acme,m,2025-01-01T00:00:00Z,5,", "acme,m,2025-01-01T00:00:00Z,five,");
+        let text = BOOK.replace(
+            "acme,m,2025-01-01T00:00:00Z,5,",
+            "acme,m,2025-01-01T00:00:00Z,five,",
+        );
         let err = PriceBook::parse(&text).expect_err("bad");
-        assert_eq!(err.to_string(), "price book line 4, column input_per_1m: `five` is not a non-negative decimal");
+        assert_eq!(
+            err.to_string(),
+            "price book line 4, column input_per_1m: `five` is not a non-negative decimal"
+        );
         let err = PriceBook::parse("provider,model\n").expect_err("bad header");
         assert!(err.to_string().contains("header"));
         let twice = format!("{BOOK}acme,m,2025-01-01T00:00:00Z,1,1,1,1,0,0\n");

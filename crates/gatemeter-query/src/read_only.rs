@@ -46,19 +46,26 @@ impl Visitor for ReadOnlyVisitor {
     fn pre_visit_statement(&mut self, statement: &Statement) -> ControlFlow<QueryError> {
         match statement {
             Statement::Query(_) => ControlFlow::Continue(()),
-            other => ControlFlow::Break(forbidden(format!("{} is not allowed inside a query", verb(other)))),
+            other => ControlFlow::Break(forbidden(format!(
+                "{} is not allowed inside a query",
+                verb(other)
+            ))),
         }
     }
 
     fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<QueryError> {
         if let SetExpr::Select(select) = query.body.as_ref() {
             if select.into.is_some() {
-                return ControlFlow::Break(forbidden("SELECT … INTO creates a table; SQL here is read-only"));
+                return ControlFlow::Break(forbidden(
+                    "SELECT … INTO creates a table; SQL here is read-only",
+                ));
             }
         }
         match query.body.as_ref() {
             SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_) | SetExpr::Merge(_) => {
-                ControlFlow::Break(forbidden("data-modifying statements are not allowed; SQL here is read-only"))
+                ControlFlow::Break(forbidden(
+                    "data-modifying statements are not allowed; SQL here is read-only",
+                ))
             }
             _ => ControlFlow::Continue(()),
         }
@@ -76,11 +83,21 @@ impl Visitor for ReadOnlyVisitor {
 
     fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<QueryError> {
         match factor {
-            TableFactor::Table { args: Some(_), name, .. } => {
+            TableFactor::Table {
+                args: Some(_),
+                name,
+                ..
+            } => {
                 let lowered = name.to_string().to_lowercase();
                 // Table functions that read files would reach outside the lake.
-                if lowered.starts_with("read_") || lowered.contains("parquet") || lowered.contains("csv") || lowered.contains("json") {
-                    return ControlFlow::Break(forbidden(format!("table function {name} is not allowed")));
+                if lowered.starts_with("read_")
+                    || lowered.contains("parquet")
+                    || lowered.contains("csv")
+                    || lowered.contains("json")
+                {
+                    return ControlFlow::Break(forbidden(format!(
+                        "table function {name} is not allowed"
+                    )));
                 }
                 ControlFlow::Continue(())
             }
@@ -95,7 +112,9 @@ pub fn check_read_only(sql: &str) -> Result<(), QueryError> {
     match statements.len() {
         0 => Err(QueryError::BadSql("no statement given".into())),
         1 => check_statement(&statements[0], false),
-        n => Err(forbidden(format!("{n} statements given; send exactly one query"))),
+        n => Err(forbidden(format!(
+            "{n} statements given; send exactly one query"
+        ))),
     }
 }
 
@@ -104,20 +123,31 @@ fn check_statement(statement: &DfStatement, explained: bool) -> Result<(), Query
     let query = match statement {
         DfStatement::Statement(statement) => match statement.as_ref() {
             Statement::Query(_) => statement.as_ref(),
-            Statement::Explain { statement: inner, .. } if !explained && matches!(inner.as_ref(), Statement::Query(_)) => {
-                inner.as_ref()
-            }
+            Statement::Explain {
+                statement: inner, ..
+            } if !explained && matches!(inner.as_ref(), Statement::Query(_)) => inner.as_ref(),
             other => {
-                return Err(forbidden(format!("{} is not allowed; SQL here is read-only", verb(other))));
+                return Err(forbidden(format!(
+                    "{} is not allowed; SQL here is read-only",
+                    verb(other)
+                )));
             }
         },
-        DfStatement::Explain(explain) if !explained => return check_statement(&explain.statement, true),
+        DfStatement::Explain(explain) if !explained => {
+            return check_statement(&explain.statement, true)
+        }
         DfStatement::Explain(_) => return Err(forbidden("EXPLAIN is allowed only for a query")),
         DfStatement::CreateExternalTable(_) => {
-            return Err(forbidden("CREATE EXTERNAL TABLE is not allowed; only the lake can be read"));
+            return Err(forbidden(
+                "CREATE EXTERNAL TABLE is not allowed; only the lake can be read",
+            ));
         }
-        DfStatement::CopyTo(_) => return Err(forbidden("COPY is not allowed; SQL here is read-only")),
-        DfStatement::Reset(_) => return Err(forbidden("RESET is not allowed; SQL here is read-only")),
+        DfStatement::CopyTo(_) => {
+            return Err(forbidden("COPY is not allowed; SQL here is read-only"))
+        }
+        DfStatement::Reset(_) => {
+            return Err(forbidden("RESET is not allowed; SQL here is read-only"))
+        }
     };
     match query.visit(&mut ReadOnlyVisitor) {
         ControlFlow::Break(error) => Err(error),
@@ -139,7 +169,11 @@ mod tests {
             "SELECT * FROM information_schema.tables",
             "SELECT * FROM attempts UNION ALL SELECT * FROM attempts",
         ] {
-            assert!(check_read_only(sql).is_ok(), "{sql}: {:?}", check_read_only(sql));
+            assert!(
+                check_read_only(sql).is_ok(),
+                "{sql}: {:?}",
+                check_read_only(sql)
+            );
         }
     }
 
@@ -149,7 +183,10 @@ mod tests {
             ("DROP TABLE attempts", "DROP"),
             ("INSERT INTO attempts SELECT * FROM attempts", "INSERT"),
             ("COPY (SELECT 1) TO '/tmp/x.csv'", "COPY"),
-            ("CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'", "EXTERNAL"),
+            (
+                "CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'",
+                "EXTERNAL",
+            ),
             ("SET datafusion.execution.batch_size = 1", "SET"),
             ("SELECT 1; SELECT 2", "2 statements"),
             ("SELECT * INTO t FROM attempts", "INTO"),

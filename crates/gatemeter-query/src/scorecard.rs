@@ -71,10 +71,16 @@ pub fn default_targets() -> Vec<Target> {
 pub fn targets_with(overrides: &BTreeMap<String, f64>) -> Result<Vec<Target>, QueryError> {
     let mut targets = default_targets();
     for (kpi, value) in overrides {
-        let target = targets
-            .iter_mut()
-            .find(|t| &t.kpi == kpi)
-            .ok_or_else(|| QueryError::UnknownDimension(kpi.clone(), default_targets().iter().map(|t| t.kpi.clone()).collect::<Vec<_>>().join(", ")))?;
+        let target = targets.iter_mut().find(|t| &t.kpi == kpi).ok_or_else(|| {
+            QueryError::UnknownDimension(
+                kpi.clone(),
+                default_targets()
+                    .iter()
+                    .map(|t| t.kpi.clone())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )
+        })?;
         target.target = *value;
     }
     Ok(targets)
@@ -84,7 +90,9 @@ pub fn targets_with(overrides: &BTreeMap<String, f64>) -> Result<Vec<Target>, Qu
 /// [`YELLOW_MARGIN`] of the target (for shares, at most a quarter of what is
 /// left to 1); red otherwise.
 pub fn status(target: &Target, value: Option<f64>) -> Status {
-    let Some(value) = value else { return Status::Unknown };
+    let Some(value) = value else {
+        return Status::Unknown;
+    };
     let met = match target.direction {
         Direction::Below => value < target.target,
         Direction::Above => value > target.target,
@@ -135,7 +143,9 @@ fn value_of(row: Option<&Value>, kpi: &str) -> Option<f64> {
 /// `30m`, `24h`, `7d` → microseconds.
 pub fn parse_duration(text: &str) -> Result<i64, String> {
     let (number, unit) = text.split_at(text.len().saturating_sub(1));
-    let n: i64 = number.parse().map_err(|_| format!("`{text}`: expected a number and m, h or d, e.g. 24h"))?;
+    let n: i64 = number
+        .parse()
+        .map_err(|_| format!("`{text}`: expected a number and m, h or d, e.g. 24h"))?;
     let unit_micros = match unit {
         "m" => 60_000_000,
         "h" => 3_600_000_000,
@@ -193,7 +203,10 @@ mod tests {
     use super::*;
 
     fn target(kpi: &str) -> Target {
-        default_targets().into_iter().find(|t| t.kpi == kpi).expect("target")
+        default_targets()
+            .into_iter()
+            .find(|t| t.kpi == kpi)
+            .expect("target")
     }
 
     #[test]
@@ -220,8 +233,15 @@ mod tests {
     #[test]
     fn there_are_twelve_targets_and_overrides_apply() {
         assert_eq!(default_targets().len(), 12);
-        let targets = targets_with(&BTreeMap::from([("retry_rate".to_owned(), 0.1)])).expect("override");
-        assert_eq!(targets.iter().find(|t| t.kpi == "retry_rate").map(|t| t.target), Some(0.1));
+        let targets =
+            targets_with(&BTreeMap::from([("retry_rate".to_owned(), 0.1)])).expect("override");
+        assert_eq!(
+            targets
+                .iter()
+                .find(|t| t.kpi == "retry_rate")
+                .map(|t| t.target),
+            Some(0.1)
+        );
         assert!(targets_with(&BTreeMap::from([("nope".to_owned(), 1.0)])).is_err());
     }
 

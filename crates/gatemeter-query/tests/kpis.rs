@@ -17,13 +17,17 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn at(text: &str) -> i64 {
-    DateTime::parse_from_rfc3339(text).expect("time").timestamp_micros()
+    DateTime::parse_from_rfc3339(text)
+        .expect("time")
+        .timestamp_micros()
 }
 
 async fn lake_from(jsonl: &Path, dir: &Path) {
     let (mut lake, _) = Lake::open_local(dir, None).await.expect("lake");
     let metrics = IngestMetrics::register(&prometheus::Registry::new()).expect("metrics");
-    import_file(&mut lake, jsonl, FlushPolicy::default(), &metrics, |_| {}).await.expect("import");
+    import_file(&mut lake, jsonl, FlushPolicy::default(), &metrics, |_| {})
+        .await
+        .expect("import");
 }
 
 async fn engine(dir: &Path, prices: Option<PathBuf>) -> QueryEngine {
@@ -44,7 +48,10 @@ async fn every_sqllogictest_file_holds() {
         .filter(|path| path.extension().is_some_and(|ext| ext == "slt"))
         .collect();
     files.sort();
-    assert!(files.len() >= 4, "expected the .slt files in tests/slt, found {files:?}");
+    assert!(
+        files.len() >= 4,
+        "expected the .slt files in tests/slt, found {files:?}"
+    );
     let mut failures = Vec::new();
     for file in &files {
         if let Err(error) = slt::run_file(file).await {
@@ -61,7 +68,9 @@ async fn every_named_query_runs_and_returns_rows() {
     lake_from(&fixture("edge.jsonl"), dir.path()).await;
     let engine = engine(dir.path(), Some(fixture("prices.csv"))).await;
     let ctx = engine.session(Window::default()).await.expect("session");
-    let now = DateTime::parse_from_rfc3339("2026-11-22T00:00:00Z").expect("time").with_timezone(&chrono::Utc);
+    let now = DateTime::parse_from_rfc3339("2026-11-22T00:00:00Z")
+        .expect("time")
+        .with_timezone(&chrono::Utc);
     for (name, query) in gatemeter_query::named::catalog().expect("catalog") {
         let sql = gatemeter_query::named::bind(&name, &BTreeMap::new(), now).expect("binds");
         let batches = ctx
@@ -84,9 +93,15 @@ async fn the_scorecard_rates_the_window_against_targets_and_the_previous_window(
     let engine = engine(dir.path(), Some(fixture("prices.csv"))).await;
     let hour = 3_600_000_000;
     // 10:00–11:00 against 09:00–10:00 (empty).
-    let lines = scorecard(&engine, at("2026-11-01T11:00:00Z"), hour, &KpiSettings::default(), &default_targets())
-        .await
-        .expect("scorecard");
+    let lines = scorecard(
+        &engine,
+        at("2026-11-01T11:00:00Z"),
+        hour,
+        &KpiSettings::default(),
+        &default_targets(),
+    )
+    .await
+    .expect("scorecard");
     assert_eq!(lines.len(), 12);
     let line = |kpi: &str| lines.iter().find(|l| l.kpi == kpi).expect(kpi).clone();
     assert_eq!(line("availability").value, Some(0.875));
@@ -96,11 +111,22 @@ async fn the_scorecard_rates_the_window_against_targets_and_the_previous_window(
     assert_eq!(line("fallback_success_rate").status, Status::Green);
     assert_eq!(line("compliance_score").status, Status::Unknown);
     // 11:00–12:00 (R11 only) against 10:00–11:00.
-    let next = scorecard(&engine, at("2026-11-01T12:00:00Z"), hour, &KpiSettings::default(), &default_targets())
-        .await
-        .expect("scorecard");
-    let availability = next.iter().find(|l| l.kpi == "availability").expect("availability");
-    assert_eq!((availability.value, availability.baseline), (Some(1.0), Some(0.875)));
+    let next = scorecard(
+        &engine,
+        at("2026-11-01T12:00:00Z"),
+        hour,
+        &KpiSettings::default(),
+        &default_targets(),
+    )
+    .await
+    .expect("scorecard");
+    let availability = next
+        .iter()
+        .find(|l| l.kpi == "availability")
+        .expect("availability");
+    assert_eq!(
+        (availability.value, availability.baseline),
+        (Some(1.0), Some(0.875))
+    );
     assert_eq!(availability.status, Status::Green);
 }
-

@@ -25,7 +25,8 @@ fn money_type() -> DataType {
 /// partition columns, which live in the path).
 pub fn attempts_schema() -> SchemaRef {
     use DataType::{Boolean, Float64, Int32, Int64, Utf8};
-    let field = |name: &str, data_type: DataType, nullable: bool| Field::new(name, data_type, nullable);
+    let field =
+        |name: &str, data_type: DataType, nullable: bool| Field::new(name, data_type, nullable);
     Arc::new(Schema::new(vec![
         field("schema_version", Int32, false),
         field("attempt_id", Utf8, false),
@@ -212,7 +213,8 @@ impl Columns {
         self.streaming.append_value(e.streaming);
         self.outcome.append_value(e.outcome.as_str());
         self.http_status.append_option(e.http_status);
-        self.error_class.append_option(e.error_class.map(|c| c.as_str()));
+        self.error_class
+            .append_option(e.error_class.map(|c| c.as_str()));
         self.finish_reason.append_option(e.finish_reason.as_deref());
         self.input_tokens.append_option(e.input_tokens);
         self.output_tokens.append_option(e.output_tokens);
@@ -220,9 +222,11 @@ impl Columns {
         self.cache_write_tokens.append_option(e.cache_write_tokens);
         self.reasoning_tokens.append_option(e.reasoning_tokens);
         self.tool_calls.append_option(e.tool_calls);
-        self.web_search_requests.append_option(e.web_search_requests);
+        self.web_search_requests
+            .append_option(e.web_search_requests);
         self.cost_usd.append_option(e.cost_usd.map(|u| u.0));
-        self.cost_tools_usd.append_option(e.cost_tools_usd.map(|u| u.0));
+        self.cost_tools_usd
+            .append_option(e.cost_tools_usd.map(|u| u.0));
         self.billed.append_value(e.billed);
         self.tags.append_option(e.tags.as_deref());
         self.topic.append_value(&row.source.topic);

@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::{Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
+use arrow_array::builder::{
+    Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 use sha2::{Digest, Sha256};
@@ -25,7 +27,12 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
-    pub fn new(source: SourcePosition, index_in_message: Option<i32>, error: &DecodeError, payload: &[u8]) -> Self {
+    pub fn new(
+        source: SourcePosition,
+        index_in_message: Option<i32>,
+        error: &DecodeError,
+        payload: &[u8],
+    ) -> Self {
         DeadLetter {
             source,
             index_in_message,
@@ -54,7 +61,10 @@ pub fn dead_letters_schema() -> SchemaRef {
     ]))
 }
 
-pub fn dead_letters_batch(letters: &[DeadLetter], ingested_at: EpochMicros) -> Result<RecordBatch, ArrowError> {
+pub fn dead_letters_batch(
+    letters: &[DeadLetter],
+    ingested_at: EpochMicros,
+) -> Result<RecordBatch, ArrowError> {
     let n = letters.len();
     let mut topic = StringBuilder::with_capacity(n, n * 16);
     let mut partition = Int32Builder::with_capacity(n);

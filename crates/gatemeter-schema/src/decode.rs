@@ -35,7 +35,9 @@ fn timestamp_bounds() -> (EpochMicros, EpochMicros) {
 /// Decodes one Kafka message: a single event or a JSON array of events.
 /// The outer error is for the whole message (oversize, invalid JSON, not an
 /// object or array); the inner results are per event, in order.
-pub fn decode_message(payload: &[u8]) -> Result<Vec<Result<AttemptEvent, DecodeError>>, DecodeError> {
+pub fn decode_message(
+    payload: &[u8],
+) -> Result<Vec<Result<AttemptEvent, DecodeError>>, DecodeError> {
     if payload.len() > MAX_MESSAGE_BYTES {
         return Err(DecodeError::Oversize {
             size: payload.len(),
@@ -44,7 +46,8 @@ pub fn decode_message(payload: &[u8]) -> Result<Vec<Result<AttemptEvent, DecodeE
     }
     // One bulk UTF-8 check (fast, vectorised) lets serde_json skip checking
     // every string on its own.
-    let text = std::str::from_utf8(payload).map_err(|e| DecodeError::InvalidJson(format!("not UTF-8: {e}")))?;
+    let text = std::str::from_utf8(payload)
+        .map_err(|e| DecodeError::InvalidJson(format!("not UTF-8: {e}")))?;
     let mut deserializer = serde_json::Deserializer::from_str(text);
     let decoded = deserializer
         .deserialize_any(MessageVisitor)
@@ -120,7 +123,9 @@ impl<'de> DeserializeSeed<'de> for EventSeed {
     type Value = Result<AttemptEvent, DecodeError>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        match deserializer.deserialize_any(ScalarVisitor { decode_objects: true })? {
+        match deserializer.deserialize_any(ScalarVisitor {
+            decode_objects: true,
+        })? {
             Scalar::Object(Some(event)) => Ok(*event),
             other => Ok(Err(DecodeError::NotAnObject(other.type_name()))),
         }
@@ -199,7 +204,9 @@ impl<'de> Visitor<'de> for ScalarVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         if self.decode_objects {
-            return EventVisitor.visit_map(map).map(|event| Scalar::Object(Some(Box::new(event))));
+            return EventVisitor
+                .visit_map(map)
+                .map(|event| Scalar::Object(Some(Box::new(event))));
         }
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
         Ok(Scalar::Object(None))
@@ -208,7 +215,9 @@ impl<'de> Visitor<'de> for ScalarVisitor {
 
 impl<'de> de::Deserialize<'de> for Scalar<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(ScalarVisitor { decode_objects: false })
+        deserializer.deserialize_any(ScalarVisitor {
+            decode_objects: false,
+        })
     }
 }
 
@@ -278,7 +287,6 @@ impl<'de> Visitor<'de> for EventVisitor {
         })
     }
 }
-
 
 /// Every event field but `tags`, in the order the decoder slots them.
 pub const EVENT_FIELDS: &[&str] = &[
@@ -411,7 +419,9 @@ impl<'a> RawFields<'a> {
         field: &'static str,
         convert: impl FnOnce(&'static str, Scalar<'a>) -> Result<T, DecodeError>,
     ) -> Result<Option<T>, DecodeError> {
-        self.take(field).map(|value| convert(field, value)).transpose()
+        self.take(field)
+            .map(|value| convert(field, value))
+            .transpose()
     }
 
     fn into_event(mut self) -> Result<AttemptEvent, DecodeError> {
@@ -423,7 +433,9 @@ impl<'a> RawFields<'a> {
         let event_version = self.optional("event_version", non_negative)?.unwrap_or(0);
         let request_id = self.required("request_id", id_string)?;
         let attempt_index = self.required("attempt_index", small_non_negative)?;
-        let attempt_kind = self.required("attempt_kind", |f, v| closed(f, v, AttemptKind::parse, AttemptKind::ALLOWED))?;
+        let attempt_kind = self.required("attempt_kind", |f, v| {
+            closed(f, v, AttemptKind::parse, AttemptKind::ALLOWED)
+        })?;
         let is_final = self.required("is_final", boolean)?;
         let request_start = self.required("request_start", timestamp)?;
         let attempt_start = self.required("attempt_start", timestamp)?;
@@ -436,24 +448,34 @@ impl<'a> RawFields<'a> {
         }
         let ttft_ms = self.optional("ttft_ms", non_negative_number)?;
         let backoff_ms = self.optional("backoff_ms", non_negative_number)?;
-        let operation = self.optional("operation", string)?.unwrap_or_else(|| "chat".to_owned());
+        let operation = self
+            .optional("operation", string)?
+            .unwrap_or_else(|| "chat".to_owned());
         let requested_model = self.required("requested_model", string)?;
         let served_model = self.optional("served_model", string)?;
         let provider = self.required("provider", string)?;
         let region = self.optional("region", string)?;
         let org_id = self.optional("org_id", string)?;
-        let team = self.optional("team", string)?.unwrap_or_else(|| "unassigned".to_owned());
+        let team = self
+            .optional("team", string)?
+            .unwrap_or_else(|| "unassigned".to_owned());
         let app = self.optional("app", string)?;
         let user_id = self.optional("user_id", string)?;
         let api_key_id = self.required("api_key_id", string)?;
         let environment = self.required("environment", string)?;
         let key_type = self
-            .optional("key_type", |f, v| closed(f, v, KeyType::parse, KeyType::ALLOWED))?
+            .optional("key_type", |f, v| {
+                closed(f, v, KeyType::parse, KeyType::ALLOWED)
+            })?
             .unwrap_or(KeyType::Platform);
         let streaming = self.optional("streaming", boolean)?.unwrap_or(false);
-        let outcome = self.required("outcome", |f, v| closed(f, v, Outcome::parse, Outcome::ALLOWED))?;
+        let outcome = self.required("outcome", |f, v| {
+            closed(f, v, Outcome::parse, Outcome::ALLOWED)
+        })?;
         let http_status = self.optional("http_status", http_status)?;
-        let error_class = self.optional("error_class", |f, v| closed(f, v, ErrorClass::parse, ErrorClass::ALLOWED))?;
+        let error_class = self.optional("error_class", |f, v| {
+            closed(f, v, ErrorClass::parse, ErrorClass::ALLOWED)
+        })?;
         let finish_reason = self.optional("finish_reason", string)?;
         let input_tokens = self.optional("input_tokens", non_negative)?;
         let output_tokens = self.optional("output_tokens", non_negative)?;
@@ -464,7 +486,9 @@ impl<'a> RawFields<'a> {
         let web_search_requests = self.optional("web_search_requests", non_negative)?;
         let cost_usd = self.optional("cost_usd", money)?;
         let cost_tools_usd = self.optional("cost_tools_usd", money)?;
-        let billed = self.optional("billed", boolean)?.unwrap_or(outcome != Outcome::Rejected);
+        let billed = self
+            .optional("billed", boolean)?
+            .unwrap_or(outcome != Outcome::Rejected);
         Ok(AttemptEvent {
             schema_version: 1,
             attempt_id,
@@ -620,7 +644,9 @@ fn timestamp(field: &'static str, value: Scalar<'_>) -> Result<EpochMicros, Deco
     let micros = match &value {
         Scalar::Int(ms) => ms.checked_mul(1000),
         Scalar::UInt(ms) => i64::try_from(*ms).ok().and_then(|ms| ms.checked_mul(1000)),
-        Scalar::Float(ms) if ms.is_finite() && ms.abs() < 1e15 => Some((ms * 1000.0).round() as i64),
+        Scalar::Float(ms) if ms.is_finite() && ms.abs() < 1e15 => {
+            Some((ms * 1000.0).round() as i64)
+        }
         Scalar::Str(text) => match DateTime::parse_from_rfc3339(text) {
             Ok(t) => Some(t.timestamp_micros()),
             Err(_) => {
@@ -630,7 +656,13 @@ fn timestamp(field: &'static str, value: Scalar<'_>) -> Result<EpochMicros, Deco
                 })
             }
         },
-        other => return Err(wrong_type(field, "an RFC 3339 string or epoch milliseconds", other)),
+        other => {
+            return Err(wrong_type(
+                field,
+                "an RFC 3339 string or epoch milliseconds",
+                other,
+            ))
+        }
     };
     let (earliest, latest) = timestamp_bounds();
     match micros {
@@ -660,7 +692,10 @@ fn money(field: &'static str, value: Scalar<'_>) -> Result<Usd, DecodeError> {
         }),
         None => Err(DecodeError::OutOfRange {
             field,
-            reason: format!("`{}` is not a decimal with at most 9 fractional digits", text.chars().take(40).collect::<String>()),
+            reason: format!(
+                "`{}` is not a decimal with at most 9 fractional digits",
+                text.chars().take(40).collect::<String>()
+            ),
         }),
     }
 }

@@ -92,36 +92,166 @@ fn every_error_class_names_its_field() {
         payload
     };
     let cases: Vec<(&str, Vec<u8>, &str, Option<&str>)> = vec![
-        ("truncated json", b"{\"schema_version\": 1, \"attempt_id\"".to_vec(), "invalid_json", None),
+        (
+            "truncated json",
+            b"{\"schema_version\": 1, \"attempt_id\"".to_vec(),
+            "invalid_json",
+            None,
+        ),
         ("trailing garbage", b"{} x".to_vec(), "invalid_json", None),
         ("not utf-8", vec![b'"', 0xff, b'"'], "invalid_json", None),
-        ("a bare string", b"\"hello\"".to_vec(), "not_an_object", None),
+        (
+            "a bare string",
+            b"\"hello\"".to_vec(),
+            "not_an_object",
+            None,
+        ),
         ("a number", b"42".to_vec(), "not_an_object", None),
         ("oversize", oversize, "oversize", None),
-        ("missing attempt_id", without("attempt_id"), "missing_field", Some("attempt_id")),
-        ("missing request_start", without("request_start"), "missing_field", Some("request_start")),
-        ("missing outcome", without("outcome"), "missing_field", Some("outcome")),
-        ("missing api_key_id", without("api_key_id"), "missing_field", Some("api_key_id")),
-        ("attempt_index as string", with("attempt_index", json!("0")), "wrong_type", Some("attempt_index")),
-        ("is_final as number", with("is_final", json!(1)), "wrong_type", Some("is_final")),
-        ("input_tokens as float", with("input_tokens", json!(1.5)), "wrong_type", Some("input_tokens")),
-        ("provider as object", with("provider", json!({"a": 1})), "wrong_type", Some("provider")),
-        ("tags with a number", with("tags", json!({"a": 1})), "wrong_type", Some("tags")),
-        ("cost as bool", with("cost_usd", json!(true)), "wrong_type", Some("cost_usd")),
-        ("unknown attempt_kind", with("attempt_kind", json!("second_try")), "invalid_enum", Some("attempt_kind")),
-        ("unknown outcome", with("outcome", json!("ok")), "invalid_enum", Some("outcome")),
-        ("unknown error_class", with("error_class", json!("teapot")), "invalid_enum", Some("error_class")),
-        ("unknown key_type", with("key_type", json!("shared")), "invalid_enum", Some("key_type")),
-        ("unparseable timestamp", with("attempt_start", json!("yesterday")), "bad_timestamp", Some("attempt_start")),
-        ("timestamp in seconds", with("request_start", json!(1_793_527_200)), "out_of_range", Some("request_start")),
-        ("timestamp far future", with("attempt_end", json!("2199-01-01T00:00:00Z")), "out_of_range", Some("attempt_end")),
-        ("end before start", with("attempt_end", json!("2026-11-01T09:00:00Z")), "out_of_range", Some("attempt_end")),
-        ("negative tokens", with("output_tokens", json!(-1)), "out_of_range", Some("output_tokens")),
-        ("attempt_id too long", with("attempt_id", json!("x".repeat(129))), "out_of_range", Some("attempt_id")),
-        ("too many decimals", with("cost_usd", json!("0.0000000001")), "out_of_range", Some("cost_usd")),
-        ("negative money", with("cost_usd", json!("-1")), "out_of_range", Some("cost_usd")),
-        ("http status 42", with("http_status", json!(42)), "out_of_range", Some("http_status")),
-        ("schema version 2", with("schema_version", json!(2)), "unsupported_version", Some("schema_version")),
+        (
+            "missing attempt_id",
+            without("attempt_id"),
+            "missing_field",
+            Some("attempt_id"),
+        ),
+        (
+            "missing request_start",
+            without("request_start"),
+            "missing_field",
+            Some("request_start"),
+        ),
+        (
+            "missing outcome",
+            without("outcome"),
+            "missing_field",
+            Some("outcome"),
+        ),
+        (
+            "missing api_key_id",
+            without("api_key_id"),
+            "missing_field",
+            Some("api_key_id"),
+        ),
+        (
+            "attempt_index as string",
+            with("attempt_index", json!("0")),
+            "wrong_type",
+            Some("attempt_index"),
+        ),
+        (
+            "is_final as number",
+            with("is_final", json!(1)),
+            "wrong_type",
+            Some("is_final"),
+        ),
+        (
+            "input_tokens as float",
+            with("input_tokens", json!(1.5)),
+            "wrong_type",
+            Some("input_tokens"),
+        ),
+        (
+            "provider as object",
+            with("provider", json!({"a": 1})),
+            "wrong_type",
+            Some("provider"),
+        ),
+        (
+            "tags with a number",
+            with("tags", json!({"a": 1})),
+            "wrong_type",
+            Some("tags"),
+        ),
+        (
+            "cost as bool",
+            with("cost_usd", json!(true)),
+            "wrong_type",
+            Some("cost_usd"),
+        ),
+        (
+            "unknown attempt_kind",
+            with("attempt_kind", json!("second_try")),
+            "invalid_enum",
+            Some("attempt_kind"),
+        ),
+        (
+            "unknown outcome",
+            with("outcome", json!("ok")),
+            "invalid_enum",
+            Some("outcome"),
+        ),
+        (
+            "unknown error_class",
+            with("error_class", json!("teapot")),
+            "invalid_enum",
+            Some("error_class"),
+        ),
+        (
+            "unknown key_type",
+            with("key_type", json!("shared")),
+            "invalid_enum",
+            Some("key_type"),
+        ),
+        (
+            "unparseable timestamp",
+            with("attempt_start", json!("yesterday")),
+            "bad_timestamp",
+            Some("attempt_start"),
+        ),
+        (
+            "timestamp in seconds",
+            with("request_start", json!(1_793_527_200)),
+            "out_of_range",
+            Some("request_start"),
+        ),
+        (
+            "timestamp far future",
+            with("attempt_end", json!("2199-01-01T00:00:00Z")),
+            "out_of_range",
+            Some("attempt_end"),
+        ),
+        (
+            "end before start",
+            with("attempt_end", json!("2026-11-01T09:00:00Z")),
+            "out_of_range",
+            Some("attempt_end"),
+        ),
+        (
+            "negative tokens",
+            with("output_tokens", json!(-1)),
+            "out_of_range",
+            Some("output_tokens"),
+        ),
+        (
+            "attempt_id too long",
+            with("attempt_id", json!("x".repeat(129))),
+            "out_of_range",
+            Some("attempt_id"),
+        ),
+        (
+            "too many decimals",
+            with("cost_usd", json!("0.0000000001")),
+            "out_of_range",
+            Some("cost_usd"),
+        ),
+        (
+            "negative money",
+            with("cost_usd", json!("-1")),
+            "out_of_range",
+            Some("cost_usd"),
+        ),
+        (
+            "http status 42",
+            with("http_status", json!(42)),
+            "out_of_range",
+            Some("http_status"),
+        ),
+        (
+            "schema version 2",
+            with("schema_version", json!(2)),
+            "unsupported_version",
+            Some("schema_version"),
+        ),
     ];
     let mut classes_seen = std::collections::BTreeSet::new();
     for (name, payload, class, field) in cases {
@@ -129,7 +259,10 @@ fn every_error_class_names_its_field() {
         assert_eq!(err.class(), class, "{name}: {err}");
         assert_eq!(err.field(), field, "{name}: {err}");
         if let Some(field) = field {
-            assert!(err.to_string().contains(field), "{name}: message `{err}` must name `{field}`");
+            assert!(
+                err.to_string().contains(field),
+                "{name}: message `{err}` must name `{field}`"
+            );
         }
         classes_seen.insert(class);
     }
@@ -147,7 +280,10 @@ fn a_batch_message_decodes_each_element_on_its_own() {
     assert_eq!(events.len(), 3);
     assert!(events[0].is_ok());
     assert_eq!(events[1].as_ref().expect_err("bad").class(), "invalid_enum");
-    assert_eq!(events[2].as_ref().expect_err("bad").class(), "not_an_object");
+    assert_eq!(
+        events[2].as_ref().expect_err("bad").class(),
+        "not_an_object"
+    );
 }
 
 #[test]

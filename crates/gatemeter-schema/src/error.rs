@@ -28,10 +28,7 @@ pub enum DecodeError {
     #[error("field `{field}` is not an RFC 3339 timestamp or epoch milliseconds: `{value}`")]
     BadTimestamp { field: &'static str, value: String },
     #[error("field `{field}` is out of range: {reason}")]
-    OutOfRange {
-        field: &'static str,
-        reason: String,
-    },
+    OutOfRange { field: &'static str, reason: String },
     #[error("field `schema_version` is {0}, this build reads version 1")]
     UnsupportedVersion(i64),
 }

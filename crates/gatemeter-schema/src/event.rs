@@ -33,12 +33,21 @@ impl Usd {
             || !all_digits(whole)
             || !all_digits(fraction)
             || fraction.len() > Self::SCALE as usize
-            || whole.trim_start_matches('0').len() > (Self::PRECISION as usize - Self::SCALE as usize)
+            || whole.trim_start_matches('0').len()
+                > (Self::PRECISION as usize - Self::SCALE as usize)
         {
             return None;
         }
-        let whole_value: i128 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
-        let mut fraction_value: i128 = if fraction.is_empty() { 0 } else { fraction.parse().ok()? };
+        let whole_value: i128 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().ok()?
+        };
+        let mut fraction_value: i128 = if fraction.is_empty() {
+            0
+        } else {
+            fraction.parse().ok()?
+        };
         for _ in fraction.len()..Self::SCALE as usize {
             fraction_value *= 10;
         }
@@ -199,12 +208,24 @@ mod tests {
         assert_eq!(Usd::parse("-3.5"), Some(Usd(-3_500_000_000)));
         assert_eq!(Usd::parse(".5"), Some(Usd(500_000_000)));
         assert_eq!(Usd::parse("0.000000001"), Some(Usd(1)));
-        assert_eq!(Usd::parse("99999999999.999999999"), Some(Usd(99_999_999_999_999_999_999)));
+        assert_eq!(
+            Usd::parse("99999999999.999999999"),
+            Some(Usd(99_999_999_999_999_999_999))
+        );
     }
 
     #[test]
     fn usd_rejects_what_it_cannot_hold() {
-        for bad in ["", ".", "1e-3", "0.0000000001", "abc", "1.2.3", "100000000000", "--1"] {
+        for bad in [
+            "",
+            ".",
+            "1e-3",
+            "0.0000000001",
+            "abc",
+            "1.2.3",
+            "100000000000",
+            "--1",
+        ] {
             assert_eq!(Usd::parse(bad), None, "{bad}");
         }
     }

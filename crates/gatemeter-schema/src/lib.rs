@@ -13,7 +13,8 @@ pub use dead_letter::{dead_letters_batch, dead_letters_schema, DeadLetter};
 pub use decode::{decode_event, decode_message, MAX_MESSAGE_BYTES};
 pub use error::{DecodeError, ERROR_CLASSES};
 pub use event::{
-    AttemptEvent, AttemptKind, AttemptRow, EpochMicros, ErrorClass, KeyType, Outcome, SourcePosition, Usd,
+    AttemptEvent, AttemptKind, AttemptRow, EpochMicros, ErrorClass, KeyType, Outcome,
+    SourcePosition, Usd,
 };
 
 #[cfg(test)]

@@ -29,9 +29,12 @@ async fn main() -> Result<(), String> {
     let [_, data_dir, prices, suite, runs] = args.as_slice() else {
         return Err("usage: query_bench DATA_DIR PRICES SUITE.json RUNS".into());
     };
-    let runs: usize = runs.parse().map_err(|_| format!("RUNS `{runs}` is not a number"))?;
+    let runs: usize = runs
+        .parse()
+        .map_err(|_| format!("RUNS `{runs}` is not a number"))?;
     let suite: Vec<Value> =
-        serde_json::from_str(&std::fs::read_to_string(suite).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        serde_json::from_str(&std::fs::read_to_string(suite).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
     let engine = QueryEngine::open(QueryConfig {
         data_dir: data_dir.into(),
         prices: Some(prices.into()),
@@ -41,7 +44,9 @@ async fn main() -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     for query in &suite {
         let name = query["name"].as_str().unwrap_or_default();
-        let sql = query["sql"].as_str().ok_or_else(|| format!("{name}: no sql"))?;
+        let sql = query["sql"]
+            .as_str()
+            .ok_or_else(|| format!("{name}: no sql"))?;
         let window = Window {
             from: micros(&query["from"])?,
             to: micros(&query["to"])?,
@@ -50,7 +55,10 @@ async fn main() -> Result<(), String> {
         let mut rows = 0;
         for run in 0..=runs {
             let started = Instant::now();
-            let ctx = engine.session(window).await.map_err(|e| format!("{name}: {e}"))?;
+            let ctx = engine
+                .session(window)
+                .await
+                .map_err(|e| format!("{name}: {e}"))?;
             let batches = ctx
                 .sql(sql)
                 .await

@@ -22,6 +22,8 @@ pub enum CliError {
     Query(#[from] gatemeter_query::QueryError),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("postgres endpoint: {0}")]
+    Pg(#[from] gatemeter_pg::PgError),
 }
 
 impl CliError {

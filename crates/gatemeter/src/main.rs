@@ -12,8 +12,8 @@ use clap::{Parser, Subcommand};
 use gatemeter_lake::FailPoint;
 
 use commands::{
-    demo::DemoArgs, import::ImportArgs, ingest::IngestArgs, kpis::KpisArgs, produce::ProduceArgs, query::QueryArgs,
-    rules::RulesArgs, scorecard::ScorecardArgs, serve::ServeArgs,
+    demo::DemoArgs, import::ImportArgs, ingest::IngestArgs, kpis::KpisArgs, produce::ProduceArgs,
+    query::QueryArgs, rules::RulesArgs, scorecard::ScorecardArgs, serve::ServeArgs,
 };
 use error::CliError;
 use settings::{FlushOptions, GlobalOptions, Settings};
@@ -91,10 +91,12 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Ingest(args) => &args.flush,
         Command::Import(args) => &args.flush,
         Command::Serve(args) => &args.flush,
-        Command::Demo(_) | Command::Produce(_) | Command::Kpis(_) | Command::Query(_) | Command::Scorecard(_)
-        | Command::Rules(_) => {
-            &no_flush
-        }
+        Command::Demo(_)
+        | Command::Produce(_)
+        | Command::Kpis(_)
+        | Command::Query(_)
+        | Command::Scorecard(_)
+        | Command::Rules(_) => &no_flush,
     };
     let settings = Settings::resolve(&cli.global, flush)?;
     match &cli.command {
@@ -119,7 +121,10 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("gatemeter: error: cannot start the runtime: {e}");

@@ -16,7 +16,11 @@ use crate::error::CliError;
 use crate::settings::Settings;
 
 /// The query engine and API state over `settings.data_dir`, not yet ready.
-pub async fn api_state(settings: &Settings, book: PriceBook, registry: prometheus::Registry) -> Result<AppState, CliError> {
+pub async fn api_state(
+    settings: &Settings,
+    book: PriceBook,
+    registry: prometheus::Registry,
+) -> Result<AppState, CliError> {
     let config = QueryConfig {
         data_dir: settings.data_dir.clone(),
         prices: settings.prices.clone(),
@@ -37,17 +41,26 @@ pub async fn api_state(settings: &Settings, book: PriceBook, registry: prometheu
 }
 
 /// Traffic series on `registry`, spend priced with `book`.
-pub fn traffic_metrics(registry: &prometheus::Registry, book: PriceBook) -> Result<TrafficMetrics, CliError> {
+pub fn traffic_metrics(
+    registry: &prometheus::Registry,
+    book: PriceBook,
+) -> Result<TrafficMetrics, CliError> {
     let pricer: gatemeter_ingest::Pricer = Arc::new(move |event| book.attempt_cost(event));
-    Ok(TrafficMetrics::register(registry, LabelCaps::default(), Some(pricer))?)
+    Ok(TrafficMetrics::register(
+        registry,
+        LabelCaps::default(),
+        Some(pricer),
+    )?)
 }
 
-/// Binds `address`; with `next_free`, tries the following ports (up to 20)
-/// when it is taken, as the demo does.
-pub async fn bind(address: &str, next_free: bool) -> Result<TcpListener, CliError> {
-    let parsed: SocketAddr = address
-        .parse()
-        .map_err(|_| CliError::Usage(format!("--http-listen `{address}`: expected HOST:PORT, e.g. 127.0.0.1:8080")))?;
+/// Binds `address` (given by `flag`); with `next_free`, tries the
+/// following ports (up to 20) when it is taken, as the demo does.
+pub async fn bind(flag: &str, address: &str, next_free: bool) -> Result<TcpListener, CliError> {
+    let parsed: SocketAddr = address.parse().map_err(|_| {
+        CliError::Usage(format!(
+            "{flag} `{address}`: expected HOST:PORT, e.g. 127.0.0.1:8080"
+        ))
+    })?;
     let attempts = if next_free { 20 } else { 1 };
     let mut last_error = None;
     for step in 0..attempts {
@@ -59,9 +72,57 @@ pub async fn bind(address: &str, next_free: bool) -> Result<TcpListener, CliErro
         }
     }
     Err(CliError::Usage(format!(
-        "cannot listen on {address}: {}",
+        "{flag}: cannot listen on {address}: {}",
         last_error.map_or_else(|| "no port tried".to_owned(), |e| e.to_string())
     )))
+}
+
+/// The PostgreSQL endpoint, running on the API's query pool.
+pub struct PgRunner {
+    pub address: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), gatemeter_pg::PgError>>,
+}
+
+impl PgRunner {
+    /// Stops accepting clients and waits for the accept loop to end.
+    pub async fn stop(self) -> Result<(), CliError> {
+        let _ = self.stop.send(());
+        match self.task.await {
+            Ok(result) => Ok(result?),
+            Err(e) => Err(CliError::Usage(format!(
+                "postgres endpoint task failed: {e}"
+            ))),
+        }
+    }
+}
+
+/// Serves the PostgreSQL protocol on `address` over `state`'s engine, with
+/// the limits of the HTTP SQL endpoint.
+pub async fn start_pg(
+    state: &AppState,
+    address: &str,
+    next_free: bool,
+) -> Result<PgRunner, CliError> {
+    let listener = bind("--pg-listen", address, next_free).await?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| CliError::io(address, e))?;
+    let listener = listener.into_std().map_err(|e| CliError::io(address, e))?;
+    let endpoint =
+        gatemeter_pg::PgEndpoint::new(state.engine.clone(), state.executor.limits()).await?;
+    let runtime = state.executor.handle().ok_or_else(|| {
+        CliError::Usage("postgres endpoint: the query runtime has shut down".into())
+    })?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = runtime.spawn(endpoint.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    Ok(PgRunner {
+        address: local,
+        stop,
+        task,
+    })
 }
 
 /// The alert evaluator, on a runtime of its own so its queries never take
@@ -96,8 +157,14 @@ pub fn start_alerts(
     api: Option<AppState>,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) -> Result<AlertsRunner, CliError> {
-    let evaluator = gatemeter_alerts::evaluator::Evaluator::new(alerts, engine, settings.kpi.clone(), &settings.data_dir, registry)
-        .map_err(|e| CliError::Usage(format!("alerts: {e}")))?;
+    let evaluator = gatemeter_alerts::evaluator::Evaluator::new(
+        alerts,
+        engine,
+        settings.kpi.clone(),
+        &settings.data_dir,
+        registry,
+    )
+    .map_err(|e| CliError::Usage(format!("alerts: {e}")))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("gatemeter-alerts")

@@ -16,6 +16,8 @@ pub const DEFAULT_DATA_DIR: &str = "./gatemeter-data";
 pub const DEFAULT_TOPIC: &str = "gateway.attempts";
 pub const DEFAULT_GROUP: &str = "gatemeter-ingest";
 pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8080";
+/// Beside, not on, a local PostgreSQL's 5432.
+pub const DEFAULT_DEMO_PG_LISTEN: &str = "127.0.0.1:5433";
 
 /// Options every command shares (SPEC 5.1).
 #[derive(Debug, Clone, Default, Args)]
@@ -39,11 +41,21 @@ pub struct GlobalOptions {
     #[arg(long, env = "GATEMETER_KAFKA_GROUP", global = true)]
     pub group: Option<String>,
     /// librdkafka property, repeatable: -X security.protocol=ssl
-    #[arg(short = 'X', value_name = "KEY=VALUE", env = "GATEMETER_KAFKA_OPTIONS", value_delimiter = ',', global = true)]
+    #[arg(
+        short = 'X',
+        value_name = "KEY=VALUE",
+        env = "GATEMETER_KAFKA_OPTIONS",
+        value_delimiter = ',',
+        global = true
+    )]
     pub kafka_options: Vec<String>,
     /// HTTP listen address [default: 127.0.0.1:8080].
     #[arg(long, env = "GATEMETER_HTTP_LISTEN", global = true)]
     pub http_listen: Option<String>,
+    /// PostgreSQL wire-protocol listen address for psql, Grafana and finance
+    /// tools [default: off for serve, 127.0.0.1:5433 for the demo].
+    #[arg(long, env = "GATEMETER_PG_LISTEN", global = true)]
+    pub pg_listen: Option<String>,
     #[command(flatten)]
     pub query: QueryLimitOptions,
     #[command(flatten)]
@@ -60,7 +72,12 @@ pub struct KpiOptions {
     #[arg(long, env = "GATEMETER_TPM_LIMIT", global = true)]
     pub tpm_limit: Option<f64>,
     /// Providers allowed by policy, for compliance_score (comma-separated).
-    #[arg(long, env = "GATEMETER_ALLOWED_PROVIDERS", value_delimiter = ',', global = true)]
+    #[arg(
+        long,
+        env = "GATEMETER_ALLOWED_PROVIDERS",
+        value_delimiter = ',',
+        global = true
+    )]
     pub allowed_providers: Option<Vec<String>>,
 }
 
@@ -115,6 +132,8 @@ struct FileConfig {
     #[serde(default)]
     http: HttpFileConfig,
     #[serde(default)]
+    pg: PgFileConfig,
+    #[serde(default)]
     query: QueryFileConfig,
     #[serde(default)]
     kpis: KpisFileConfig,
@@ -163,7 +182,10 @@ fn scoped_tpm_limits(
                 gatemeter_query::DIMENSIONS.join(", ")
             )));
         }
-        if let Some((value, limit)) = values.iter().find(|(_, limit)| !(**limit > 0.0 && limit.is_finite())) {
+        if let Some((value, limit)) = values
+            .iter()
+            .find(|(_, limit)| !(**limit > 0.0 && limit.is_finite()))
+        {
             return Err(config_error(format!(
                 "kpis.tpm_limits.{dimension}.{value}: {limit} is not a positive tokens-per-minute limit"
             )));
@@ -198,6 +220,12 @@ struct HttpFileConfig {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct PgFileConfig {
+    listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct QueryFileConfig {
     timeout_ms: Option<u64>,
     max_rows: Option<usize>,
@@ -214,6 +242,9 @@ pub struct Settings {
     pub group: String,
     pub kafka_options: Vec<(String, String)>,
     pub http_listen: String,
+    /// Where the PostgreSQL endpoint listens; `None`: not served (the demo
+    /// then uses [`DEFAULT_DEMO_PG_LISTEN`]).
+    pub pg_listen: Option<String>,
     pub query: QuerySettings,
     pub flush: FlushPolicy,
     pub kpi: KpiSettings,
@@ -242,7 +273,9 @@ fn read_file_config(path: &Path) -> Result<FileConfig, CliError> {
 
 fn parse_kafka_option(text: &str) -> Result<(String, String), CliError> {
     match text.split_once('=') {
-        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_owned(), value.to_owned())),
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_owned(), value.to_owned()))
+        }
         _ => Err(CliError::Usage(format!("-X `{text}`: expected KEY=VALUE"))),
     }
 }
@@ -259,47 +292,99 @@ impl Settings {
         }
         let defaults = FlushPolicy::default();
         let flush_policy = FlushPolicy {
-            max_rows: flush.flush_rows.or(file.ingest.flush_rows).unwrap_or(defaults.max_rows).max(1),
-            max_bytes: flush.flush_bytes.or(file.ingest.flush_bytes).unwrap_or(defaults.max_bytes).max(1),
+            max_rows: flush
+                .flush_rows
+                .or(file.ingest.flush_rows)
+                .unwrap_or(defaults.max_rows)
+                .max(1),
+            max_bytes: flush
+                .flush_bytes
+                .or(file.ingest.flush_bytes)
+                .unwrap_or(defaults.max_bytes)
+                .max(1),
             max_age: flush
                 .flush_interval_ms
                 .or(file.ingest.flush_interval_ms)
                 .map_or(defaults.max_age, Duration::from_millis),
         };
         Ok(Settings {
-            data_dir: global.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            data_dir: global
+                .data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             prices: global.prices.clone().or(file.prices),
             brokers: global.brokers.clone().or(file.kafka.brokers),
-            topic: global.topic.clone().or(file.kafka.topic).unwrap_or_else(|| DEFAULT_TOPIC.to_owned()),
-            group: global.group.clone().or(file.kafka.group).unwrap_or_else(|| DEFAULT_GROUP.to_owned()),
+            topic: global
+                .topic
+                .clone()
+                .or(file.kafka.topic)
+                .unwrap_or_else(|| DEFAULT_TOPIC.to_owned()),
+            group: global
+                .group
+                .clone()
+                .or(file.kafka.group)
+                .unwrap_or_else(|| DEFAULT_GROUP.to_owned()),
             kafka_options,
             http_listen: global
                 .http_listen
                 .clone()
                 .or(file.http.listen)
                 .unwrap_or_else(|| DEFAULT_HTTP_LISTEN.to_owned()),
+            pg_listen: global.pg_listen.clone().or(file.pg.listen),
             query: QuerySettings {
                 limits: gatemeter_query::executor::QueryLimits {
                     timeout: Duration::from_millis(
-                        global.query.query_timeout_ms.or(file.query.timeout_ms).unwrap_or(30_000).max(1),
+                        global
+                            .query
+                            .query_timeout_ms
+                            .or(file.query.timeout_ms)
+                            .unwrap_or(30_000)
+                            .max(1),
                     ),
-                    max_rows: global.query.query_max_rows.or(file.query.max_rows).unwrap_or(100_000).max(1),
+                    max_rows: global
+                        .query
+                        .query_max_rows
+                        .or(file.query.max_rows)
+                        .unwrap_or(100_000)
+                        .max(1),
                 },
-                memory_limit_bytes: global.query.query_memory_limit_mb.or(file.query.memory_limit_mb).unwrap_or(512).max(16)
+                memory_limit_bytes: global
+                    .query
+                    .query_memory_limit_mb
+                    .or(file.query.memory_limit_mb)
+                    .unwrap_or(512)
+                    .max(16)
                     << 20,
-                threads: global.query.query_threads.or(file.query.threads).unwrap_or(2).max(1),
+                threads: global
+                    .query
+                    .query_threads
+                    .or(file.query.threads)
+                    .unwrap_or(2)
+                    .max(1),
             },
             flush: flush_policy,
             kpi: KpiSettings {
                 slo_target: slo_target(global.kpis.slo_target.or(file.kpis.slo_target))?,
                 tpm_limit: global.kpis.tpm_limit.or(file.kpis.tpm_limit),
-                scoped_tpm_limits: scoped_tpm_limits(global.config.as_deref(), file.kpis.tpm_limits)?,
-                allowed_providers: global.kpis.allowed_providers.clone().or(file.kpis.allowed_providers),
+                scoped_tpm_limits: scoped_tpm_limits(
+                    global.config.as_deref(),
+                    file.kpis.tpm_limits,
+                )?,
+                allowed_providers: global
+                    .kpis
+                    .allowed_providers
+                    .clone()
+                    .or(file.kpis.allowed_providers),
             },
             scorecard_targets: file.scorecard,
             alerts: {
                 file.alerts.validate().map_err(|e| CliError::Config {
-                    path: global.config.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+                    path: global
+                        .config
+                        .as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
                     reason: e.to_string(),
                 })?;
                 file.alerts
@@ -310,9 +395,16 @@ impl Settings {
 
     /// The Kafka source, or a clear error naming the missing flag.
     pub fn kafka_source(&self) -> Result<KafkaSource, CliError> {
-        let brokers = self.brokers.clone().filter(|b| !b.trim().is_empty()).ok_or_else(|| {
-            CliError::Usage("no Kafka brokers: pass --brokers HOST:PORT or set GATEMETER_KAFKA_BROKERS".into())
-        })?;
+        let brokers = self
+            .brokers
+            .clone()
+            .filter(|b| !b.trim().is_empty())
+            .ok_or_else(|| {
+                CliError::Usage(
+                    "no Kafka brokers: pass --brokers HOST:PORT or set GATEMETER_KAFKA_BROKERS"
+                        .into(),
+                )
+            })?;
         Ok(KafkaSource {
             brokers,
             topic: self.topic.clone(),
@@ -364,7 +456,10 @@ mod tests {
         assert_eq!(settings.flush.max_age, Duration::from_millis(250));
         assert_eq!(
             settings.kafka_options,
-            vec![("client.id".into(), "x".into()), ("linger.ms".into(), "5".into())]
+            vec![
+                ("client.id".into(), "x".into()),
+                ("linger.ms".into(), "5".into())
+            ]
         );
     }
 
@@ -375,7 +470,10 @@ mod tests {
         let settings = Settings::resolve(&cli.global, &cli.flush).expect("example config");
         assert_eq!(settings.topic, DEFAULT_TOPIC);
         assert_eq!(settings.flush, FlushPolicy::default());
-        assert_eq!(settings.kafka_options, vec![("client.id".into(), "gatemeter".into())]);
+        assert_eq!(
+            settings.kafka_options,
+            vec![("client.id".into(), "gatemeter".into())]
+        );
     }
 
     #[test]
@@ -386,7 +484,10 @@ mod tests {
         let cli = TestCli::parse_from(["t", "--config", path.to_str().expect("utf-8")]);
         let err = Settings::resolve(&cli.global, &cli.flush).expect_err("unknown key");
         let text = err.to_string();
-        assert!(text.contains("bad.toml") && text.contains("brokerz"), "{text}");
+        assert!(
+            text.contains("bad.toml") && text.contains("brokerz"),
+            "{text}"
+        );
         let cli = TestCli::parse_from(["t", "-X", "novalue"]);
         let err = Settings::resolve(&cli.global, &cli.flush).expect_err("bad -X");
         assert!(err.to_string().contains("KEY=VALUE"));

@@ -16,7 +16,11 @@ use crate::state::AppState;
 pub fn parse_time(name: &str, text: &str) -> Result<i64, ApiError> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.timestamp_micros())
-        .map_err(|_| ApiError::BadRequest(format!("{name}=`{text}`: expected an RFC 3339 time, e.g. 2026-11-01T00:00:00Z")))
+        .map_err(|_| {
+            ApiError::BadRequest(format!(
+                "{name}=`{text}`: expected an RFC 3339 time, e.g. 2026-11-01T00:00:00Z"
+            ))
+        })
 }
 
 fn rfc3339(micros: i64) -> String {
@@ -35,10 +39,17 @@ fn kpi_request(params: &BTreeMap<String, String>) -> Result<(Window, KpiQuery), 
             "from" => window.from = Some(parse_time(key, value)?),
             "to" => window.to = Some(parse_time(key, value)?),
             "group_by" => {
-                query.group_by = value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+                query.group_by = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect();
             }
             "bucket" => query.bucket = Some(value.clone()),
-            dimension if DIMENSIONS.contains(&dimension) => query.filters.push((key.clone(), value.clone())),
+            dimension if DIMENSIONS.contains(&dimension) => {
+                query.filters.push((key.clone(), value.clone()))
+            }
             other => {
                 return Err(ApiError::BadRequest(format!(
                     "unknown parameter `{other}` (from, to, group_by, bucket or a dimension: {})",
@@ -76,9 +87,16 @@ pub async fn get_scorecard(
     let mut end = Utc::now().timestamp_micros();
     for (key, value) in &params {
         match key.as_str() {
-            "window" => length = parse_duration(value).map_err(|e| ApiError::BadRequest(format!("window: {e}")))?,
+            "window" => {
+                length = parse_duration(value)
+                    .map_err(|e| ApiError::BadRequest(format!("window: {e}")))?
+            }
             "at" => end = parse_time(key, value)?,
-            other => return Err(ApiError::BadRequest(format!("unknown parameter `{other}` (window, at)"))),
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown parameter `{other}` (window, at)"
+                )))
+            }
         }
     }
     let engine = state.engine.clone();

@@ -34,19 +34,37 @@ pub async fn post_sql(
     headers: HeaderMap,
     body: Result<Json<SqlRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(request) = body.map_err(|e| ApiError::BadRequest(format!("body: {}; send {{\"sql\": \"SELECT …\"}}", e.body_text())))?;
+    let Json(request) = body.map_err(|e| {
+        ApiError::BadRequest(format!(
+            "body: {}; send {{\"sql\": \"SELECT …\"}}",
+            e.body_text()
+        ))
+    })?;
     let format = negotiate(&headers)?;
     let window = Window {
-        from: request.from.as_deref().map(|t| parse_time("from", t)).transpose()?,
-        to: request.to.as_deref().map(|t| parse_time("to", t)).transpose()?,
+        from: request
+            .from
+            .as_deref()
+            .map(|t| parse_time("from", t))
+            .transpose()?,
+        to: request
+            .to
+            .as_deref()
+            .map(|t| parse_time("to", t))
+            .transpose()?,
     };
-    let result = state.executor.sql(state.engine.clone(), window, request.sql).await?;
+    let result = state
+        .executor
+        .sql(state.engine.clone(), window, request.sql)
+        .await?;
     respond(&result, format)
 }
 
 pub async fn list_queries() -> Result<Json<Value>, ApiError> {
     let catalog = named::catalog()?;
-    Ok(Json(json!({"queries": catalog.values().collect::<Vec<_>>()})))
+    Ok(Json(
+        json!({"queries": catalog.values().collect::<Vec<_>>()}),
+    ))
 }
 
 pub async fn run_named_query(
@@ -57,6 +75,9 @@ pub async fn run_named_query(
 ) -> Result<Response, ApiError> {
     let format = negotiate(&headers)?;
     let sql = named::bind(&name, &params, Utc::now())?;
-    let result = state.executor.sql(state.engine.clone(), Window::default(), sql).await?;
+    let result = state
+        .executor
+        .sql(state.engine.clone(), Window::default(), sql)
+        .await?;
     respond(&result, format)
 }

@@ -72,7 +72,9 @@ fn parse_window(from: &str, to: Option<&str>) -> Result<Window, String> {
 }
 
 fn parse_number(key: &str, value: &str) -> Result<f64, String> {
-    value.parse().map_err(|_| format!("{key}={value}: not a number"))
+    value
+        .parse()
+        .map_err(|_| format!("{key}={value}: not a number"))
 }
 
 fn parse_kpi_table(words: &[&str]) -> Result<KpiTable, String> {
@@ -84,7 +86,9 @@ fn parse_kpi_table(words: &[&str]) -> Result<KpiTable, String> {
         settings: KpiSettings::default(),
     };
     for option in options {
-        let (key, value) = option.split_once('=').ok_or_else(|| format!("kpis option `{option}` is not key=value"))?;
+        let (key, value) = option
+            .split_once('=')
+            .ok_or_else(|| format!("kpis option `{option}` is not key=value"))?;
         match key {
             "group_by" => table.query.group_by = value.split(',').map(str::to_owned).collect(),
             "bucket" => table.query.bucket = Some(value.to_owned()),
@@ -94,12 +98,17 @@ fn parse_kpi_table(words: &[&str]) -> Result<KpiTable, String> {
             }
             "slo_target" => table.settings.slo_target = parse_number(key, value)?,
             "tpm_limit" => table.settings.tpm_limit = Some(parse_number(key, value)?),
-            "allowed_providers" => table.settings.allowed_providers = Some(value.split(',').map(str::to_owned).collect()),
+            "allowed_providers" => {
+                table.settings.allowed_providers =
+                    Some(value.split(',').map(str::to_owned).collect())
+            }
             _ if key.starts_with("tpm.") => {
                 let dimension = key.trim_start_matches("tpm.").to_owned();
                 let mut limits = BTreeMap::new();
                 for pair in value.split(',') {
-                    let (scope, limit) = pair.split_once(':').ok_or_else(|| format!("{key}: `{pair}` is not value:limit"))?;
+                    let (scope, limit) = pair
+                        .split_once(':')
+                        .ok_or_else(|| format!("{key}: `{pair}` is not value:limit"))?;
                     limits.insert(scope.to_owned(), parse_number(key, limit)?);
                 }
                 table.settings.scoped_tpm_limits.insert(dimension, limits);
@@ -122,7 +131,9 @@ fn parse_header(text: &str) -> Result<Header, String> {
             ["fixture", file] => header.fixture = Some(fixtures.join(file)),
             ["generate", name] => header.generated = Some((*name).to_owned()),
             ["prices", file] => header.prices = Some(fixtures.join(file)),
-            ["window", from, rest @ ..] => header.window = parse_window(from, rest.first().copied())?,
+            ["window", from, rest @ ..] => {
+                header.window = parse_window(from, rest.first().copied())?
+            }
             ["kpis", rest @ ..] => header.kpi_tables.push(parse_kpi_table(rest)?),
             _ => return Err(format!("unknown header line `{line}`")),
         }
@@ -164,11 +175,16 @@ pub struct Session {
 
 fn column_type(data_type: &DataType) -> DefaultColumnType {
     match data_type {
-        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => DefaultColumnType::Integer,
-        DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => DefaultColumnType::Integer,
-        DataType::Float32 | DataType::Float64 | DataType::Decimal128(_, _) | DataType::Decimal256(_, _) => {
-            DefaultColumnType::FloatingPoint
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => {
+            DefaultColumnType::Integer
         }
+        DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => {
+            DefaultColumnType::Integer
+        }
+        DataType::Float32
+        | DataType::Float64
+        | DataType::Decimal128(_, _)
+        | DataType::Decimal256(_, _) => DefaultColumnType::FloatingPoint,
         _ => DefaultColumnType::Text,
     }
 }
@@ -192,7 +208,13 @@ fn format_column(array: &dyn Array) -> Result<Vec<String>, DataFusionError> {
     if let DataType::Float64 = array.data_type() {
         let values = array.as_primitive::<Float64Type>();
         return Ok((0..values.len())
-            .map(|i| if values.is_null(i) { "NULL".to_owned() } else { format_float(values.value(i)) })
+            .map(|i| {
+                if values.is_null(i) {
+                    "NULL".to_owned()
+                } else {
+                    format_float(values.value(i))
+                }
+            })
             .collect());
     }
     let options = FormatOptions::default().with_null("NULL");
@@ -216,14 +238,23 @@ impl AsyncDB for Session {
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, DataFusionError> {
         let frame = self.ctx.sql(sql).await?;
-        let types: Vec<DefaultColumnType> = frame.schema().fields().iter().map(|f| column_type(f.data_type())).collect();
+        let types: Vec<DefaultColumnType> = frame
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| column_type(f.data_type()))
+            .collect();
         let batches = frame.collect().await?;
         if types.is_empty() {
             return Ok(DBOutput::StatementComplete(0));
         }
         let mut rows = Vec::new();
         for batch in &batches {
-            let columns = batch.columns().iter().map(|c| format_column(c.as_ref())).collect::<Result<Vec<_>, _>>()?;
+            let columns = batch
+                .columns()
+                .iter()
+                .map(|c| format_column(c.as_ref()))
+                .collect::<Result<Vec<_>, _>>()?;
             for row in 0..batch.num_rows() {
                 rows.push(columns.iter().map(|column| column[row].clone()).collect());
             }
@@ -253,8 +284,11 @@ pub async fn run_file(path: &Path) -> Result<(), String> {
         _ => return Err("the header needs exactly one of `fixture` and `generate`".into()),
     };
     let lake_dir = dir.path().join("lake");
-    let (mut lake, _) = Lake::open_local(&lake_dir, None).await.map_err(|e| e.to_string())?;
-    let metrics = IngestMetrics::register(&prometheus::Registry::new()).map_err(|e| e.to_string())?;
+    let (mut lake, _) = Lake::open_local(&lake_dir, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let metrics =
+        IngestMetrics::register(&prometheus::Registry::new()).map_err(|e| e.to_string())?;
     import_file(&mut lake, &jsonl, FlushPolicy::default(), &metrics, |_| {})
         .await
         .map_err(|e| e.to_string())?;
@@ -265,21 +299,31 @@ pub async fn run_file(path: &Path) -> Result<(), String> {
     })
     .await
     .map_err(|e| e.to_string())?;
-    let ctx = engine.session(header.window).await.map_err(|e| e.to_string())?;
+    let ctx = engine
+        .session(header.window)
+        .await
+        .map_err(|e| e.to_string())?;
     for table in &header.kpi_tables {
         let window = table.window.unwrap_or(header.window);
         let frame = kpis_frame(&engine, window, &table.query, &table.settings)
             .await
             .map_err(|e| format!("kpis {}: {e}", table.name))?;
         let schema = Arc::new(frame.schema().as_arrow().clone());
-        let batches = frame.collect().await.map_err(|e| format!("kpis {}: {e}", table.name))?;
+        let batches = frame
+            .collect()
+            .await
+            .map_err(|e| format!("kpis {}: {e}", table.name))?;
         let memory = MemTable::try_new(schema, vec![batches]).map_err(|e| e.to_string())?;
-        ctx.register_table(table.name.as_str(), Arc::new(memory)).map_err(|e| e.to_string())?;
+        ctx.register_table(table.name.as_str(), Arc::new(memory))
+            .map_err(|e| e.to_string())?;
     }
     let mut runner = sqllogictest::Runner::new(move || {
         let ctx = ctx.clone();
         async move { Ok::<_, DataFusionError>(Session { ctx }) }
     });
     runner.with_column_validator(strict_column_validator);
-    runner.run_file_async(path).await.map_err(|e| e.display(true).to_string())
+    runner
+        .run_file_async(path)
+        .await
+        .map_err(|e| e.display(true).to_string())
 }

@@ -8,15 +8,15 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use gatemeter_ingest::{run_ingest, IngestMetrics, IngestOptions, KafkaSource};
-use gatemeter_query::PriceBook;
 use gatemeter_lake::Lake;
+use gatemeter_query::PriceBook;
 use indicatif::ProgressBar;
 use rdkafka::mocking::MockCluster;
 
 use crate::commands::produce::{generator_for, produce_into, producer_config, ProduceArgs, Sink};
 use crate::error::CliError;
-use crate::service::{api_state, bind, start_alerts, traffic_metrics};
-use crate::settings::Settings;
+use crate::service::{api_state, bind, start_alerts, start_pg, traffic_metrics};
+use crate::settings::{Settings, DEFAULT_DEMO_PG_LISTEN};
 use crate::synth::Scenario;
 
 #[derive(Debug, Clone, Args)]
@@ -40,10 +40,17 @@ pub async fn run(settings: &Settings, args: &DemoArgs) -> Result<(), CliError> {
     let metrics = IngestMetrics::register(&registry)?;
     let book = demo_price_book(settings)?;
     let traffic = traffic_metrics(&registry, book.clone())?;
-    let listener = bind(&settings.http_listen, true).await?;
-    let address = listener.local_addr().map_err(|e| CliError::io(&settings.http_listen, e))?;
+    let listener = bind("--http-listen", &settings.http_listen, true).await?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| CliError::io(&settings.http_listen, e))?;
     let state = api_state(settings, book, registry.clone()).await?;
     state.set_ready(true);
+    let pg_listen = settings
+        .pg_listen
+        .as_deref()
+        .unwrap_or(DEFAULT_DEMO_PG_LISTEN);
+    let pg = start_pg(&state, pg_listen, settings.pg_listen.is_none()).await?;
     // The demo watches an availability SLO even without a config file.
     let mut alerts = settings.alerts.clone();
     if alerts.slo.is_empty() {
@@ -56,14 +63,24 @@ pub async fn run(settings: &Settings, args: &DemoArgs) -> Result<(), CliError> {
         });
     }
     let (stop_alerts, alerts_stopped) = tokio::sync::oneshot::channel::<()>();
-    let alerts_task = start_alerts(settings, alerts, state.engine.clone(), &registry, Some(state.clone()), alerts_stopped)?;
+    let alerts_task = start_alerts(
+        settings,
+        alerts,
+        state.engine.clone(),
+        &registry,
+        Some(state.clone()),
+        alerts_stopped,
+    )?;
     let engine = state.engine.clone();
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(gatemeter_api::serve(listener, state, async {
         let _ = http_stopped.await;
     }));
     println!("gatemeter demo");
-    println!("  broker      in-process Kafka mock cluster at {brokers}, topic {}", settings.topic);
+    println!(
+        "  broker      in-process Kafka mock cluster at {brokers}, topic {}",
+        settings.topic
+    );
     println!(
         "  lake        {} ({} earlier commits)",
         settings.data_dir.display(),
@@ -77,7 +94,17 @@ pub async fn run(settings: &Settings, args: &DemoArgs) -> Result<(), CliError> {
     println!(
         "  sql         curl -s http://{address}/api/v1/sql -H 'content-type: application/json' -d '{{\"sql\": \"SELECT team, sum(cost_usd) AS spend_usd FROM attempts GROUP BY team\"}}'"
     );
-    println!("  stop        Ctrl-C{}", args.duration.map(|s| format!(" or after {s} s")).unwrap_or_default());
+    println!(
+        "  psql        psql -h {} -p {} -d gatemeter -c 'SELECT team, sum(cost_usd) AS spend_usd FROM attempts GROUP BY team'",
+        pg.address.ip(),
+        pg.address.port()
+    );
+    println!(
+        "  stop        Ctrl-C{}",
+        args.duration
+            .map(|s| format!(" or after {s} s"))
+            .unwrap_or_default()
+    );
 
     let produce_args = ProduceArgs {
         rate: args.rate,
@@ -99,10 +126,18 @@ pub async fn run(settings: &Settings, args: &DemoArgs) -> Result<(), CliError> {
     };
     let producer_task = tokio::spawn(async move {
         let mut generator = generator_for(&produce_args);
-        produce_into(&mut sink, &mut generator, &produce_args, &ProgressBar::hidden()).await
+        produce_into(
+            &mut sink,
+            &mut generator,
+            &produce_args,
+            &ProgressBar::hidden(),
+        )
+        .await
     });
 
-    let deadline = args.duration.map(|s| Instant::now() + Duration::from_secs(s));
+    let deadline = args
+        .duration
+        .map(|s| Instant::now() + Duration::from_secs(s));
     let stop = async move {
         match deadline {
             Some(deadline) => tokio::select! {
@@ -137,6 +172,7 @@ pub async fn run(settings: &Settings, args: &DemoArgs) -> Result<(), CliError> {
     if let Ok(Err(e)) = server.await {
         eprintln!("http: {e}");
     }
+    pg.stop().await?;
     let report = report?;
     // Stop the producer before the broker goes away, so it does not report
     // the broker's disappearance as an error.
@@ -201,15 +237,28 @@ async fn kpi_line(engine: std::sync::Arc<gatemeter_query::QueryEngine>) {
             to: Some(now + 60_000_000),
         };
         let rows = match engine.refresh().await {
-            Ok(_) => kpis(&engine, window, &KpiQuery::default(), &KpiSettings::default())
-                .await
-                .and_then(|batches| gatemeter_query::output::json_rows(&batches)),
+            Ok(_) => kpis(
+                &engine,
+                window,
+                &KpiQuery::default(),
+                &KpiSettings::default(),
+            )
+            .await
+            .and_then(|batches| gatemeter_query::output::json_rows(&batches)),
             Err(e) => Err(e),
         };
         match rows.as_deref() {
             Ok([row, ..]) => {
-                let number = |name: &str| row[name].as_f64().map_or("-".to_owned(), |v| format!("{v:.3}"));
-                let percent = |name: &str| row[name].as_f64().map_or("-".to_owned(), |v| format!("{:.2}%", v * 100.0));
+                let number = |name: &str| {
+                    row[name]
+                        .as_f64()
+                        .map_or("-".to_owned(), |v| format!("{v:.3}"))
+                };
+                let percent = |name: &str| {
+                    row[name]
+                        .as_f64()
+                        .map_or("-".to_owned(), |v| format!("{:.2}%", v * 100.0))
+                };
                 println!(
                     "kpis    last 5 min: requests {}  availability {}  p95 {} ms  ttft p95 {} ms  retry amplification {}  fallback rate {}  spend ${}  cost/success ${}",
                     row["requests"],
@@ -227,4 +276,3 @@ async fn kpi_line(engine: std::sync::Arc<gatemeter_query::QueryEngine>) {
         }
     }
 }
-

@@ -22,24 +22,35 @@ pub struct ImportArgs {
 pub async fn run(settings: &Settings, args: &ImportArgs) -> Result<(), CliError> {
     for file in &args.files {
         if !file.is_file() {
-            return Err(CliError::Usage(format!("import: {} is not a readable file", file.display())));
+            return Err(CliError::Usage(format!(
+                "import: {} is not a readable file",
+                file.display()
+            )));
         }
     }
     let (mut lake, recovery) = Lake::open_local(&settings.data_dir, crate::fail_point()?).await?;
     if !recovery.orphans_deleted.is_empty() {
-        eprintln!("recovery: deleted {} uncommitted files", recovery.orphans_deleted.len());
+        eprintln!(
+            "recovery: deleted {} uncommitted files",
+            recovery.orphans_deleted.len()
+        );
     }
     let metrics = IngestMetrics::register(&prometheus::Registry::new())?;
     let (mut stored, mut dead, mut skipped) = (0, 0, 0);
     for file in &args.files {
-        let size = std::fs::metadata(file).map_err(|e| CliError::io(file.display(), e))?.len();
+        let size = std::fs::metadata(file)
+            .map_err(|e| CliError::io(file.display(), e))?
+            .len();
         let progress = ProgressBar::new(size);
         progress.set_style(
             ProgressStyle::with_template("{msg} {bar:40} {bytes}/{total_bytes} {bytes_per_sec}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         progress.set_message(file.display().to_string());
-        let report = import_file(&mut lake, file, settings.flush, &metrics, |bytes| progress.set_position(bytes)).await?;
+        let report = import_file(&mut lake, file, settings.flush, &metrics, |bytes| {
+            progress.set_position(bytes)
+        })
+        .await?;
         progress.finish_and_clear();
         stored += report.stored;
         dead += report.dead_letters;

@@ -54,7 +54,12 @@ pub async fn run(settings: &Settings, args: &KpisArgs) -> Result<(), CliError> {
         to: args.to.map(|t| t.timestamp_micros()),
     };
     let query = KpiQuery {
-        group_by: args.group_by.iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect(),
+        group_by: args
+            .group_by
+            .iter()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect(),
         bucket: args.bucket.clone(),
         window_minutes: None,
         filters: args
@@ -63,14 +68,20 @@ pub async fn run(settings: &Settings, args: &KpisArgs) -> Result<(), CliError> {
             .map(|f| {
                 f.split_once('=')
                     .map(|(d, v)| (d.trim().to_owned(), v.to_owned()))
-                    .ok_or_else(|| CliError::Usage(format!("--filter `{f}`: expected DIMENSION=VALUE, e.g. team=search")))
+                    .ok_or_else(|| {
+                        CliError::Usage(format!(
+                            "--filter `{f}`: expected DIMENSION=VALUE, e.g. team=search"
+                        ))
+                    })
             })
             .collect::<Result<_, _>>()?,
     };
     let batches = kpis(&engine, window, &query, &kpi_settings).await?;
     let text = match args.format {
         TableFormat::Table => table(&batches)?,
-        TableFormat::Json => serde_json::to_string_pretty(&json_rows(&batches)?).unwrap_or_default(),
+        TableFormat::Json => {
+            serde_json::to_string_pretty(&json_rows(&batches)?).unwrap_or_default()
+        }
         TableFormat::Csv => csv(&batches)?,
     };
     println!("{text}");

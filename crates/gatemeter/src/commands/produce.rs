@@ -89,7 +89,10 @@ impl ProduceReport {
 
 /// Where messages go.
 pub enum Sink {
-    Kafka { producer: BaseProducer, topic: String },
+    Kafka {
+        producer: BaseProducer,
+        topic: String,
+    },
     Lines(Box<dyn Write + Send>),
 }
 
@@ -101,7 +104,10 @@ impl Sink {
                 loop {
                     match producer.send(record) {
                         Ok(()) => return Ok(()),
-                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                        Err((
+                            KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
+                            returned,
+                        )) => {
                             producer.poll(Duration::from_millis(50));
                             record = returned;
                         }
@@ -109,9 +115,10 @@ impl Sink {
                     }
                 }
             }
-            Sink::Lines(out) => {
-                out.write_all(payload).and_then(|()| out.write_all(b"\n")).map_err(|e| CliError::io("output", e))
-            }
+            Sink::Lines(out) => out
+                .write_all(payload)
+                .and_then(|()| out.write_all(b"\n"))
+                .map_err(|e| CliError::io("output", e)),
         }
     }
 
@@ -138,7 +145,12 @@ pub fn producer_config(brokers: &str, options: &[(String, String)]) -> ClientCon
 }
 
 /// Creates the topic if it is missing (an existing topic is left as it is).
-pub async fn ensure_topic(brokers: &str, options: &[(String, String)], topic: &str, partitions: i32) -> Result<(), CliError> {
+pub async fn ensure_topic(
+    brokers: &str,
+    options: &[(String, String)],
+    topic: &str,
+    partitions: i32,
+) -> Result<(), CliError> {
     let admin: AdminClient<DefaultClientContext> = producer_config(brokers, options).create()?;
     let results = admin
         .create_topics(
@@ -149,7 +161,11 @@ pub async fn ensure_topic(brokers: &str, options: &[(String, String)], topic: &s
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => return Err(CliError::Usage(format!("cannot create topic {name}: {code}"))),
+            Err((name, code)) => {
+                return Err(CliError::Usage(format!(
+                    "cannot create topic {name}: {code}"
+                )))
+            }
         }
     }
     Ok(())
@@ -157,14 +173,22 @@ pub async fn ensure_topic(brokers: &str, options: &[(String, String)], topic: &s
 
 pub async fn open_sink(settings: &Settings, args: &ProduceArgs) -> Result<Sink, CliError> {
     match &args.output {
-        Some(path) if path.as_os_str() == "-" => Ok(Sink::Lines(Box::new(std::io::BufWriter::new(std::io::stdout())))),
+        Some(path) if path.as_os_str() == "-" => Ok(Sink::Lines(Box::new(
+            std::io::BufWriter::new(std::io::stdout()),
+        ))),
         Some(path) => {
             let file = std::fs::File::create(path).map_err(|e| CliError::io(path.display(), e))?;
             Ok(Sink::Lines(Box::new(std::io::BufWriter::new(file))))
         }
         None => {
             let source = settings.kafka_source()?;
-            ensure_topic(&source.brokers, &source.options, &source.topic, args.partitions).await?;
+            ensure_topic(
+                &source.brokers,
+                &source.options,
+                &source.topic,
+                args.partitions,
+            )
+            .await?;
             Ok(Sink::Kafka {
                 producer: producer_config(&source.brokers, &source.options).create()?,
                 topic: source.topic,
@@ -190,13 +214,17 @@ pub fn generator_for(args: &ProduceArgs) -> Generator {
 }
 
 fn load_replay(args: &ProduceArgs) -> Result<Option<Vec<RequestShape>>, CliError> {
-    let Some(path) = &args.replay else { return Ok(None) };
+    let Some(path) = &args.replay else {
+        return Ok(None);
+    };
     let text = std::fs::read_to_string(path).map_err(|e| CliError::io(path.display(), e))?;
     let start = args.start.unwrap_or_else(Utc::now).timestamp_micros();
-    parse_trace(&text, start).map(Some).map_err(|source| CliError::Trace {
-        path: path.display().to_string(),
-        source,
-    })
+    parse_trace(&text, start)
+        .map(Some)
+        .map_err(|source| CliError::Trace {
+            path: path.display().to_string(),
+            source,
+        })
 }
 
 /// Sends `args.count` requests' messages into `sink`, paced at `args.rate`.
@@ -207,12 +235,16 @@ pub async fn produce_into(
     progress: &ProgressBar,
 ) -> Result<ProduceReport, CliError> {
     let replay = load_replay(args)?;
-    let total = replay.as_ref().map_or(args.count, |rows| args.count.min(rows.len() as u64));
+    let total = replay
+        .as_ref()
+        .map_or(args.count, |rows| args.count.min(rows.len() as u64));
     progress.set_length(total);
     let started = Instant::now();
     let mut report = ProduceReport::default();
     for index in 0..total {
-        let shape = replay.as_ref().and_then(|rows| rows.get(index as usize).copied());
+        let shape = replay
+            .as_ref()
+            .and_then(|rows| rows.get(index as usize).copied());
         for message in generator.next_request(shape) {
             sink.send(&message.key, &message.payload)?;
             report.count(message.kind);
@@ -234,16 +266,30 @@ pub async fn produce_into(
 }
 
 pub async fn run(settings: &Settings, args: &ProduceArgs) -> Result<(), CliError> {
-    if !(0.0..=1.0).contains(&args.duplicates) || !(0.0..=1.0).contains(&args.corrections) || !(0.0..=1.0).contains(&args.malformed) {
-        return Err(CliError::Usage("--duplicates, --corrections and --malformed are shares between 0 and 1".into()));
+    if !(0.0..=1.0).contains(&args.duplicates)
+        || !(0.0..=1.0).contains(&args.corrections)
+        || !(0.0..=1.0).contains(&args.malformed)
+    {
+        return Err(CliError::Usage(
+            "--duplicates, --corrections and --malformed are shares between 0 and 1".into(),
+        ));
     }
-    if args.simulated_rate.is_some_and(|rate| !(rate > 0.0 && rate.is_finite())) {
-        return Err(CliError::Usage("--simulated-rate must be a positive number of requests per second".into()));
+    if args
+        .simulated_rate
+        .is_some_and(|rate| !(rate > 0.0 && rate.is_finite()))
+    {
+        return Err(CliError::Usage(
+            "--simulated-rate must be a positive number of requests per second".into(),
+        ));
     }
     let mut sink = open_sink(settings, args).await?;
     let mut generator = generator_for(args);
     let to_stdout = args.output.as_ref().is_some_and(|p| p.as_os_str() == "-");
-    let progress = if to_stdout { ProgressBar::hidden() } else { ProgressBar::new(args.count) };
+    let progress = if to_stdout {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(args.count)
+    };
     progress.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} requests  {per_sec}  eta {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),

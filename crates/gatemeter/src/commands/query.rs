@@ -55,7 +55,11 @@ fn named_sql(name: &str, params: &[String]) -> Result<String, CliError> {
 
 fn list() -> Result<(), CliError> {
     for query in named::catalog()?.values() {
-        let params: Vec<String> = query.params.iter().map(|p| format!("{}={}", p.name, p.default)).collect();
+        let params: Vec<String> = query
+            .params
+            .iter()
+            .map(|p| format!("{}={}", p.name, p.default))
+            .collect();
         println!("{:<36} {:<7} {}", query.name, query.kind, query.unit);
         if !params.is_empty() {
             println!("{:<36} params: {}", "", params.join(" "));
@@ -75,15 +79,25 @@ pub async fn run(settings: &Settings, args: &QueryArgs) -> Result<(), CliError> 
             read_only::check_read_only(sql).map_err(|e| CliError::Usage(format!("query: {e}")))?;
             sql.clone()
         }
-        (None, None) => return Err(CliError::Usage("query: give SQL, --name NAME or --list".into())),
+        (None, None) => {
+            return Err(CliError::Usage(
+                "query: give SQL, --name NAME or --list".into(),
+            ))
+        }
     };
     let engine = QueryEngine::open(query_config(settings)).await?;
-    let ctx = engine.session(Window::default()).await.map_err(CliError::from)?;
+    let ctx = engine
+        .session(Window::default())
+        .await
+        .map_err(CliError::from)?;
     let frame = ctx
         .sql_with_options(&sql, read_only::read_only_options())
         .await
         .map_err(|e| CliError::Usage(format!("query: {e}")))?;
-    let batches = frame.collect().await.map_err(|e| CliError::Usage(format!("query: {e}")))?;
+    let batches = frame
+        .collect()
+        .await
+        .map_err(|e| CliError::Usage(format!("query: {e}")))?;
     let bytes = match args.format {
         QueryFormat::Table => format!("{}\n", table(&batches)?).into_bytes(),
         QueryFormat::Json => {
@@ -96,6 +110,8 @@ pub async fn run(settings: &Settings, args: &QueryArgs) -> Result<(), CliError> 
     };
     match &args.output {
         Some(path) => std::fs::write(path, bytes).map_err(|e| CliError::io(path.display(), e)),
-        None => std::io::stdout().write_all(&bytes).map_err(|e| CliError::io("stdout", e)),
+        None => std::io::stdout()
+            .write_all(&bytes)
+            .map_err(|e| CliError::io("stdout", e)),
     }
 }

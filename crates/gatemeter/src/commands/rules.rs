@@ -34,7 +34,9 @@ pub fn run(settings: &Settings, args: &RulesArgs) -> Result<(), CliError> {
                 .map_or_else(|| "no config file".to_owned(), |p| p.display().to_string());
             let text = export(&settings.alerts.slo, &source);
             match output {
-                Some(path) => std::fs::write(path, text).map_err(|e| CliError::io(path.display(), e)),
+                Some(path) => {
+                    std::fs::write(path, text).map_err(|e| CliError::io(path.display(), e))
+                }
                 None => {
                     print!("{text}");
                     Ok(())

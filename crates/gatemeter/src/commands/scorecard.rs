@@ -25,9 +25,19 @@ pub async fn run(settings: &Settings, args: &ScorecardArgs) -> Result<(), CliErr
     let engine = QueryEngine::open(query_config(settings)).await?;
     let targets = targets_with(&settings.scorecard_targets)?;
     let end = args.at.unwrap_or_else(Utc::now).timestamp_micros();
-    let lines = scorecard(&engine, end, args.window, &KpiSettings::from(settings), &targets).await?;
+    let lines = scorecard(
+        &engine,
+        end,
+        args.window,
+        &KpiSettings::from(settings),
+        &targets,
+    )
+    .await?;
     match args.format {
-        TableFormat::Json => println!("{}", serde_json::to_string_pretty(&lines).unwrap_or_default()),
+        TableFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&lines).unwrap_or_default()
+        ),
         TableFormat::Csv => {
             println!("kpi,direction,target,value,baseline,status");
             for l in &lines {
@@ -44,7 +54,10 @@ pub async fn run(settings: &Settings, args: &ScorecardArgs) -> Result<(), CliErr
             }
         }
         TableFormat::Table => {
-            println!("{:<26} {:>10} {:>14} {:>14}  status", "kpi", "target", "value", "baseline");
+            println!(
+                "{:<26} {:>10} {:>14} {:>14}  status",
+                "kpi", "target", "value", "baseline"
+            );
             for l in &lines {
                 let opt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.4}"));
                 println!(

@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 use tracing::info;
 
 use crate::error::CliError;
-use crate::service::{api_state, bind, start_alerts, traffic_metrics};
+use crate::service::{api_state, bind, start_alerts, start_pg, traffic_metrics};
 use crate::settings::{FlushOptions, Settings};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
@@ -25,7 +25,13 @@ pub enum Role {
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Roles to run in this process.
-    #[arg(long, env = "GATEMETER_ROLES", value_enum, value_delimiter = ',', default_value = "ingest,api,alerts")]
+    #[arg(
+        long,
+        env = "GATEMETER_ROLES",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "ingest,api,alerts"
+    )]
     pub roles: Vec<Role>,
     #[command(flatten)]
     pub flush: FlushOptions,
@@ -47,10 +53,26 @@ pub async fn run(settings: &Settings, args: &ServeArgs) -> Result<(), CliError> 
     // HTTP first, answering 503 on /readyz until the lake is recovered.
     let (stop_http, http_stopped) = oneshot::channel::<()>();
     let api = if wants(Role::Api) {
-        let listener = bind(&settings.http_listen, false).await?;
-        let address = listener.local_addr().map_err(|e| CliError::io(&settings.http_listen, e))?;
+        let listener = bind("--http-listen", &settings.http_listen, false).await?;
+        let address = listener
+            .local_addr()
+            .map_err(|e| CliError::io(&settings.http_listen, e))?;
         let state = api_state(settings, book.clone(), registry.clone()).await?;
-        eprintln!("api: http://{address}/api/v1/kpis  (OpenAPI: http://{address}/api/v1/openapi.json)");
+        eprintln!(
+            "api: http://{address}/api/v1/kpis  (OpenAPI: http://{address}/api/v1/openapi.json)"
+        );
+        let pg = match &settings.pg_listen {
+            Some(pg_listen) => {
+                let pg = start_pg(&state, pg_listen, false).await?;
+                eprintln!(
+                    "postgres: psql -h {} -p {} -d gatemeter",
+                    pg.address.ip(),
+                    pg.address.port()
+                );
+                Some(pg)
+            }
+            None => None,
+        };
         let server_state = state.clone();
         let server = tokio::spawn(async move {
             gatemeter_api::serve(listener, server_state, async {
@@ -58,36 +80,53 @@ pub async fn run(settings: &Settings, args: &ServeArgs) -> Result<(), CliError> 
             })
             .await
         });
-        Some((state, server))
+        Some((state, server, pg))
     } else {
         None
     };
     let (stop_alerts, alerts_stopped) = oneshot::channel::<()>();
     let alerts = if wants(Role::Alerts) {
         let engine = match &api {
-            Some((state, _)) => state.engine.clone(),
+            Some((state, _, _)) => state.engine.clone(),
             None => std::sync::Arc::new(
-                gatemeter_query::QueryEngine::open_with_price_book(crate::commands::kpis::query_config(settings), book.clone()).await?,
+                gatemeter_query::QueryEngine::open_with_price_book(
+                    crate::commands::kpis::query_config(settings),
+                    book.clone(),
+                )
+                .await?,
             ),
         };
-        let rules = settings.alerts.slo.len() + settings.alerts.budget.len() + settings.alerts.threshold.len();
-        info!(rules, "alerts: evaluating every {} s", settings.alerts.interval_seconds);
-        let api_state = api.as_ref().map(|(state, _)| state.clone());
-        Some(start_alerts(settings, settings.alerts.clone(), engine, &registry, api_state, alerts_stopped)?)
+        let rules = settings.alerts.slo.len()
+            + settings.alerts.budget.len()
+            + settings.alerts.threshold.len();
+        info!(
+            rules,
+            "alerts: evaluating every {} s", settings.alerts.interval_seconds
+        );
+        let api_state = api.as_ref().map(|(state, _, _)| state.clone());
+        Some(start_alerts(
+            settings,
+            settings.alerts.clone(),
+            engine,
+            &registry,
+            api_state,
+            alerts_stopped,
+        )?)
     } else {
         None
     };
 
     let outcome = match ingest_source {
         Some(source) => {
-            let (lake, recovery) = Lake::open_local(&settings.data_dir, crate::fail_point()?).await?;
+            let (lake, recovery) =
+                Lake::open_local(&settings.data_dir, crate::fail_point()?).await?;
             eprintln!(
                 "lake {}: {} commits, {} orphans deleted",
                 settings.data_dir.display(),
                 recovery.commits,
                 recovery.orphans_deleted.len()
             );
-            if let Some((state, _)) = &api {
+            if let Some((state, _, _)) = &api {
                 state.set_ready(true);
             }
             let metrics = IngestMetrics::register(&registry)?;
@@ -98,18 +137,24 @@ pub async fn run(settings: &Settings, args: &ServeArgs) -> Result<(), CliError> 
                 until_caught_up: false,
             };
             // Returns once shutdown was asked and the buffer is committed.
-            run_ingest(options, lake, metrics, Some(traffic), crate::shutdown_signal())
-                .await
-                .map(|report| {
-                    eprintln!(
-                        "ingest stopped: {} events stored, {} dead letters, {} commits",
-                        report.stored, report.dead_letters, report.commits
-                    );
-                })
-                .map_err(CliError::from)
+            run_ingest(
+                options,
+                lake,
+                metrics,
+                Some(traffic),
+                crate::shutdown_signal(),
+            )
+            .await
+            .map(|report| {
+                eprintln!(
+                    "ingest stopped: {} events stored, {} dead letters, {} commits",
+                    report.stored, report.dead_letters, report.commits
+                );
+            })
+            .map_err(CliError::from)
         }
         None => {
-            if let Some((state, _)) = &api {
+            if let Some((state, _, _)) = &api {
                 state.set_ready(true);
             }
             crate::shutdown_signal().await;
@@ -122,7 +167,10 @@ pub async fn run(settings: &Settings, args: &ServeArgs) -> Result<(), CliError> 
         runner.join().await;
     }
     let _ = stop_http.send(());
-    if let Some((_, server)) = api {
+    if let Some((_, server, pg)) = api {
+        if let Some(pg) = pg {
+            pg.stop().await?;
+        }
         match server.await {
             Ok(result) => result.map_err(|e| CliError::io("http", e))?,
             Err(e) => return Err(CliError::Usage(format!("http server task failed: {e}"))),

@@ -13,7 +13,9 @@ use chrono::{SecondsFormat, TimeZone, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use catalog::{Route, APPS, ENVIRONMENTS, KEYS_PER_TEAM, ORGS, REGIONS, ROUTES, TEAMS, WEB_SEARCH_PER_1K};
+use catalog::{
+    Route, APPS, ENVIRONMENTS, KEYS_PER_TEAM, ORGS, REGIONS, ROUTES, TEAMS, WEB_SEARCH_PER_1K,
+};
 pub use event::SynthEvent;
 
 /// A named traffic mix.
@@ -146,7 +148,9 @@ impl Generator {
         let scenario = self.config.scenario;
         match scenario {
             Scenario::Clean => return Draw::Success,
-            Scenario::Outage if self.chance(0.2) => return Draw::ProviderError("provider_error", Some(503)),
+            Scenario::Outage if self.chance(0.2) => {
+                return Draw::ProviderError("provider_error", Some(503))
+            }
             _ => {}
         }
         let r: f64 = self.rng.random();
@@ -178,7 +182,8 @@ impl Generator {
         let request_start = match shape {
             Some(shape) => shape.arrival_micros,
             None => {
-                let gap = -self.rng.random::<f64>().max(1e-12).ln() / self.config.requests_per_second.max(1e-9);
+                let gap = -self.rng.random::<f64>().max(1e-12).ln()
+                    / self.config.requests_per_second.max(1e-9);
                 self.clock_micros += (gap * 1e6) as i64;
                 self.clock_micros
             }
@@ -196,8 +201,14 @@ impl Generator {
                 hit
             })
             .map_or("prod", |(name, _)| name);
-        let input_tokens = shape.map_or_else(|| (600.0 * self.spread(1.0)) as i64 + 20, |s| s.input_tokens);
-        let output_tokens = shape.map_or_else(|| (180.0 * self.spread(0.9)) as i64 + 5, |s| s.output_tokens);
+        let input_tokens = shape.map_or_else(
+            || (600.0 * self.spread(1.0)) as i64 + 20,
+            |s| s.input_tokens,
+        );
+        let output_tokens = shape.map_or_else(
+            || (180.0 * self.spread(0.9)) as i64 + 5,
+            |s| s.output_tokens,
+        );
         let streaming = self.chance(0.6);
         let base = SynthEvent {
             schema_version: 1,
@@ -235,7 +246,9 @@ impl Generator {
                 }
             }
             let backoff_ms = match kind {
-                "retry" => Some(200.0 * 2f64.powi(rate_limited_here - 1) * (0.5 + self.rng.random::<f64>())),
+                "retry" => Some(
+                    200.0 * 2f64.powi(rate_limited_here - 1) * (0.5 + self.rng.random::<f64>()),
+                ),
                 _ => None,
             };
             let attempt_start = clock + backoff_ms.map_or(0, |ms| (ms * 1000.0) as i64);
@@ -268,12 +281,20 @@ impl Generator {
                     event.http_status = Some(200);
                     event.error_class = Some("stream_interrupted");
                     let share = self.rng.random_range(0.1..0.9);
-                    (ttft + decode * share, Some((output_tokens as f64 * share) as i64), None)
+                    (
+                        ttft + decode * share,
+                        Some((output_tokens as f64 * share) as i64),
+                        None,
+                    )
                 }
                 Draw::Cancelled => {
                     event.outcome = "cancelled";
                     let share = self.rng.random_range(0.0..0.7);
-                    (ttft + decode * share, Some((output_tokens as f64 * share) as i64), None)
+                    (
+                        ttft + decode * share,
+                        Some((output_tokens as f64 * share) as i64),
+                        None,
+                    )
                 }
                 Draw::ClientError(class, status) => {
                     event.outcome = "error";
@@ -304,7 +325,11 @@ impl Generator {
                     event.outcome = "error";
                     event.http_status = status;
                     event.error_class = Some(class);
-                    let took = if class == "timeout" { 30_000.0 } else { self.rng.random_range(100.0..3_000.0) };
+                    let took = if class == "timeout" {
+                        30_000.0
+                    } else {
+                        self.rng.random_range(100.0..3_000.0)
+                    };
                     // Some providers bill the prompt of a call that failed
                     // after it was processed: the tokens retries re-spend.
                     let billed_prompt = (class == "timeout" || self.chance(0.3)).then_some(0);
@@ -339,7 +364,8 @@ impl Generator {
                     event.cost_usd = Some(usd_text(cost));
                     event.reported_cost = Some(cost);
                     if let Some(searches) = event.web_search_requests {
-                        event.cost_tools_usd = Some(usd_text(searches as f64 * WEB_SEARCH_PER_1K / 1000.0));
+                        event.cost_tools_usd =
+                            Some(usd_text(searches as f64 * WEB_SEARCH_PER_1K / 1000.0));
                     }
                 }
             }
@@ -424,7 +450,10 @@ fn priced(route: &Route, event: &SynthEvent) -> f64 {
     let cache_read = event.cache_read_tokens.unwrap_or(0) as f64;
     let output = event.output_tokens.unwrap_or(0) as f64;
     let searches = event.web_search_requests.unwrap_or(0) as f64;
-    ((input - cache_read) * route.input_per_1m + cache_read * route.cache_read_per_1m + output * route.output_per_1m) / 1e6
+    ((input - cache_read) * route.input_per_1m
+        + cache_read * route.cache_read_per_1m
+        + output * route.output_per_1m)
+        / 1e6
         + searches * WEB_SEARCH_PER_1K / 1000.0
 }
 
@@ -489,7 +518,10 @@ mod tests {
     fn the_same_seed_gives_the_same_traffic() {
         let run = |seed| {
             let mut g = generator(Scenario::Default, seed);
-            (0..50).flat_map(|_| g.next_request(None)).map(|m| m.payload).collect::<Vec<_>>()
+            (0..50)
+                .flat_map(|_| g.next_request(None))
+                .map(|m| m.payload)
+                .collect::<Vec<_>>()
         };
         assert_eq!(run(3), run(3));
         assert_ne!(run(3), run(4));

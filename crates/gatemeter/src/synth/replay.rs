@@ -19,10 +19,13 @@ pub enum TraceError {
 }
 
 fn column<'a>(fields: &[&'a str], index: usize, line: usize) -> Result<&'a str, TraceError> {
-    fields.get(index).map(|f| f.trim()).ok_or_else(|| TraceError::BadRow {
-        line,
-        reason: format!("missing column {}", index + 1),
-    })
+    fields
+        .get(index)
+        .map(|f| f.trim())
+        .ok_or_else(|| TraceError::BadRow {
+            line,
+            reason: format!("missing column {}", index + 1),
+        })
 }
 
 fn number<T: std::str::FromStr>(text: &str, line: usize, what: &str) -> Result<T, TraceError> {
@@ -44,12 +47,12 @@ pub fn parse_trace(text: &str, start_micros: i64) -> Result<Vec<RequestShape>, T
         for (index, row) in lines.filter(|(_, l)| !l.trim().is_empty()) {
             let line = index + 1;
             let fields: Vec<&str> = row.split(',').collect();
-            let when = NaiveDateTime::parse_from_str(column(&fields, 0, line)?, "%Y-%m-%d %H:%M:%S%.f").map_err(|e| {
-                TraceError::BadRow {
-                    line,
-                    reason: format!("timestamp: {e}"),
-                }
-            })?;
+            let when =
+                NaiveDateTime::parse_from_str(column(&fields, 0, line)?, "%Y-%m-%d %H:%M:%S%.f")
+                    .map_err(|e| TraceError::BadRow {
+                        line,
+                        reason: format!("timestamp: {e}"),
+                    })?;
             shapes.push(RequestShape {
                 arrival_micros: anchor(when.and_utc().timestamp_micros()),
                 input_tokens: number(column(&fields, 1, line)?, line, "ContextTokens")?,
@@ -59,7 +62,9 @@ pub fn parse_trace(text: &str, start_micros: i64) -> Result<Vec<RequestShape>, T
                 model: None,
             });
         }
-    } else if header.starts_with("Timestamp,Session ID,Elapsed time,Model,Request tokens,Response tokens") {
+    } else if header
+        .starts_with("Timestamp,Session ID,Elapsed time,Model,Request tokens,Response tokens")
+    {
         for (index, row) in lines.filter(|(_, l)| !l.trim().is_empty()) {
             let line = index + 1;
             let fields: Vec<&str> = row.split(',').collect();
@@ -99,7 +104,10 @@ mod tests {
         assert_eq!(shapes.len(), 2);
         assert_eq!(shapes[0].arrival_micros, 1_000_000);
         assert_eq!(shapes[1].arrival_micros, 1_052_000);
-        assert_eq!((shapes[0].input_tokens, shapes[0].output_tokens), (4808, 10));
+        assert_eq!(
+            (shapes[0].input_tokens, shapes[0].output_tokens),
+            (4808, 10)
+        );
     }
 
     #[test]
@@ -116,8 +124,15 @@ mod tests {
 
     #[test]
     fn bad_traces_say_where() {
-        assert!(matches!(parse_trace("a,b\n1,2\n", 0), Err(TraceError::UnknownFormat(_))));
-        let err = parse_trace("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03.9,x,1\n", 0).expect_err("bad");
+        assert!(matches!(
+            parse_trace("a,b\n1,2\n", 0),
+            Err(TraceError::UnknownFormat(_))
+        ));
+        let err = parse_trace(
+            "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03.9,x,1\n",
+            0,
+        )
+        .expect_err("bad");
         assert_eq!(err.to_string(), "line 2: ContextTokens `x` is not a number");
     }
 }

@@ -1,0 +1,170 @@
+//! One client connection: its own session (the shared tables and catalog,
+//! a memory pool of its own), datafusion-postgres answering the protocol
+//! and the catalog queries clients send, our guard in front of it and our
+//! limits around it.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::prelude::SessionContext;
+use datafusion_postgres::hooks::set_show::SetShowHook;
+use datafusion_postgres::hooks::transactions::TransactionStatementHook;
+use datafusion_postgres::hooks::QueryHook;
+use datafusion_postgres::pgwire::api::auth::noop::NoopStartupHandler;
+use datafusion_postgres::pgwire::api::auth::StartupHandler;
+use datafusion_postgres::pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
+use datafusion_postgres::pgwire::api::portal::Portal;
+use datafusion_postgres::pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use datafusion_postgres::pgwire::api::results::Response;
+use datafusion_postgres::pgwire::api::store::PortalStore;
+use datafusion_postgres::pgwire::api::{
+    ClientInfo, ClientPortalStore, ConnectionManager, PgWireServerHandlers,
+};
+use datafusion_postgres::pgwire::error::{PgWireError, PgWireResult};
+use datafusion_postgres::pgwire::messages::PgWireBackendMessage;
+use datafusion_postgres::{DfSessionService, Parser};
+use futures::Sink;
+use gatemeter_query::executor::QueryLimits;
+use gatemeter_query::QueryEngine;
+use tokio::time::Instant;
+
+use crate::error::timed_out;
+use crate::guard::ReadOnlyGuard;
+use crate::limits::{limit_response, limit_responses};
+
+/// The handlers of one connection.
+pub struct ConnectionHandlers {
+    service: Arc<LimitedService>,
+    startup: Arc<Startup>,
+    cancel: Arc<DefaultCancelHandler>,
+}
+
+impl ConnectionHandlers {
+    pub fn new(
+        session: SessionContext,
+        engine: Arc<QueryEngine>,
+        limits: QueryLimits,
+        connections: Arc<ConnectionManager>,
+    ) -> ConnectionHandlers {
+        // The guard first; no cursor hook, whose statements would run
+        // outside the limits.
+        let hooks: Vec<Arc<dyn QueryHook>> = vec![
+            Arc::new(ReadOnlyGuard::new(engine)),
+            Arc::new(SetShowHook),
+            Arc::new(TransactionStatementHook),
+        ];
+        ConnectionHandlers {
+            service: Arc::new(LimitedService {
+                inner: DfSessionService::new_with_hooks(Arc::new(session), hooks),
+                limits,
+            }),
+            startup: Arc::new(Startup {
+                connections: connections.clone(),
+            }),
+            cancel: Arc::new(DefaultCancelHandler::new(connections)),
+        }
+    }
+}
+
+impl PgWireServerHandlers for ConnectionHandlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.service.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.service.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        self.startup.clone()
+    }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        self.cancel.clone()
+    }
+}
+
+/// No passwords yet: the endpoint listens on loopback unless told otherwise
+/// (README), like the HTTP API.
+struct Startup {
+    connections: Arc<ConnectionManager>,
+}
+
+#[async_trait]
+impl NoopStartupHandler for Startup {
+    fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
+        Some(self.connections.clone())
+    }
+}
+
+/// datafusion-postgres's service with the timeout over planning and the
+/// timeout and row cap over the rows.
+struct LimitedService {
+    inner: DfSessionService,
+    limits: QueryLimits,
+}
+
+impl LimitedService {
+    async fn within_timeout<T>(
+        &self,
+        started: Instant,
+        work: impl std::future::Future<Output = PgWireResult<T>>,
+    ) -> PgWireResult<T> {
+        tokio::time::timeout_at(started + self.limits.timeout, work)
+            .await
+            .map_err(|_| timed_out(self.limits.timeout))?
+    }
+}
+
+#[async_trait]
+impl SimpleQueryHandler for LimitedService {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let started = Instant::now();
+        let responses = self
+            .within_timeout(
+                started,
+                SimpleQueryHandler::do_query(&self.inner, client, query),
+            )
+            .await?;
+        Ok(limit_responses(responses, self.limits, started))
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for LimitedService {
+    type Statement = <DfSessionService as ExtendedQueryHandler>::Statement;
+    type QueryParser = Parser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        self.inner.query_parser()
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Self::Statement>,
+        max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let started = Instant::now();
+        let response = self
+            .within_timeout(
+                started,
+                ExtendedQueryHandler::do_query(&self.inner, client, portal, max_rows),
+            )
+            .await?;
+        Ok(limit_response(response, self.limits, started))
+    }
+}

@@ -1,0 +1,142 @@
+//! The timeout and row cap of `POST /api/v1/sql`, applied to the rows a
+//! PostgreSQL client reads. DataFusion produces rows lazily while the
+//! client reads them, so the limits sit on the row stream: past the
+//! deadline or the cap the stream ends with an error, and dropping it
+//! cancels the query's tasks.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use datafusion_postgres::pgwire::api::results::{Response, SendableRowStream};
+use datafusion_postgres::pgwire::error::PgWireResult;
+use datafusion_postgres::pgwire::messages::data::DataRow;
+use futures::Stream;
+use gatemeter_query::executor::QueryLimits;
+use tokio::time::{Instant, Sleep};
+
+use crate::error::{timed_out, too_many_rows};
+
+/// Puts every row stream of `responses` under `limits`, counted from `started`.
+pub fn limit_responses(
+    responses: Vec<Response>,
+    limits: QueryLimits,
+    started: Instant,
+) -> Vec<Response> {
+    responses
+        .into_iter()
+        .map(|response| limit_response(response, limits, started))
+        .collect()
+}
+
+pub fn limit_response(response: Response, limits: QueryLimits, started: Instant) -> Response {
+    match response {
+        Response::Query(mut query) => {
+            let rows = std::mem::replace(&mut query.data_rows, Box::pin(futures::stream::empty()));
+            query.data_rows = Box::pin(LimitedRows::new(rows, limits, started));
+            Response::Query(query)
+        }
+        other => other,
+    }
+}
+
+struct LimitedRows {
+    rows: Option<SendableRowStream>,
+    deadline: Pin<Box<Sleep>>,
+    limits: QueryLimits,
+    sent: usize,
+}
+
+impl LimitedRows {
+    fn new(rows: SendableRowStream, limits: QueryLimits, started: Instant) -> LimitedRows {
+        LimitedRows {
+            rows: Some(rows),
+            deadline: Box::pin(tokio::time::sleep_until(started + limits.timeout)),
+            limits,
+            sent: 0,
+        }
+    }
+}
+
+impl Stream for LimitedRows {
+    type Item = PgWireResult<DataRow>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let Some(rows) = this.rows.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            // Dropping DataFusion's stream stops the query now.
+            this.rows = None;
+            return Poll::Ready(Some(Err(timed_out(this.limits.timeout))));
+        }
+        match rows.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(row))) => {
+                this.sent += 1;
+                if this.sent > this.limits.max_rows {
+                    this.rows = None;
+                    return Poll::Ready(Some(Err(too_many_rows(this.limits.max_rows))));
+                }
+                Poll::Ready(Some(Ok(row)))
+            }
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion_postgres::pgwire::error::PgWireError;
+    use futures::StreamExt;
+    use std::time::Duration;
+
+    fn rows(count: usize) -> SendableRowStream {
+        Box::pin(futures::stream::iter(
+            (0..count).map(|_| Ok(DataRow::default())),
+        ))
+    }
+
+    fn code(error: &PgWireError) -> String {
+        match error {
+            PgWireError::UserError(info) => info.code.clone(),
+            other => format!("{other}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_row_cap_ends_the_stream_with_an_error() {
+        let limits = QueryLimits {
+            timeout: Duration::from_secs(60),
+            max_rows: 3,
+        };
+        let items: Vec<_> = LimitedRows::new(rows(10), limits, Instant::now())
+            .collect()
+            .await;
+        assert_eq!(items.len(), 4);
+        assert!(items[..3].iter().all(Result::is_ok));
+        assert_eq!(
+            code(items[3].as_ref().expect_err("fourth row is refused")),
+            "54000"
+        );
+        let exact: Vec<_> = LimitedRows::new(rows(3), limits, Instant::now())
+            .collect()
+            .await;
+        assert!(exact.len() == 3 && exact.iter().all(Result::is_ok));
+    }
+
+    #[tokio::test]
+    async fn a_stream_past_its_deadline_is_cancelled() {
+        let limits = QueryLimits {
+            timeout: Duration::from_millis(50),
+            max_rows: 100,
+        };
+        let never_ending: SendableRowStream = Box::pin(futures::stream::pending());
+        let items: Vec<_> = LimitedRows::new(never_ending, limits, Instant::now())
+            .collect()
+            .await;
+        assert_eq!(items.len(), 1);
+        assert_eq!(code(items[0].as_ref().expect_err("timed out")), "57014");
+    }
+}
