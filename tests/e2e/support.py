@@ -7,6 +7,7 @@ import json
 import os
 import pathlib
 import random
+import shutil
 import socket
 import subprocess
 import time
@@ -40,6 +41,26 @@ def wait_for_port(port, timeout=30.0):
                 return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def start_prometheus(folder, target):
+    """A real Prometheus on a free loopback port scraping `target`
+    (HOST:PORT) every second; returns (process, base URL). Stop it with
+    terminate()."""
+    port = free_port()
+    config = pathlib.Path(folder) / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n"
+        "scrape_configs:\n  - job_name: gatemeter\n    static_configs:\n"
+        f"      - targets: ['{target}']\n"
+    )
+    process = subprocess.Popen(
+        [shutil.which("prometheus") or "/usr/bin/prometheus", f"--config.file={config}",
+         f"--storage.tsdb.path={pathlib.Path(folder) / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    wait_for_port(port)
+    return process, f"http://127.0.0.1:{port}"
 
 
 def gatemeter(*args, env=None, check=True, timeout=600, cwd=None):

@@ -5,7 +5,6 @@ answers a histogram_quantile over the TTFT histogram."""
 
 import json
 import re
-import shutil
 import signal
 import subprocess
 import threading
@@ -80,23 +79,11 @@ def test_metrics_pass_promtool_and_prometheus_answers_a_ttft_quantile(demo, tmp_
     assert b'le="0.04"' in text and b'le="81.92"' in text  # OTel GenAI boundaries
 
     target = urllib.parse.urlparse(metrics_url).netloc
-    port = support.free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global:\n  scrape_interval: 1s\n"
-        "scrape_configs:\n  - job_name: gatemeter\n    static_configs:\n"
-        f"      - targets: ['{target}']\n"
-    )
-    prometheus = subprocess.Popen(
-        [shutil.which("prometheus") or "/usr/bin/prometheus", f"--config.file={config}",
-         f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    prometheus, prometheus_url = support.start_prometheus(tmp_path, target)
     try:
-        support.wait_for_port(port)
         query = ("histogram_quantile(0.95, sum by (le) "
                  "(rate(gatemeter_time_to_first_token_seconds_bucket[15s])))")
-        url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": query})
+        url = f"{prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": query})
         deadline = time.monotonic() + 60
         answer = None
         while True:

@@ -168,11 +168,13 @@ pub async fn run(settings: &Settings, args: &DemoArgs) -> Result<(), CliError> {
     // Ingest has committed what it buffered: stop the evaluator, then HTTP.
     let _ = stop_alerts.send(());
     alerts_task.join().await;
+    // The PostgreSQL endpoint runs on the API's query pool: stop it while
+    // the API state (which owns that pool) is still alive.
+    pg.stop().await?;
     let _ = stop_http.send(());
     if let Ok(Err(e)) = server.await {
         eprintln!("http: {e}");
     }
-    pg.stop().await?;
     let report = report?;
     // Stop the producer before the broker goes away, so it does not report
     // the broker's disappearance as an error.

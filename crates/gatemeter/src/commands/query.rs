@@ -35,6 +35,10 @@ pub struct QueryArgs {
     /// List the named queries with their parameters and units.
     #[arg(long)]
     pub list: bool,
+    /// Print the SQL (for --name, with its parameters bound) instead of
+    /// running it: ready for psql or any tool on the PostgreSQL endpoint.
+    #[arg(long)]
+    pub show_sql: bool,
     #[arg(long, env = "GATEMETER_QUERY_FORMAT", value_enum, default_value_t = QueryFormat::Table)]
     pub format: QueryFormat,
     /// With --format parquet: write here instead of standard output.
@@ -85,6 +89,10 @@ pub async fn run(settings: &Settings, args: &QueryArgs) -> Result<(), CliError> 
             ))
         }
     };
+    if args.show_sql {
+        println!("{}", sql.trim_end());
+        return Ok(());
+    }
     let engine = QueryEngine::open(query_config(settings)).await?;
     let ctx = engine
         .session(Window::default())

@@ -52,7 +52,7 @@ pub async fn run(settings: &Settings, args: &ServeArgs) -> Result<(), CliError> 
 
     // HTTP first, answering 503 on /readyz until the lake is recovered.
     let (stop_http, http_stopped) = oneshot::channel::<()>();
-    let api = if wants(Role::Api) {
+    let mut api = if wants(Role::Api) {
         let listener = bind("--http-listen", &settings.http_listen, false).await?;
         let address = listener
             .local_addr()
@@ -161,16 +161,17 @@ pub async fn run(settings: &Settings, args: &ServeArgs) -> Result<(), CliError> 
             Ok(())
         }
     };
-    // Ingest has flushed and committed: stop the evaluator, then HTTP.
+    // Ingest has flushed and committed: stop the evaluator, then the
+    // PostgreSQL endpoint (on the API's query pool), then HTTP.
     let _ = stop_alerts.send(());
     if let Some(runner) = alerts {
         runner.join().await;
     }
+    if let Some(pg) = api.as_mut().and_then(|(_, _, pg)| pg.take()) {
+        pg.stop().await?;
+    }
     let _ = stop_http.send(());
-    if let Some((_, server, pg)) = api {
-        if let Some(pg) = pg {
-            pg.stop().await?;
-        }
+    if let Some((_, server, _)) = api {
         match server.await {
             Ok(result) => result.map_err(|e| CliError::io("http", e))?,
             Err(e) => return Err(CliError::Usage(format!("http server task failed: {e}"))),
