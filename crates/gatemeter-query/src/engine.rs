@@ -22,7 +22,7 @@ use datafusion::datasource::listing::{
 };
 use datafusion::datasource::MemTable;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
-use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::memory_pool::{FairSpillPool, GreedyMemoryPool};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -250,14 +250,21 @@ impl QueryEngine {
     }
 
     fn runtime_env(&self) -> Result<Arc<RuntimeEnv>, QueryError> {
-        let mut runtime = RuntimeEnvBuilder::new()
-            .with_memory_pool(Arc::new(FairSpillPool::new(self.config.memory_limit_bytes)));
-        if !self.config.allow_spill {
-            // A query over its memory limit fails instead of filling the disk.
-            runtime = runtime.with_disk_manager_builder(
-                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
-            );
-        }
+        let limit = self.config.memory_limit_bytes;
+        let runtime = if self.config.allow_spill {
+            // Operators that can spill share the pool fairly and spill when
+            // over their share.
+            RuntimeEnvBuilder::new().with_memory_pool(Arc::new(FairSpillPool::new(limit)))
+        } else {
+            // Nothing may spill, so a fair share would fail a query whose
+            // sorts together fit the limit: the limit holds for their sum,
+            // and over it the query fails instead of filling the disk.
+            RuntimeEnvBuilder::new()
+                .with_memory_pool(Arc::new(GreedyMemoryPool::new(limit)))
+                .with_disk_manager_builder(
+                    DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+                )
+        };
         Ok(runtime.build_arc()?)
     }
 
