@@ -5,17 +5,20 @@ same Parquet files, hot, in the same run, with each engine's peak RSS.
 
 1. Builds the lake once (kept for later runs): `gatemeter produce` writes a
    month of synthetic traffic (2026-10-23 .. 2026-11-22) to JSONL, then
-   `gatemeter import` commits it.
+   `gatemeter import` commits it. `gatemeter compact` then gives every hour
+   one deduplicated file, as a deployment running it hourly would have
+   (timed, with its peak RSS; a no-op on later runs).
 2. gatemeter: `query_bench` (crates/gatemeter/examples) opens the
    engine once and runs each query (session per run, as the API does).
 3. DuckDB: a separate process defines the same views, translated from
-   queries/attempts.sql and queries/requests.sql (only epoch arithmetic
-   differs), over read_parquet with Hive partitions, and runs the same
-   queries (quantile_cont for percentile_cont).
+   queries/attempts.sql and queries/requests.sql (only epoch arithmetic and
+   function names differ), over read_parquet with Hive partitions of the
+   same committed files (compacted and fresh, from the commit log), and runs
+   the same queries (quantile_cont for percentile_cont).
 Both engines' answers are compared (row counts; spend to the nano-dollar).
 Writes bench/results/query.json and prints a Markdown table.
 
-usage: bench/query_bench.py [--attempts N] [--runs N] [--lake DIR]
+usage: bench/query_bench.py [--attempts N] [--runs N] [--lake DIR] [--no-compact]
        (release build: cargo build --release -p gatemeter --bin gatemeter
         && cargo build --release -p gatemeter --example query_bench)
 """
@@ -101,14 +104,34 @@ def build_lake(lake, attempts):
         print(f"lake: produce {produced - started:.0f} s, import {time.perf_counter() - produced:.0f} s", file=sys.stderr)
 
 
+def compact(lake):
+    """Runs `gatemeter compact` on the lake: (seconds, peak RSS MiB, its report)."""
+    out, wall, rss = run_measured([str(TARGET / "gatemeter"), "--data-dir", str(lake), "compact"])
+    print(f"compaction: {wall:.1f} s, peak RSS {rss:.0f} MiB: {out.strip()}", file=sys.stderr)
+    return {"seconds": wall, "peak_rss_mib": rss, "report": out.strip()}
+
+
+def live_files(lake):
+    """The attempts files the commit log holds live: (compacted, fresh) paths."""
+    live = {}
+    for record_path in sorted((pathlib.Path(lake) / "_gatemeter" / "commits").glob("*.json")):
+        record = json.loads(record_path.read_text())
+        live.update((entry["path"], entry) for entry in record["files"])
+        for removed in record.get("removed", []):
+            live.pop(removed, None)
+    compacted = [f"{lake}/{p}" for p, e in live.items() if e.get("deduplicated")]
+    fresh = [f"{lake}/{p}" for p, e in live.items() if not e.get("deduplicated")]
+    return compacted, fresh
+
+
 # ---- DuckDB side -----------------------------------------------------------
 
 def view_body(name):
     """A view of queries/ without its header, epoch arithmetic and the
-    ordered first-value aggregate in DuckDB's words."""
+    ordered first/last-value aggregates in DuckDB's words."""
     text = (ROOT / "queries" / f"{name}.sql").read_text()
     body = "\n".join(line for line in text.splitlines() if not line.startswith("--"))
-    body = body.replace("first_value(", "first(")
+    body = body.replace("first_value(", "first(").replace("last_value(", "last(")
     return re.sub(r"CAST\(([\w.]+) AS BIGINT\)", r"epoch_us(\1)", body)
 
 
@@ -143,16 +166,20 @@ def duckdb_worker(suite_file, lake, runs):
     con.execute(f"SET threads = {os.cpu_count() or 2}")
     con.execute(price_book_sql())
     attempts_body, requests_body = view_body("attempts"), view_body("requests")
+    tables = dict(zip(("compacted", "fresh"), live_files(lake)))
     for query in json.loads(pathlib.Path(suite_file).read_text()):
         sql = query["sql"]
         times, table = [], None
         for run in range(runs + 1):
             started = time.perf_counter()
-            con.execute(
-                f"CREATE OR REPLACE TEMP VIEW attempts_raw AS SELECT * EXCLUDE (date, hour) FROM read_parquet("
-                f"'{lake}/attempts/*/*/*.parquet', hive_partitioning = true) "
-                f"WHERE date >= DATE '{query['from'][:10]}' AND date <= DATE '{query['to'][:10]}' "
-                f"AND request_start >= TIMESTAMPTZ '{query['from']}' AND request_start < TIMESTAMPTZ '{query['to']}'")
+            for kind, files in tables.items():
+                # An empty list is an empty table of the same columns.
+                source = (f"read_parquet({files!r}, hive_partitioning = true)" if files else
+                          f"(SELECT * FROM read_parquet({sum(tables.values(), [])[:1]!r}, hive_partitioning = true) LIMIT 0)")
+                con.execute(
+                    f"CREATE OR REPLACE TEMP VIEW attempts_{kind}_raw AS SELECT * EXCLUDE (date, hour) FROM {source} "
+                    f"WHERE date >= DATE '{query['from'][:10]}' AND date <= DATE '{query['to'][:10]}' "
+                    f"AND request_start >= TIMESTAMPTZ '{query['from']}' AND request_start < TIMESTAMPTZ '{query['to']}'")
             con.execute(f"CREATE OR REPLACE TEMP VIEW attempts AS {attempts_body}")
             con.execute(f"CREATE OR REPLACE TEMP VIEW requests AS {requests_body}")
             # Arrow, as gatemeter's engine returns it (and no pytz needed).
@@ -178,6 +205,7 @@ def main():
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--lake", type=pathlib.Path,
                         default=pathlib.Path.home() / ".cache" / "gatemeter-bench" / "lake-10m")
+    parser.add_argument("--no-compact", action="store_true", help="time the lake as imported (duplicates in place)")
     parser.add_argument("--duckdb-worker", nargs=3, metavar=("SUITE", "LAKE", "RUNS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.duckdb_worker:
@@ -191,6 +219,8 @@ def main():
     if not (args.lake / "_gatemeter").exists():
         args.lake.parent.mkdir(parents=True, exist_ok=True)
         build_lake(args.lake, args.attempts)
+    # A no-op ("compacted 0 partitions") once the lake was compacted.
+    compaction = None if args.no_compact else compact(args.lake)
 
     suite = [{"name": n, "from": w[0], "to": w[1], "sql": " ".join(sql.split())} for n, w, sql in SUITE]
     with tempfile.TemporaryDirectory() as tmp:
@@ -208,7 +238,7 @@ def main():
     theirs = {r["name"]: r for r in map(json.loads, duck_out.splitlines())}
 
     import duckdb
-    attempts = duckdb.sql(f"SELECT count(*) FROM read_parquet('{args.lake}/attempts/*/*/*.parquet')").fetchall()[0][0]
+    attempts = duckdb.sql(f"SELECT count(*) FROM read_parquet({sum(live_files(args.lake), [])!r})").fetchall()[0][0]
     spend = subprocess.run(
         [str(TARGET / "gatemeter"), "--data-dir", str(args.lake), "--prices", str(PRICES), "query", "--format", "json",
          f"SELECT team, CAST(sum(cost_usd) AS DECIMAL(38, 9)) AS spend_usd FROM attempts "
@@ -219,7 +249,7 @@ def main():
     agree = ours_spend == theirs["spend_by_team_mtd"]["answer"]
 
     results = {"attempts": attempts, "runs": args.runs, "gatemeter_peak_rss_mib": df_rss, "duckdb_peak_rss_mib": duck_rss,
-               "spend_by_team_mtd_agrees": agree, "queries": []}
+               "spend_by_team_mtd_agrees": agree, "compaction": compaction, "queries": []}
     ratios = []
     print("| query | rows | gatemeter ms (median) | DuckDB ms (median) | ratio |\n|---|---:|---:|---:|---:|")
     for q in suite:

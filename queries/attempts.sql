@@ -8,22 +8,34 @@
 -- requested_model); billed = false costs 0. cost_source says which:
 -- reported, price_book, unpriced (no book row: cost_usd is NULL) or unbilled.
 -- is_final_attempt marks the attempt whose result is the request's.
-WITH ranked AS (
+-- Compaction already keeps one winning copy per attempt
+-- (attempts_compacted_raw), so only attempts with a copy in a file written
+-- since (attempts_fresh_raw) are ranked, the compacted copy among them.
+WITH contested AS (
+    SELECT * FROM attempts_fresh_raw
+    UNION ALL
+    SELECT c.* FROM attempts_compacted_raw c
+    WHERE EXISTS (SELECT 1 FROM attempts_fresh_raw f WHERE f.attempt_id = c.attempt_id)
+),
+ranked AS (
     SELECT *,
            row_number() OVER (
                PARTITION BY attempt_id
                ORDER BY event_version DESC, _ingested_at DESC, _topic DESC, _partition DESC, _offset DESC
            ) AS _rank
-    FROM attempts_raw
+    FROM contested
 ),
 deduplicated AS (
+    SELECT c.* FROM attempts_compacted_raw c
+    WHERE NOT EXISTS (SELECT 1 FROM attempts_fresh_raw f WHERE f.attempt_id = c.attempt_id)
+    UNION ALL
     SELECT * EXCLUDE (_rank) FROM ranked WHERE _rank = 1
 ),
 final_marked AS (
     -- The final attempt of its request: is_final (the highest index among
-    -- several), else the highest attempt_index.
+    -- several), else the highest attempt_index; attempt_id breaks a tie.
     SELECT *,
-           row_number() OVER (PARTITION BY request_id ORDER BY is_final DESC, attempt_index DESC) = 1 AS is_final_attempt
+           row_number() OVER (PARTITION BY request_id ORDER BY is_final DESC, attempt_index DESC, attempt_id DESC) = 1 AS is_final_attempt
     FROM deduplicated
 )
 SELECT d.* EXCLUDE (cost_usd),

@@ -221,13 +221,30 @@ def dead_letters(data_dir):
     return query(f"SELECT partition, \"offset\", error_class, field, payload_size FROM read_parquet('{files}')")
 
 
-def committed_files(data_dir):
-    names = set()
-    for path in glob.glob(f"{data_dir}/_gatemeter/commits/*.json"):
+def commit_records(data_dir):
+    records = []
+    for path in sorted(glob.glob(f"{data_dir}/_gatemeter/commits/*.json")):
         with open(path) as f:
-            record = json.load(f)
+            records.append(json.load(f))
+    return records
+
+
+def committed_files(data_dir):
+    """Every file a commit record names: live, or replaced by compaction."""
+    names = set()
+    for record in commit_records(data_dir):
         names.update(entry["path"] for entry in record["files"] + record["dead_letter_files"])
     return names
+
+
+def live_attempt_files(data_dir):
+    """The attempts table as of the last commit: {path: entry}, in log order."""
+    live = {}
+    for record in commit_records(data_dir):
+        live.update((entry["path"], entry) for entry in record["files"])
+        for path in record.get("removed", []):
+            live.pop(path, None)
+    return live
 
 
 def files_on_disk(data_dir):

@@ -12,7 +12,9 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use crate::error::LakeError;
-use crate::manifest::{CommitRecord, FileEntry, SourceOffsets, COMMIT_FORMAT_VERSION};
+use crate::manifest::{
+    CommitRecord, FileEntry, SourceOffsets, ADD_ONLY_FORMAT_VERSION, COMMIT_FORMAT_VERSION,
+};
 use crate::parquet_file;
 use crate::paths::{
     object_path, CommitPath, DataFilePath, DeadLetterPath, HourPartition, ATTEMPTS_DIR,
@@ -84,6 +86,9 @@ pub struct Lake {
     offsets: SourceOffsets,
     data_files: BTreeMap<String, FileEntry>,
     dead_letter_files: BTreeMap<String, FileEntry>,
+    /// Data files a commit took out of the table, with that commit's time:
+    /// not orphans, and deleted only by [`Lake::vacuum`].
+    retired: BTreeMap<String, String>,
     fail_point: Option<FailPoint>,
     commits_by_this_process: u64,
 }
@@ -122,6 +127,23 @@ impl Lake {
         Ok((lake, report))
     }
 
+    /// [`Lake::load`] of a lake on local disk, for writers that must not
+    /// delete other writers' in-flight files either (compaction).
+    pub async fn load_local(
+        dir: &std::path::Path,
+        fail_point: Option<FailPoint>,
+    ) -> Result<Lake, LakeError> {
+        let store = object_store::local::LocalFileSystem::new_with_prefix(dir).map_err(|e| {
+            LakeError::DataDir {
+                path: dir.display().to_string(),
+                reason: e.to_string(),
+            }
+        })?;
+        let mut lake = Lake::load(Arc::new(store)).await?;
+        lake.fail_point = fail_point;
+        Ok(lake)
+    }
+
     /// Loads the committed state without touching any file: for readers
     /// (the query layer) that must not delete a concurrent writer's
     /// in-flight files.
@@ -132,6 +154,7 @@ impl Lake {
             offsets: SourceOffsets::new(),
             data_files: BTreeMap::new(),
             dead_letter_files: BTreeMap::new(),
+            retired: BTreeMap::new(),
             fail_point: None,
             commits_by_this_process: 0,
         };
@@ -184,6 +207,10 @@ impl Lake {
         for file in record.dead_letter_files {
             self.dead_letter_files.insert(file.path.clone(), file);
         }
+        for path in record.removed {
+            self.data_files.remove(&path);
+            self.retired.insert(path, record.committed_at.clone());
+        }
         for (topic, partitions) in record.offsets {
             self.offsets.entry(topic).or_default().extend(partitions);
         }
@@ -203,6 +230,7 @@ impl Lake {
                 let name = path.to_string();
                 if !self.data_files.contains_key(&name)
                     && !self.dead_letter_files.contains_key(&name)
+                    && !self.retired.contains_key(&name)
                 {
                     self.store.delete(&path).await?;
                     deleted.push(name);
@@ -227,6 +255,46 @@ impl Lake {
         self.data_files.values()
     }
 
+    /// Deletes the files compaction took out of the table by a commit made
+    /// before `removed_before` (readers that listed them earlier have had
+    /// time to finish); returns their paths. Files no record names are left
+    /// alone: they may be another writer's, not yet committed.
+    pub async fn vacuum(
+        &mut self,
+        removed_before: chrono::DateTime<Utc>,
+    ) -> Result<Vec<String>, LakeError> {
+        let listed: Vec<Path> = self
+            .store
+            .list(Some(&Path::from(ATTEMPTS_DIR)))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await?;
+        let mut deleted = Vec::new();
+        for path in listed {
+            let name = path.to_string();
+            let Some(removed_at) = self.retired.get(&name) else {
+                continue;
+            };
+            let old_enough = chrono::DateTime::parse_from_rfc3339(removed_at)
+                .is_ok_and(|at| at < removed_before);
+            if old_enough {
+                match self.store.delete(&path).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted.push(name),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
+    pub(crate) fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    pub(crate) fn next_sequence(&self) -> u64 {
+        self.next_sequence
+    }
+
     /// Committed dead-letter files.
     pub fn dead_letter_files(&self) -> impl Iterator<Item = &FileEntry> {
         self.dead_letter_files.values()
@@ -238,7 +306,7 @@ impl Lake {
     /// the caller must re-seek from [`Lake::offsets`].
     pub async fn commit(&mut self, pending: PendingCommit) -> Result<CommitSummary, LakeError> {
         let sequence = self.next_sequence;
-        self.commits_by_this_process += 1;
+        self.begin_commit();
         let ingested_at = Utc::now().timestamp_micros();
 
         let mut by_partition: BTreeMap<HourPartition, Vec<&AttemptRow>> = BTreeMap::new();
@@ -264,6 +332,7 @@ impl Lake {
                 bytes: bytes.len() as u64,
                 min_request_start: rows.first().map(|r| r.event.request_start),
                 max_request_start: rows.last().map(|r| r.event.request_start),
+                deduplicated: false,
             });
             self.store
                 .put(&object_path(&path), PutPayload::from(bytes))
@@ -285,12 +354,13 @@ impl Lake {
                 bytes: bytes.len() as u64,
                 min_request_start: None,
                 max_request_start: None,
+                deduplicated: false,
             });
             self.store
                 .put(&object_path(&path), PutPayload::from(bytes))
                 .await?;
         }
-        self.maybe_crash(|fp| matches!(fp, FailPoint::AfterDataFiles { on_commit } if on_commit == self.commits_by_this_process));
+        self.maybe_crash_after_data_files();
 
         let summary = CommitSummary {
             sequence,
@@ -304,14 +374,24 @@ impl Lake {
                 .sum(),
         };
         let record = CommitRecord {
-            format_version: COMMIT_FORMAT_VERSION,
+            format_version: ADD_ONLY_FORMAT_VERSION,
             sequence,
             committed_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
             writer: pending.writer,
             files,
             dead_letter_files,
             offsets: pending.offsets,
+            removed: Vec::new(),
         };
+        self.write_record(record).await?;
+        Ok(summary)
+    }
+
+    /// Writes `record` create-only under its sequence number and applies it.
+    /// If another writer took that number first, the lake reloads and the
+    /// files the record names stay orphans (deleted at the next recovery).
+    pub(crate) async fn write_record(&mut self, record: CommitRecord) -> Result<(), LakeError> {
+        let sequence = record.sequence;
         let body = serde_json::to_vec_pretty(&record).map_err(|e| LakeError::CorruptCommit {
             path: CommitPath { sequence }.to_string(),
             reason: e.to_string(),
@@ -331,16 +411,24 @@ impl Lake {
         {
             Ok(_) => {
                 self.apply(record);
-                Ok(summary)
+                Ok(())
             }
             Err(object_store::Error::AlreadyExists { .. }) => {
-                // Another writer owns this sequence: our files stay orphans
-                // (cleaned at the next recovery) and the caller re-seeks.
                 self.reload().await?;
                 Err(LakeError::LostCommitRace { sequence })
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The `after_data_files` fail point, for every writer of this lake.
+    pub(crate) fn maybe_crash_after_data_files(&self) {
+        self.maybe_crash(|fp| matches!(fp, FailPoint::AfterDataFiles { on_commit } if on_commit == self.commits_by_this_process));
+    }
+
+    /// Counts a commit this process is about to write (for fail points).
+    pub(crate) fn begin_commit(&mut self) {
+        self.commits_by_this_process += 1;
     }
 
     fn maybe_crash(&self, hit: impl Fn(FailPoint) -> bool) {

@@ -7,8 +7,14 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Current commit record format.
-pub const COMMIT_FORMAT_VERSION: u32 = 1;
+/// The newest commit record format this build reads. Format 1 only adds
+/// files; format 2 (written by compaction) also takes files out of the
+/// table, so a build that knows only format 1 refuses such a lake instead
+/// of counting both the compacted file and the files it replaced.
+pub const COMMIT_FORMAT_VERSION: u32 = 2;
+
+/// The format of a record that only adds files, readable by every build.
+pub const ADD_ONLY_FORMAT_VERSION: u32 = 1;
 
 /// One file named by a commit record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,6 +29,11 @@ pub struct FileEntry {
     pub min_request_start: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_request_start: Option<i64>,
+    /// Written by compaction: one row per `attempt_id` (the winner among
+    /// every copy the replaced files held), so a query needs to compare its
+    /// rows only with copies in files committed later.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deduplicated: bool,
 }
 
 /// The next offset to read for each partition of each source topic.
@@ -44,4 +55,9 @@ pub struct CommitRecord {
     /// absent here keeps the offset of the last commit that named it.
     #[serde(default)]
     pub offsets: SourceOffsets,
+    /// Data files this commit takes out of the table (compaction replaced
+    /// them); they stay on storage until vacuumed, for readers that listed
+    /// them before this commit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
 }

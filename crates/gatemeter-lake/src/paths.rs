@@ -31,6 +31,15 @@ impl HourPartition {
         }
     }
 
+    /// The first microsecond after the partition's hour.
+    pub fn end_micros(&self) -> EpochMicros {
+        self.date
+            .and_hms_opt(self.hour, 0, 0)
+            .map_or(EpochMicros::MAX, |start| {
+                start.and_utc().timestamp_micros() + 3_600_000_000
+            })
+    }
+
     /// The partition's folder, `attempts/date=YYYY-MM-DD/hour=HH`.
     pub fn dir(&self) -> String {
         format!(
@@ -59,6 +68,30 @@ pub struct DataFilePath {
     pub partition: HourPartition,
     pub commit: u64,
     pub n: u32,
+}
+
+/// A file written by compaction:
+/// `attempts/date=…/hour=…/{commit:020}-compacted-{nonce:016x}.parquet`. The
+/// nonce keeps two compactions that plan the same sequence number from
+/// writing the same object (the loser's file must stay an orphan, never
+/// overwrite the winner's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CompactedFilePath {
+    pub partition: HourPartition,
+    pub commit: u64,
+    pub nonce: u64,
+}
+
+impl fmt::Display for CompactedFilePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{:020}-compacted-{:016x}.parquet",
+            self.partition.dir(),
+            self.commit,
+            self.nonce
+        )
+    }
 }
 
 /// A dead-letter file: `dead_letters/{commit:020}-{n:04}.parquet`.

@@ -2,11 +2,16 @@
 //! commit record are read, the price book is a table, and the views of
 //! `queries/attempts.sql` and `queries/requests.sql` are registered by name.
 //!
-//! A session is built per query window: `attempts_raw` then holds only the
+//! A session is built per query window: the raw tables then hold only the
 //! rows whose `request_start` is in the window, read only from files whose
 //! committed min/max overlap it. Every attempt carries its request's start,
 //! so a window never splits a request, and the views (whose window functions
 //! would block filter pushdown) work on the window alone.
+//!
+//! The stored rows come as two tables, so the `attempts` view deduplicates
+//! only what compaction has not: `attempts_compacted_raw` (files written by
+//! compaction, one row per attempt) and `attempts_fresh_raw` (files written
+//! since); `attempts_raw` is both.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -212,8 +217,10 @@ impl QueryEngine {
     /// A session whose `attempts_raw`, `attempts` and `requests` cover `window`.
     pub async fn session(&self, window: Window) -> Result<SessionContext, QueryError> {
         let ctx = SessionContext::new_with_config_rt(self.session_config(), self.runtime_env()?);
-        let lake = lake_table(&self.data_dir(), &self.files.current(), window)?;
-        self.register_tables(&ctx, lake, &window.sql_filter())
+        let files = self.files.current();
+        let [compacted, fresh] = [FileSelection::Compacted, FileSelection::Fresh]
+            .map(|selection| lake_table(&self.data_dir(), selection.pick(&files), window));
+        self.register_tables(&ctx, [compacted?, fresh?], &window.sql_filter())
             .await?;
         Ok(ctx)
     }
@@ -224,8 +231,15 @@ impl QueryEngine {
     /// client its own with [`QueryEngine::fork_session`].
     pub async fn live_session(&self) -> Result<SessionContext, QueryError> {
         let ctx = SessionContext::new_with_config_rt(self.session_config(), self.runtime_env()?);
-        let lake = Arc::new(LiveLakeTable::new(self.files.clone(), self.data_dir()));
-        self.register_tables(&ctx, lake, "").await?;
+        let [compacted, fresh] =
+            [FileSelection::Compacted, FileSelection::Fresh].map(|selection| {
+                Arc::new(LiveLakeTable::new(
+                    self.files.clone(),
+                    selection,
+                    self.data_dir(),
+                )) as Arc<dyn TableProvider>
+            });
+        self.register_tables(&ctx, [compacted, fresh], "").await?;
         Ok(ctx)
     }
 
@@ -273,18 +287,26 @@ impl QueryEngine {
             .unwrap_or_else(|_| self.config.data_dir.clone())
     }
 
-    /// `attempts_lake`, `attempts_raw` (the lake under `raw_filter`), the
-    /// price book and the views.
+    /// The raw tables (the lake's two kinds of files under `raw_filter`),
+    /// the price book and the views.
     async fn register_tables(
         &self,
         ctx: &SessionContext,
-        lake: Arc<dyn TableProvider>,
+        [compacted, fresh]: [Arc<dyn TableProvider>; 2],
         raw_filter: &str,
     ) -> Result<(), QueryError> {
-        ctx.register_table("attempts_lake", lake)?;
-        ctx.sql(&format!(
-            "CREATE VIEW attempts_raw AS SELECT * FROM attempts_lake{raw_filter}"
-        ))
+        ctx.register_table("attempts_lake_compacted", compacted)?;
+        ctx.register_table("attempts_lake_fresh", fresh)?;
+        for kind in ["compacted", "fresh"] {
+            ctx.sql(&format!(
+                "CREATE VIEW attempts_{kind}_raw AS SELECT * FROM attempts_lake_{kind}{raw_filter}"
+            ))
+            .await?;
+        }
+        ctx.sql(
+            "CREATE VIEW attempts_raw AS \
+             SELECT * FROM attempts_compacted_raw UNION ALL SELECT * FROM attempts_fresh_raw",
+        )
         .await?;
         ctx.register_table("price_book", Arc::new(price_book_table(&self.price_book)?))?;
         for (name, body) in VIEWS {
@@ -294,14 +316,33 @@ impl QueryEngine {
     }
 }
 
+/// Which of the committed data files a raw table reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FileSelection {
+    /// Written by compaction: one row per attempt.
+    Compacted,
+    /// Written by ingest or import since: may repeat an attempt.
+    Fresh,
+}
+
+impl FileSelection {
+    pub(crate) fn pick<'a>(
+        self,
+        files: &'a [FileEntry],
+    ) -> impl Iterator<Item = &'a FileEntry> + 'a {
+        files
+            .iter()
+            .filter(move |file| file.deduplicated == (self == FileSelection::Compacted))
+    }
+}
+
 /// The committed files of `files` that overlap `window`, as one table.
-pub(crate) fn lake_table(
+pub(crate) fn lake_table<'a>(
     data_dir: &Path,
-    files: &[FileEntry],
+    files: impl Iterator<Item = &'a FileEntry>,
     window: Window,
 ) -> Result<Arc<dyn TableProvider>, QueryError> {
     let urls: Vec<ListingTableUrl> = files
-        .iter()
         .filter(|file| window.overlaps(file))
         .map(|file| ListingTableUrl::parse(data_dir.join(&file.path).to_string_lossy()))
         .collect::<Result<_, _>>()?;

@@ -1,7 +1,7 @@
-//! `attempts_lake` for long-lived sessions: the committed files are looked
-//! up when a query scans, not when the session is built, so a session that
-//! serves many queries (the PostgreSQL endpoint) sees every new commit and
-//! still never an orphan.
+//! The raw lake tables for long-lived sessions: the committed files are
+//! looked up when a query scans, not when the session is built, so a session
+//! that serves many queries (the PostgreSQL endpoint) sees every new commit
+//! and still never an orphan.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,17 +15,26 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use gatemeter_schema::attempts_schema;
 
-use crate::engine::{lake_table, CommittedFiles, Window};
+use crate::engine::{lake_table, CommittedFiles, FileSelection, Window};
 
 #[derive(Debug)]
 pub(crate) struct LiveLakeTable {
     files: CommittedFiles,
+    selection: FileSelection,
     data_dir: PathBuf,
 }
 
 impl LiveLakeTable {
-    pub(crate) fn new(files: CommittedFiles, data_dir: PathBuf) -> LiveLakeTable {
-        LiveLakeTable { files, data_dir }
+    pub(crate) fn new(
+        files: CommittedFiles,
+        selection: FileSelection,
+        data_dir: PathBuf,
+    ) -> LiveLakeTable {
+        LiveLakeTable {
+            files,
+            selection,
+            data_dir,
+        }
     }
 }
 
@@ -54,8 +63,13 @@ impl TableProvider for LiveLakeTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let table = lake_table(&self.data_dir, &self.files.current(), Window::default())
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let files = self.files.current();
+        let table = lake_table(
+            &self.data_dir,
+            self.selection.pick(&files),
+            Window::default(),
+        )
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
         table.scan(state, projection, filters, limit).await
     }
 }

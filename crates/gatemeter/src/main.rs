@@ -12,8 +12,9 @@ use clap::{Parser, Subcommand};
 use gatemeter_lake::FailPoint;
 
 use commands::{
-    demo::DemoArgs, import::ImportArgs, ingest::IngestArgs, kpis::KpisArgs, produce::ProduceArgs,
-    query::QueryArgs, rules::RulesArgs, scorecard::ScorecardArgs, serve::ServeArgs,
+    compact::CompactArgs, demo::DemoArgs, import::ImportArgs, ingest::IngestArgs, kpis::KpisArgs,
+    produce::ProduceArgs, query::QueryArgs, rules::RulesArgs, scorecard::ScorecardArgs,
+    serve::ServeArgs,
 };
 use error::CliError;
 use settings::{FlushOptions, GlobalOptions, Settings};
@@ -49,6 +50,8 @@ enum Command {
     Scorecard(ScorecardArgs),
     /// Prometheus rules for the configured SLOs (`rules export`).
     Rules(RulesArgs),
+    /// Merge each settled hour's files into one deduplicated file.
+    Compact(CompactArgs),
 }
 
 /// The crash fail point for tests, from `GATEMETER_FAIL_POINT`
@@ -96,7 +99,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         | Command::Kpis(_)
         | Command::Query(_)
         | Command::Scorecard(_)
-        | Command::Rules(_) => &no_flush,
+        | Command::Rules(_)
+        | Command::Compact(_) => &no_flush,
     };
     let settings = Settings::resolve(&cli.global, flush)?;
     match &cli.command {
@@ -109,6 +113,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Query(args) => commands::query::run(&settings, args).await,
         Command::Scorecard(args) => commands::scorecard::run(&settings, args).await,
         Command::Rules(args) => commands::rules::run(&settings, args),
+        Command::Compact(args) => commands::compact::run(&settings, args).await,
     }
 }
 

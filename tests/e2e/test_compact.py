@@ -1,0 +1,154 @@
+"""`gatemeter compact`: each settled hour partition becomes one deduplicated
+file in one commit; every view row and KPI is the same before and after;
+duplicates and corrections arriving after compaction still count once (the
+KPIs equal DuckDB's independent computation over the raw JSONL); a crash
+between the compacted file and its commit record changes nothing."""
+
+import json
+from decimal import Decimal
+
+import pytest
+
+import support
+from support import ROOT, gatemeter
+from test_kpis import duckdb_oracle
+
+PRICES = ROOT / "config" / "prices.csv"
+# 3,000 requests at 0.4 per second of event time: about 2 h 5 min, so three
+# hour partitions, each written by several imports' flushes.
+START = "2026-11-01T10:00:00Z"
+
+
+def build_lake(folder, events):
+    data_dir = folder / "lake"
+    gatemeter("--data-dir", data_dir, "import", "--flush-rows", 700, events)
+    return data_dir
+
+
+@pytest.fixture(scope="module")
+def events(tmp_path_factory):
+    path = tmp_path_factory.mktemp("compact-events") / "events.jsonl"
+    support.generate_events(path, requests=3000, seed=5, start=START,
+                            extra=("--simulated-rate", 0.4, "--duplicates", 0.03, "--corrections", 0.03))
+    return path
+
+
+def snapshot(data_dir):
+    """Every attempt and request row, and the KPIs by team and provider per hour."""
+    def run(*args):
+        return gatemeter("--data-dir", data_dir, "--prices", PRICES, *args).stdout
+    return {
+        "attempts": run("query", "--format", "csv", "SELECT * FROM attempts ORDER BY attempt_id"),
+        "requests": run("query", "--format", "csv", "SELECT * FROM requests ORDER BY request_id"),
+        "kpis": json.loads(run("kpis", "--group-by", "team,provider", "--bucket", "1h", "--format", "json")),
+    }
+
+
+def live_rows(data_dir):
+    """(rows, distinct attempt_ids) over the files the commit log holds live."""
+    files = [str(data_dir / path) for path in support.live_attempt_files(data_dir)]
+    return support.query(f"SELECT count(*), count(DISTINCT attempt_id) FROM read_parquet({files!r})")[0]
+
+
+def by_partition(data_dir):
+    partitions = {}
+    for path, entry in support.live_attempt_files(data_dir).items():
+        partitions.setdefault(path.rsplit("/", 1)[0], []).append(entry)
+    return partitions
+
+
+def test_compaction_changes_no_number_and_leaves_one_file_per_hour(events, tmp_path):
+    data_dir = build_lake(tmp_path, events)
+    before = snapshot(data_dir)
+    assert len(before["kpis"]) > 10
+    rows, distinct = live_rows(data_dir)
+    assert rows > distinct, "the fixture must hold duplicate copies"
+    commits = len(support.commit_records(data_dir))
+    assert sum(len(files) for files in by_partition(data_dir).values()) > 3
+
+    dry = gatemeter("--data-dir", data_dir, "compact", "--dry-run").stdout
+    assert dry.strip().endswith("3 partitions to compact"), dry
+    assert len(support.commit_records(data_dir)) == commits
+
+    result = gatemeter("--data-dir", data_dir, "compact").stdout
+    assert f"{rows} rows → {distinct} ({rows - distinct} duplicate copies dropped)" in result, result
+    assert result.startswith("compacted 3 partitions"), result
+    records = support.commit_records(data_dir)
+    assert len(records) == commits + 3
+    assert all(r["writer"] == "compact" and r["format_version"] == 2 and not r["offsets"] for r in records[-3:])
+
+    partitions = by_partition(data_dir)
+    assert len(partitions) == 3
+    assert all(len(files) == 1 and files[0]["deduplicated"] for files in partitions.values())
+    assert live_rows(data_dir) == (distinct, distinct)
+    assert snapshot(data_dir) == before
+
+    # The replaced files wait for readers that listed them (15 min by default).
+    replaced = {path for r in records[-3:] for path in r["removed"]}
+    assert replaced and replaced <= support.files_on_disk(data_dir)
+    again = gatemeter("--data-dir", data_dir, "compact").stdout
+    assert again.startswith("compacted 0 partitions"), again
+
+
+def test_late_duplicates_and_corrections_count_once_before_and_after_the_next_compaction(events, tmp_path):
+    data_dir = build_lake(tmp_path, events)
+    gatemeter("--data-dir", data_dir, "compact")
+    # Late copies of compacted attempts: 25 plain duplicates, 25 corrections
+    # with a new reported cost.
+    originals = [json.loads(line) for line in events.read_text().splitlines()[:200]]
+    latest = {}
+    for event in originals:
+        latest[event["attempt_id"]] = max(latest.get(event["attempt_id"], event), event,
+                                          key=lambda e: e.get("event_version", 1))
+    chosen = list(latest.values())[:50]
+    late = []
+    for n, event in enumerate(chosen):
+        copy = dict(event)
+        if n % 2:
+            copy["event_version"] = event.get("event_version", 1) + 1
+            copy["cost_usd"] = "1.250000000"
+        late.append(copy)
+    late_file = tmp_path / "late.jsonl"
+    late_file.write_text("".join(json.dumps(e) + "\n" for e in late))
+    gatemeter("--data-dir", data_dir, "import", late_file)
+    assert any(not files[0]["deduplicated"] or len(files) > 1 for files in by_partition(data_dir).values())
+
+    everything = tmp_path / "all.jsonl"
+    everything.write_text(events.read_text() + late_file.read_text())
+    oracle = [(team, n, attempts, Decimal(spend)) for team, n, attempts, spend in duckdb_oracle(everything)]
+
+    def ours():
+        rows = json.loads(gatemeter("--data-dir", data_dir, "--prices", PRICES, "kpis",
+                                    "--group-by", "team", "--format", "json").stdout)
+        return [(r["team"], r["requests"], r["attempts"], Decimal(r["spend_usd"])) for r in rows]
+
+    assert ours() == oracle
+    corrected = chosen[1]["attempt_id"]
+    cost = gatemeter("--data-dir", data_dir, "--prices", PRICES, "query", "--format", "json",
+                     f"SELECT cost_usd FROM attempts WHERE attempt_id = '{corrected}'").stdout
+    assert json.loads(cost) == [{"cost_usd": "1.250000000"}]
+
+    gatemeter("--data-dir", data_dir, "compact")
+    assert all(len(files) == 1 and files[0]["deduplicated"] for files in by_partition(data_dir).values())
+    assert ours() == oracle
+
+
+def test_a_crash_before_the_commit_record_changes_nothing(events, tmp_path):
+    data_dir = build_lake(tmp_path, events)
+    before = snapshot(data_dir)
+    live = support.live_attempt_files(data_dir)
+    crashed = gatemeter("--data-dir", data_dir, "compact", env={"GATEMETER_FAIL_POINT": "after_data_files@1"},
+                        check=False)
+    assert crashed.returncode != 0
+    assert support.live_attempt_files(data_dir) == live
+    orphans = support.files_on_disk(data_dir) - support.committed_files(data_dir)
+    assert len(orphans) == 1 and "-compacted-" in orphans.pop()
+    assert snapshot(data_dir) == before
+
+    # A writer's recovery deletes the orphan; compaction then completes.
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    gatemeter("--data-dir", data_dir, "import", empty)
+    assert support.files_on_disk(data_dir) == support.committed_files(data_dir)
+    assert gatemeter("--data-dir", data_dir, "compact").stdout.startswith("compacted 3 partitions")
+    assert snapshot(data_dir) == before
