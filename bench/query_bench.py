@@ -127,11 +127,11 @@ def live_files(lake):
 # ---- DuckDB side -----------------------------------------------------------
 
 def view_body(name):
-    """A view of queries/ without its header, epoch arithmetic and the
-    ordered first/last-value aggregates in DuckDB's words."""
+    """A view of queries/ without its header, with epoch arithmetic and
+    unnamed structs in DuckDB's words (max_by / min_by are DuckDB's own)."""
     text = (ROOT / "queries" / f"{name}.sql").read_text()
     body = "\n".join(line for line in text.splitlines() if not line.startswith("--"))
-    body = body.replace("first_value(", "first(").replace("last_value(", "last(")
+    body = re.sub(r"\bstruct\(", "row(", body)
     return re.sub(r"CAST\(([\w.]+) AS BIGINT\)", r"epoch_us(\1)", body)
 
 

@@ -10,11 +10,20 @@
 -- success. valid (for SLOs): not a client error (bad_request, auth,
 -- insufficient_credits, forbidden) and not cancelled. good: valid and
 -- successful.
--- One pass over `attempts`: each request has exactly one attempt marked
--- is_final_attempt, so "the final attempt's value" is an aggregate filtered
--- on that flag, and the first attempt's is the first by attempt_index. (A
--- self-join would evaluate the deduplicating `attempts` view three times.)
-WITH rollup AS (
+-- One pass over `attempts`: the final attempt's value is the one with the
+-- greatest (is_final, attempt_index, attempt_id), the order in which the
+-- `attempts` view's is_final_attempt picks it, and the first attempt's the
+-- one with the least (attempt_index, attempt_id); max_by / min_by (as in
+-- DuckDB) take a value at the extreme of such a key. Aggregating instead of
+-- reading is_final_attempt spares request queries that view's second
+-- window, and a self-join would evaluate the deduplicating view three times.
+WITH ordered AS (
+    SELECT *,
+           struct(is_final, attempt_index, attempt_id) AS final_order,
+           struct(attempt_index, attempt_id) AS first_order
+    FROM attempts
+),
+rollup AS (
     SELECT request_id,
            min(request_start) AS request_start,
            count(*) AS attempts,
@@ -24,22 +33,22 @@ WITH rollup AS (
            sum(cost_usd) AS cost_usd,
            sum(COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0)) AS tokens,
            count(*) FILTER (WHERE cost_source = 'unpriced') AS unpriced_attempts,
-           max(outcome) FILTER (WHERE is_final_attempt) AS final_outcome,
-           max(error_class) FILTER (WHERE is_final_attempt) AS final_error_class,
-           max(attempt_start) FILTER (WHERE is_final_attempt) AS final_attempt_start,
-           max(ttft_ms) FILTER (WHERE is_final_attempt) AS final_ttft_ms,
-           max(provider) FILTER (WHERE is_final_attempt) AS provider,
-           max(served_model) FILTER (WHERE is_final_attempt) AS served_model,
-           max(attempt_kind) FILTER (WHERE is_final_attempt) AS attempt_kind,
-           bool_or(streaming) FILTER (WHERE is_final_attempt) AS streaming,
-           first_value(team ORDER BY attempt_index) AS team,
-           first_value(api_key_id ORDER BY attempt_index) AS api_key_id,
-           first_value(environment ORDER BY attempt_index) AS environment,
-           first_value(app ORDER BY attempt_index) AS app,
-           first_value(org_id ORDER BY attempt_index) AS org_id,
-           first_value(requested_model ORDER BY attempt_index) AS requested_model,
-           first_value(key_type ORDER BY attempt_index) AS key_type
-    FROM attempts
+           max_by(outcome, final_order) AS final_outcome,
+           max_by(error_class, final_order) AS final_error_class,
+           max_by(attempt_start, final_order) AS final_attempt_start,
+           max_by(ttft_ms, final_order) AS final_ttft_ms,
+           max_by(provider, final_order) AS provider,
+           max_by(served_model, final_order) AS served_model,
+           max_by(attempt_kind, final_order) AS attempt_kind,
+           max_by(streaming, final_order) AS streaming,
+           min_by(team, first_order) AS team,
+           min_by(api_key_id, first_order) AS api_key_id,
+           min_by(environment, first_order) AS environment,
+           min_by(app, first_order) AS app,
+           min_by(org_id, first_order) AS org_id,
+           min_by(requested_model, first_order) AS requested_model,
+           min_by(key_type, first_order) AS key_type
+    FROM ordered
     GROUP BY request_id
 )
 SELECT request_id,

@@ -26,6 +26,7 @@ use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::datasource::MemTable;
+use datafusion::execution::cache::cache_manager::{CacheManager, CacheManagerConfig};
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::{FairSpillPool, GreedyMemoryPool};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
@@ -37,6 +38,7 @@ use gatemeter_schema::{attempts_schema, EpochMicros, Usd};
 use crate::error::QueryError;
 use crate::live::LiveLakeTable;
 use crate::price_book::PriceBook;
+use crate::yielding::YieldingJoins;
 
 /// The views, in dependency order, as shipped in `queries/`.
 pub const VIEWS: &[(&str, &str)] = &[
@@ -57,6 +59,15 @@ impl Window {
             return true;
         };
         self.from.is_none_or(|from| max >= from) && self.to.is_none_or(|to| min < to)
+    }
+
+    /// Whether every row of `file` is in the window, by its committed
+    /// min/max.
+    fn contains(&self, file: &FileEntry) -> bool {
+        let (Some(min), Some(max)) = (file.min_request_start, file.max_request_start) else {
+            return false;
+        };
+        self.from.is_none_or(|from| min >= from) && self.to.is_none_or(|to| max < to)
     }
 
     fn sql_filter(&self) -> String {
@@ -125,6 +136,10 @@ pub fn load_price_book(path: Option<&Path>) -> Result<PriceBook, QueryError> {
 pub struct QueryEngine {
     config: QueryConfig,
     price_book: PriceBook,
+    /// Parquet footers, page indexes and file statistics, shared by every
+    /// session: lake files never change once written, and reading them
+    /// again for each query is most of a small query's time.
+    file_caches: Arc<CacheManager>,
     /// The committed state, re-read incrementally so that a long-lived
     /// engine (the API) sees new commits; `None` until a commit exists.
     lake: tokio::sync::Mutex<Option<Lake>>,
@@ -182,6 +197,7 @@ impl QueryEngine {
         Ok(QueryEngine {
             config,
             price_book,
+            file_caches: CacheManager::try_new(&CacheManagerConfig::default())?,
             lake: tokio::sync::Mutex::new(lake),
             files: {
                 let committed = CommittedFiles::default();
@@ -216,11 +232,23 @@ impl QueryEngine {
 
     /// A session whose `attempts_raw`, `attempts` and `requests` cover `window`.
     pub async fn session(&self, window: Window) -> Result<SessionContext, QueryError> {
-        let ctx = SessionContext::new_with_config_rt(self.session_config(), self.runtime_env()?);
+        let ctx = self.new_context()?;
         let files = self.files.current();
         let [compacted, fresh] = [FileSelection::Compacted, FileSelection::Fresh]
             .map(|selection| lake_table(&self.data_dir(), selection.pick(&files), window));
-        self.register_tables(&ctx, [compacted?, fresh?], &window.sql_filter())
+        // Rows are filtered by the window only when a file reaches past one
+        // of its ends: for hour-aligned windows over hour partitions the
+        // files alone select the window, and a per-row filter would only
+        // cost time.
+        let straddled = files
+            .iter()
+            .any(|file| window.overlaps(file) && !window.contains(file));
+        let filter = if straddled {
+            window.sql_filter()
+        } else {
+            String::new()
+        };
+        self.register_tables(&ctx, [compacted?, fresh?], &filter)
             .await?;
         Ok(ctx)
     }
@@ -230,7 +258,7 @@ impl QueryEngine {
     /// commits). Every query on it shares its memory pool: give each
     /// client its own with [`QueryEngine::fork_session`].
     pub async fn live_session(&self) -> Result<SessionContext, QueryError> {
-        let ctx = SessionContext::new_with_config_rt(self.session_config(), self.runtime_env()?);
+        let ctx = self.new_context()?;
         let [compacted, fresh] =
             [FileSelection::Compacted, FileSelection::Fresh].map(|selection| {
                 Arc::new(LiveLakeTable::new(
@@ -248,6 +276,18 @@ impl QueryEngine {
     pub fn fork_session(&self, template: &SessionContext) -> Result<SessionContext, QueryError> {
         let state = SessionStateBuilder::new_from_existing(template.state())
             .with_runtime_env(self.runtime_env()?)
+            .build();
+        Ok(SessionContext::new_with_state(state))
+    }
+
+    /// An empty context with this engine's settings, memory pool, file
+    /// caches and planner rules.
+    fn new_context(&self) -> Result<SessionContext, QueryError> {
+        let state = SessionStateBuilder::new()
+            .with_config(self.session_config())
+            .with_runtime_env(self.runtime_env()?)
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(YieldingJoins))
             .build();
         Ok(SessionContext::new_with_state(state))
     }
@@ -279,7 +319,10 @@ impl QueryEngine {
                     DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
                 )
         };
-        Ok(runtime.build_arc()?)
+        let caches = CacheManagerConfig::default()
+            .with_file_metadata_cache(Some(self.file_caches.get_file_metadata_cache()))
+            .with_file_statistics_cache(self.file_caches.get_file_statistic_cache());
+        Ok(runtime.with_cache_manager(caches).build_arc()?)
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -288,13 +331,15 @@ impl QueryEngine {
     }
 
     /// The raw tables (the lake's two kinds of files under `raw_filter`),
-    /// the price book and the views.
+    /// the price book, the views and the aggregates they use.
     async fn register_tables(
         &self,
         ctx: &SessionContext,
         [compacted, fresh]: [Arc<dyn TableProvider>; 2],
         raw_filter: &str,
     ) -> Result<(), QueryError> {
+        ctx.register_udaf(crate::extreme_by::max_by());
+        ctx.register_udaf(crate::extreme_by::min_by());
         ctx.register_table("attempts_lake_compacted", compacted)?;
         ctx.register_table("attempts_lake_fresh", fresh)?;
         for kind in ["compacted", "fresh"] {

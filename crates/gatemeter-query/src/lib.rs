@@ -5,6 +5,7 @@
 pub mod engine;
 mod error;
 pub mod executor;
+mod extreme_by;
 pub mod kpi;
 mod live;
 pub mod named;
@@ -12,6 +13,7 @@ pub mod output;
 pub mod price_book;
 pub mod read_only;
 pub mod scorecard;
+mod yielding;
 
 use std::sync::Arc;
 
