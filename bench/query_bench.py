@@ -128,7 +128,8 @@ def live_files(lake):
 
 def view_body(name):
     """A view of queries/ without its header, with epoch arithmetic and
-    unnamed structs in DuckDB's words (max_by / min_by are DuckDB's own)."""
+    unnamed structs in DuckDB's words (arg_max_null / arg_min_null are
+    DuckDB's own)."""
     text = (ROOT / "queries" / f"{name}.sql").read_text()
     body = "\n".join(line for line in text.splitlines() if not line.startswith("--"))
     body = re.sub(r"\bstruct\(", "row(", body)

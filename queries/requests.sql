@@ -13,8 +13,9 @@
 -- One pass over `attempts`: the final attempt's value is the one with the
 -- greatest (is_final, attempt_index, attempt_id), the order in which the
 -- `attempts` view's is_final_attempt picks it, and the first attempt's the
--- one with the least (attempt_index, attempt_id); max_by / min_by (as in
--- DuckDB) take a value at the extreme of such a key. Aggregating instead of
+-- one with the least (attempt_index, attempt_id); arg_max_null /
+-- arg_min_null (as in DuckDB) take the value, NULL or not, at the extreme
+-- of such a key. Aggregating instead of
 -- reading is_final_attempt spares request queries that view's second
 -- window, and a self-join would evaluate the deduplicating view three times.
 WITH ordered AS (
@@ -33,21 +34,21 @@ rollup AS (
            sum(cost_usd) AS cost_usd,
            sum(COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0)) AS tokens,
            count(*) FILTER (WHERE cost_source = 'unpriced') AS unpriced_attempts,
-           max_by(outcome, final_order) AS final_outcome,
-           max_by(error_class, final_order) AS final_error_class,
-           max_by(attempt_start, final_order) AS final_attempt_start,
-           max_by(ttft_ms, final_order) AS final_ttft_ms,
-           max_by(provider, final_order) AS provider,
-           max_by(served_model, final_order) AS served_model,
-           max_by(attempt_kind, final_order) AS attempt_kind,
-           max_by(streaming, final_order) AS streaming,
-           min_by(team, first_order) AS team,
-           min_by(api_key_id, first_order) AS api_key_id,
-           min_by(environment, first_order) AS environment,
-           min_by(app, first_order) AS app,
-           min_by(org_id, first_order) AS org_id,
-           min_by(requested_model, first_order) AS requested_model,
-           min_by(key_type, first_order) AS key_type
+           arg_max_null(outcome, final_order) AS final_outcome,
+           arg_max_null(error_class, final_order) AS final_error_class,
+           arg_max_null(attempt_start, final_order) AS final_attempt_start,
+           arg_max_null(ttft_ms, final_order) AS final_ttft_ms,
+           arg_max_null(provider, final_order) AS provider,
+           arg_max_null(served_model, final_order) AS served_model,
+           arg_max_null(attempt_kind, final_order) AS attempt_kind,
+           arg_max_null(streaming, final_order) AS streaming,
+           arg_min_null(team, first_order) AS team,
+           arg_min_null(api_key_id, first_order) AS api_key_id,
+           arg_min_null(environment, first_order) AS environment,
+           arg_min_null(app, first_order) AS app,
+           arg_min_null(org_id, first_order) AS org_id,
+           arg_min_null(requested_model, first_order) AS requested_model,
+           arg_min_null(key_type, first_order) AS key_type
     FROM ordered
     GROUP BY request_id
 )

@@ -338,8 +338,8 @@ impl QueryEngine {
         [compacted, fresh]: [Arc<dyn TableProvider>; 2],
         raw_filter: &str,
     ) -> Result<(), QueryError> {
-        ctx.register_udaf(crate::extreme_by::max_by());
-        ctx.register_udaf(crate::extreme_by::min_by());
+        ctx.register_udaf(crate::extreme_by::arg_max_null());
+        ctx.register_udaf(crate::extreme_by::arg_min_null());
         ctx.register_table("attempts_lake_compacted", compacted)?;
         ctx.register_table("attempts_lake_fresh", fresh)?;
         for kind in ["compacted", "fresh"] {

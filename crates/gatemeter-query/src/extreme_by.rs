@@ -1,9 +1,12 @@
-//! `max_by(value, key)` and `min_by(value, key)`: per group, the `value` of
-//! the row with the greatest (least) `key` — DuckDB's functions of the same
-//! names. Rows whose key is NULL are skipped; with no such row the result
-//! is NULL. Keys may be any type the Arrow row format orders, structs
-//! included, so `max_by(outcome, struct(is_final, attempt_index,
-//! attempt_id))` is "the outcome of the final attempt".
+//! `arg_max_null(value, key)` and `arg_min_null(value, key)`: per group,
+//! the `value` of the row with the greatest (least) `key`, NULL values
+//! included — DuckDB's functions of the same names. (DuckDB's `arg_max` /
+//! `max_by` would skip rows whose value is NULL, so the final attempt's
+//! NULL error class would become an earlier attempt's.) Rows whose key is
+//! NULL are skipped; with no such row the result is NULL. Keys may be any
+//! type the Arrow row format orders, structs included, so
+//! `arg_max_null(outcome, struct(is_final, attempt_index, attempt_id))` is
+//! "the outcome of the final attempt".
 //!
 //! Why not `last_value(outcome ORDER BY is_final, attempt_index,
 //! attempt_id)`: DataFusion's ordered first/last keep every group's ordering
@@ -42,16 +45,16 @@ struct ExtremeBy {
     pick: Pick,
 }
 
-/// `max_by(value, key)`.
-pub fn max_by() -> AggregateUDF {
+/// `arg_max_null(value, key)`.
+pub fn arg_max_null() -> AggregateUDF {
     AggregateUDF::from(ExtremeBy {
         signature: Signature::any(2, Volatility::Immutable),
         pick: Pick::Greatest,
     })
 }
 
-/// `min_by(value, key)`.
-pub fn min_by() -> AggregateUDF {
+/// `arg_min_null(value, key)`.
+pub fn arg_min_null() -> AggregateUDF {
     AggregateUDF::from(ExtremeBy {
         signature: Signature::any(2, Volatility::Immutable),
         pick: Pick::Least,
@@ -61,8 +64,8 @@ pub fn min_by() -> AggregateUDF {
 impl AggregateUDFImpl for ExtremeBy {
     fn name(&self) -> &str {
         match self.pick {
-            Pick::Greatest => "max_by",
-            Pick::Least => "min_by",
+            Pick::Greatest => "arg_max_null",
+            Pick::Least => "arg_min_null",
         }
     }
 
@@ -316,7 +319,7 @@ impl GroupsAccumulator for ExtremeByGroups {
     ) -> Result<()> {
         let [value, key] = values else {
             return Err(DataFusionError::Internal(
-                "max_by/min_by expect (value, key)".to_owned(),
+                "arg_max_null/arg_min_null expect (value, key)".to_owned(),
             ));
         };
         self.offer(value, key, group_indices, opt_filter, total_num_groups)
@@ -353,7 +356,7 @@ impl GroupsAccumulator for ExtremeByGroups {
     ) -> Result<Vec<ArrayRef>> {
         let [value, key] = values else {
             return Err(DataFusionError::Internal(
-                "max_by/min_by expect (value, key)".to_owned(),
+                "arg_max_null/arg_min_null expect (value, key)".to_owned(),
             ));
         };
         // A row the filter drops keeps its place with a NULL key, which
@@ -424,8 +427,8 @@ mod tests {
 
     async fn run(sql: &str) -> Vec<String> {
         let ctx = SessionContext::new();
-        ctx.register_udaf(max_by());
-        ctx.register_udaf(min_by());
+        ctx.register_udaf(arg_max_null());
+        ctx.register_udaf(arg_min_null());
         let batches = ctx
             .sql(sql)
             .await
@@ -451,8 +454,8 @@ mod tests {
         // lo, by k alone: a NULL key takes no part, so c has no value.
         // fin, by (f, k, id): a's is_final-like flag wins over higher k.
         let lines = run(&format!(
-            "SELECT g, max_by(v, struct(k, id)) AS hi, min_by(v, k) AS lo, \
-             max_by(v, struct(f, k, id)) AS fin FROM {ROWS} GROUP BY g ORDER BY g"
+            "SELECT g, arg_max_null(v, struct(k, id)) AS hi, arg_min_null(v, k) AS lo, \
+             arg_max_null(v, struct(f, k, id)) AS fin FROM {ROWS} GROUP BY g ORDER BY g"
         ))
         .await;
         assert_eq!(
@@ -468,7 +471,7 @@ mod tests {
     #[tokio::test]
     async fn works_without_group_by_and_with_a_filter() {
         let lines = run(&format!(
-            "SELECT max_by(id, k) AS hi, min_by(id, k) FILTER (WHERE g <> 'b') AS lo FROM {ROWS}"
+            "SELECT arg_max_null(id, k) AS hi, arg_min_null(id, k) FILTER (WHERE g <> 'b') AS lo FROM {ROWS}"
         ))
         .await;
         assert_eq!(lines[3], "| id3 | id1 |");
@@ -484,8 +487,8 @@ mod tests {
             let sql = format!(
                 "WITH t AS (SELECT value % {groups} AS g, value AS v, (value * 7919) % 1000003 AS k \
                  FROM generate_series(1, 200000)) \
-                 SELECT count(*) FROM (SELECT g, max_by(v, k) AS a, last_value(v ORDER BY k) AS b, \
-                 min_by(v, k) FILTER (WHERE v % 3 = 0) AS c, \
+                 SELECT count(*) FROM (SELECT g, arg_max_null(v, k) AS a, last_value(v ORDER BY k) AS b, \
+                 arg_min_null(v, k) FILTER (WHERE v % 3 = 0) AS c, \
                  first_value(v ORDER BY k) FILTER (WHERE v % 3 = 0) AS d FROM t GROUP BY g) \
                  WHERE a = b AND c IS NOT DISTINCT FROM d"
             );
