@@ -220,13 +220,7 @@ impl Lake {
     async fn delete_orphans(&self) -> Result<Vec<String>, LakeError> {
         let mut deleted = Vec::new();
         for dir in [ATTEMPTS_DIR, DEAD_LETTERS_DIR] {
-            let listed: Vec<Path> = self
-                .store
-                .list(Some(&Path::from(dir)))
-                .map_ok(|meta| meta.location)
-                .try_collect()
-                .await?;
-            for path in listed {
+            for path in self.list(dir).await? {
                 let name = path.to_string();
                 if !self.data_files.contains_key(&name)
                     && !self.dead_letter_files.contains_key(&name)
@@ -263,14 +257,8 @@ impl Lake {
         &mut self,
         removed_before: chrono::DateTime<Utc>,
     ) -> Result<Vec<String>, LakeError> {
-        let listed: Vec<Path> = self
-            .store
-            .list(Some(&Path::from(ATTEMPTS_DIR)))
-            .map_ok(|meta| meta.location)
-            .try_collect()
-            .await?;
         let mut deleted = Vec::new();
-        for path in listed {
+        for path in self.list(ATTEMPTS_DIR).await? {
             let name = path.to_string();
             let Some(removed_at) = self.retired.get(&name) else {
                 continue;
@@ -285,6 +273,16 @@ impl Lake {
             }
         }
         Ok(deleted)
+    }
+
+    /// Every object under `dir`.
+    async fn list(&self, dir: &str) -> Result<Vec<Path>, LakeError> {
+        Ok(self
+            .store
+            .list(Some(&Path::from(dir)))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await?)
     }
 
     pub(crate) fn store(&self) -> &Arc<dyn ObjectStore> {
