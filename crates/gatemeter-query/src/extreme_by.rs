@@ -208,7 +208,8 @@ impl ExtremeByGroups {
         }
     }
 
-    /// Offers each row (value, key) to its group; `skip[i]` rows take no part.
+    /// Offers each row (value, key) to its group; rows the filter drops or
+    /// whose key is NULL take no part.
     fn offer(
         &mut self,
         value: &ArrayRef,
