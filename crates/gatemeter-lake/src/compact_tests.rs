@@ -4,12 +4,13 @@ use std::sync::Arc;
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::Int64Type;
 use chrono::{DateTime, Duration, Utc};
-use gatemeter_schema::{decode_event, AttemptRow, SourcePosition};
+use gatemeter_schema::AttemptRow;
 use object_store::memory::InMemory;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::lake::{Lake, PendingCommit};
+use crate::lake_tests::row_from_json;
 use crate::manifest::SourceOffsets;
 use crate::paths::object_path;
 use crate::LakeError;
@@ -21,14 +22,7 @@ fn copy(attempt: &str, version: i64, request_start: &str, offset: i64) -> Attemp
         "attempt_start":"{request_start}","attempt_end":"{request_start}","requested_model":"m",
         "provider":"p","api_key_id":"k","environment":"prod","outcome":"success"}}"#
     );
-    AttemptRow {
-        event: decode_event(json.as_bytes()).expect("valid event"),
-        source: SourcePosition {
-            topic: "t".into(),
-            partition: 0,
-            offset,
-        },
-    }
+    row_from_json(&json, offset)
 }
 
 async fn commit(lake: &mut Lake, rows: Vec<AttemptRow>, next_offset: i64) {

@@ -16,6 +16,11 @@ fn row(attempt: u32, request_start: &str, offset: i64) -> AttemptRow {
         "attempt_start":"{request_start}","attempt_end":"{request_start}","requested_model":"m",
         "provider":"p","api_key_id":"k","environment":"prod","outcome":"success"}}"#
     );
+    row_from_json(&json, offset)
+}
+
+/// The event `json`, read from offset `offset` of partition 0 of topic `t`.
+pub(crate) fn row_from_json(json: &str, offset: i64) -> AttemptRow {
     AttemptRow {
         event: decode_event(json.as_bytes()).expect("valid event"),
         source: SourcePosition {

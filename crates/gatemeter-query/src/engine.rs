@@ -172,9 +172,7 @@ async fn load_lake(data_dir: &Path) -> Result<Option<Lake>, QueryError> {
     if !data_dir.join(gatemeter_lake::paths::COMMITS_DIR).exists() {
         return Ok(None);
     }
-    let store = object_store::local::LocalFileSystem::new_with_prefix(data_dir)
-        .map_err(gatemeter_lake::LakeError::from)?;
-    Ok(Some(Lake::load(Arc::new(store)).await?))
+    Ok(Some(Lake::load_local(data_dir, None).await?))
 }
 
 impl QueryEngine {
@@ -234,8 +232,9 @@ impl QueryEngine {
     pub async fn session(&self, window: Window) -> Result<SessionContext, QueryError> {
         let ctx = self.new_context()?;
         let files = self.files.current();
+        let data_dir = self.data_dir();
         let [compacted, fresh] = [FileSelection::Compacted, FileSelection::Fresh]
-            .map(|selection| lake_table(&self.data_dir(), selection.pick(&files), window));
+            .map(|selection| lake_table(&data_dir, selection.pick(&files), window));
         // Rows are filtered by the window only when a file reaches past one
         // of its ends: for hour-aligned windows over hour partitions the
         // files alone select the window, and a per-row filter would only
@@ -259,12 +258,13 @@ impl QueryEngine {
     /// client its own with [`QueryEngine::fork_session`].
     pub async fn live_session(&self) -> Result<SessionContext, QueryError> {
         let ctx = self.new_context()?;
+        let data_dir = self.data_dir();
         let [compacted, fresh] =
             [FileSelection::Compacted, FileSelection::Fresh].map(|selection| {
                 Arc::new(LiveLakeTable::new(
                     self.files.clone(),
                     selection,
-                    self.data_dir(),
+                    data_dir.clone(),
                 )) as Arc<dyn TableProvider>
             });
         self.register_tables(&ctx, [compacted, fresh], "").await?;
