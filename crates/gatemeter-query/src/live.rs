@@ -1,7 +1,10 @@
-//! The raw lake tables for long-lived sessions: the committed files are
-//! looked up when a query scans, not when the session is built, so a session
-//! that serves many queries (the PostgreSQL endpoint) sees every new commit
-//! and still never an orphan.
+//! The raw lake tables: the committed files are looked up when a query
+//! scans, not when the views are planned, so planned views serve every
+//! session. A session with a [`SessionScope`] reads the files committed when
+//! it was made, only those overlapping its window, and only the rows inside
+//! it; one without (the PostgreSQL endpoint's long-lived session) reads what
+//! is committed at each scan, so it sees every new commit and never an
+//! orphan.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,13 +12,16 @@ use std::sync::Arc;
 use arrow_schema::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::Session;
+use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result};
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::logical_expr::{col, lit, Expr, TableProviderFilterPushDown};
+use datafusion::physical_plan::filter::FilterExecBuilder;
 use datafusion::physical_plan::ExecutionPlan;
+use gatemeter_lake::FileEntry;
 use gatemeter_schema::attempts_schema;
 
-use crate::engine::{lake_table, CommittedFiles, FileSelection, Window};
+use crate::engine::{lake_table, CommittedFiles, FileSelection, SessionScope, Window};
 
 #[derive(Debug)]
 pub(crate) struct LiveLakeTable {
@@ -63,13 +69,58 @@ impl TableProvider for LiveLakeTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let files = self.files.current();
-        let table = lake_table(
-            &self.data_dir,
-            self.selection.pick(&files),
-            Window::default(),
-        )
-        .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        table.scan(state, projection, filters, limit).await
+        let (files, window) = match state.config().get_extension::<SessionScope>() {
+            Some(scope) => (scope.files.clone(), scope.window),
+            None => (self.files.current(), Window::default()),
+        };
+        let picked: Vec<&FileEntry> = self
+            .selection
+            .pick(&files)
+            .filter(|file| window.overlaps(file))
+            .collect();
+        // Rows are filtered by the window only when a file reaches past one
+        // of its ends: for hour-aligned windows over hour partitions the
+        // files alone select the window, and a per-row filter would only
+        // cost time.
+        let window_filter = window_predicate(window)
+            .filter(|_| picked.iter().any(|file| !window.contains(file)));
+        let table = lake_table(&self.data_dir, picked.into_iter(), window)
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let Some(window_filter) = window_filter else {
+            return table.scan(state, projection, filters, limit).await;
+        };
+        // The filter reads request_start, which the query may not.
+        let schema = self.schema();
+        let request_start = schema.index_of("request_start")?;
+        let mut scanned = projection
+            .cloned()
+            .unwrap_or_else(|| (0..schema.fields().len()).collect());
+        let wanted = scanned.len();
+        if !scanned.contains(&request_start) {
+            scanned.push(request_start);
+        }
+        let mut pruning = filters.to_vec();
+        pruning.push(window_filter.clone());
+        let scan = table.scan(state, Some(&scanned), &pruning, None).await?;
+        let predicate =
+            state.create_physical_expr(window_filter, &DFSchema::try_from(scan.schema())?)?;
+        let outputs = (scanned.len() > wanted).then(|| (0..wanted).collect());
+        // The limit applies to the rows inside the window.
+        let filtered = FilterExecBuilder::new(predicate, scan)
+            .apply_projection(outputs)?
+            .with_fetch(limit)
+            .build()?;
+        Ok(Arc::new(filtered))
+    }
+}
+
+/// `request_start` inside `window`, or `None` when the window is unbounded.
+fn window_predicate(window: Window) -> Option<Expr> {
+    let at = |micros| lit(ScalarValue::TimestampMicrosecond(Some(micros), Some("UTC".into())));
+    let from = window.from.map(|from| col("request_start").gt_eq(at(from)));
+    let to = window.to.map(|to| col("request_start").lt(at(to)));
+    match (from, to) {
+        (Some(from), Some(to)) => Some(from.and(to)),
+        (one, other) => one.or(other),
     }
 }

@@ -130,3 +130,94 @@ async fn the_scorecard_rates_the_window_against_targets_and_the_previous_window(
     );
     assert_eq!(availability.status, Status::Green);
 }
+
+async fn count(ctx: &datafusion::prelude::SessionContext, sql: &str) -> i64 {
+    use datafusion::arrow::array::{Array, Int64Array};
+    let batches = ctx
+        .sql(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let column = batches[0].column(0);
+    let counts = column
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .expect("a count");
+    assert_eq!(counts.len(), 1, "{sql}");
+    counts.value(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_reads_its_window_and_the_files_committed_when_it_was_made() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    lake_from(&fixture("edge.jsonl"), dir.path()).await;
+    let engine = engine(dir.path(), Some(fixture("prices.csv"))).await;
+    let everything = engine.session(Window::default()).await.expect("session");
+    assert_eq!(count(&everything, "SELECT count(*) FROM attempts_raw").await, 16);
+
+    // 10:10–10:45 cuts the 10:00 hour's file: its rows are filtered, also
+    // when the query reads no request_start, and a limit counts only them.
+    let window = Window {
+        from: Some(at("2026-11-01T10:10:00Z")),
+        to: Some(at("2026-11-01T10:45:00Z")),
+    };
+    let inside = engine.session(window).await.expect("session");
+    // Hand count of edge.jsonl: 10:10 ×2, 10:20 ×2, 10:35, 10:40, 10:42.
+    assert_eq!(count(&inside, "SELECT count(attempt_id) FROM attempts_raw").await, 7);
+    assert_eq!(
+        count(
+            &everything,
+            "SELECT count(*) FROM attempts_raw WHERE request_start >= '2026-11-01T10:10:00Z' \
+             AND request_start < '2026-11-01T10:45:00Z'"
+        )
+        .await,
+        7
+    );
+    assert_eq!(
+        count(
+            &inside,
+            "SELECT count(*) FROM (SELECT attempt_id FROM attempts_raw LIMIT 5)"
+        )
+        .await,
+        5
+    );
+    assert_eq!(
+        count(
+            &inside,
+            "SELECT count(*) FROM (SELECT request_start FROM attempts_raw LIMIT 20) \
+             WHERE request_start >= '2026-11-01T10:10:00Z' AND request_start < '2026-11-01T10:45:00Z'"
+        )
+        .await,
+        7
+    );
+    assert_eq!(
+        count(&inside, "SELECT count(*) FROM requests").await,
+        count(
+            &everything,
+            "SELECT count(*) FROM requests WHERE request_start >= '2026-11-01T10:10:00Z' \
+             AND request_start < '2026-11-01T10:45:00Z'"
+        )
+        .await
+    );
+
+    // A table one session registers stays in it.
+    inside
+        .register_table(
+            "baseline",
+            std::sync::Arc::new(datafusion::datasource::empty::EmptyTable::new(
+                gatemeter_schema::attempts_schema(),
+            )),
+        )
+        .expect("register");
+    let other = engine.session(window).await.expect("session");
+    assert!(other.sql("SELECT * FROM baseline").await.is_err());
+
+    // A commit after a session was made is seen by the sessions made after.
+    lake_from(&fixture("fallbacks.jsonl"), dir.path()).await;
+    engine.refresh().await.expect("refresh");
+    let after = engine.session(Window::default()).await.expect("session");
+    assert_eq!(count(&everything, "SELECT count(*) FROM attempts_raw").await, 16);
+    assert_eq!(count(&after, "SELECT count(*) FROM attempts_raw").await, 26);
+}
