@@ -34,7 +34,7 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
-use datafusion::datasource::MemTable;
+use datafusion::datasource::{MemTable, ViewTable};
 use datafusion::execution::cache::cache_manager::{CacheManager, CacheManagerConfig};
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::GreedyMemoryPool;
@@ -435,22 +435,37 @@ impl QueryEngine {
             } else {
                 " WHERE false"
             };
-            ctx.sql(&format!(
-                "CREATE VIEW attempts_{kind}_raw AS SELECT * FROM attempts_lake_{kind}{empty}"
-            ))
+            register_view(
+                ctx,
+                &format!("attempts_{kind}_raw"),
+                &format!("SELECT * FROM attempts_lake_{kind}{empty}"),
+            )
             .await?;
         }
-        ctx.sql(
-            "CREATE VIEW attempts_raw AS \
-             SELECT * FROM attempts_compacted_raw UNION ALL SELECT * FROM attempts_fresh_raw",
+        register_view(
+            ctx,
+            "attempts_raw",
+            "SELECT * FROM attempts_compacted_raw UNION ALL SELECT * FROM attempts_fresh_raw",
         )
         .await?;
         ctx.register_table("price_book", Arc::new(price_book_table(&self.price_book)?))?;
         for (name, body) in VIEWS {
-            ctx.sql(&format!("CREATE VIEW {name} AS {body}")).await?;
+            register_view(ctx, name, body).await?;
         }
         Ok(())
     }
+}
+
+/// Registers the view `name` with its plan already optimized: a query
+/// inlines the view's plan and optimizes the whole again, and starting
+/// from the optimized view (empty branches gone, subqueries decorrelated,
+/// expressions simplified) saves that work on every query.
+async fn register_view(ctx: &SessionContext, name: &str, body: &str) -> Result<(), QueryError> {
+    let state = ctx.state();
+    let plan = state.create_logical_plan(body).await?;
+    let optimized = state.optimize(&plan)?;
+    ctx.register_table(name, Arc::new(ViewTable::new(optimized, Some(body.to_string()))))?;
+    Ok(())
 }
 
 /// Which of the committed data files a raw table reads.

@@ -166,6 +166,8 @@ async fn a_session_reads_its_window_and_the_files_committed_when_it_was_made() {
     let inside = engine.session(window).await.expect("session");
     // Hand count of edge.jsonl: 10:10 ×2, 10:20 ×2, 10:35, 10:40, 10:42.
     assert_eq!(count(&inside, "SELECT count(attempt_id) FROM attempts_raw").await, 7);
+    assert_eq!(count(&inside, "SELECT count(*) FROM attempts_raw").await, 7);
+    assert_eq!(count(&inside, "SELECT count(*) FROM attempts").await, 7);
     assert_eq!(
         count(
             &everything,
