@@ -488,14 +488,12 @@ impl FileSelection {
     }
 }
 
-/// The committed files of `files` that overlap `window`, as one table.
+/// The data files `files` as one table (an empty one when there are none).
 pub(crate) fn lake_table<'a>(
     data_dir: &Path,
     files: impl Iterator<Item = &'a FileEntry>,
-    window: Window,
 ) -> Result<Arc<dyn TableProvider>, QueryError> {
     let urls: Vec<ListingTableUrl> = files
-        .filter(|file| window.overlaps(file))
         .map(|file| ListingTableUrl::parse(data_dir.join(&file.path).to_string_lossy()))
         .collect::<Result<_, _>>()?;
     if urls.is_empty() {

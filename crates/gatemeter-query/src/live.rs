@@ -84,7 +84,7 @@ impl TableProvider for LiveLakeTable {
         // cost time.
         let window_filter = window_predicate(window)
             .filter(|_| picked.iter().any(|file| !window.contains(file)));
-        let table = lake_table(&self.data_dir, picked.into_iter(), window)
+        let table = lake_table(&self.data_dir, picked.into_iter())
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let Some(window_filter) = window_filter else {
             return table.scan(state, projection, filters, limit).await;
