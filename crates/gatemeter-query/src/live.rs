@@ -19,9 +19,10 @@ use datafusion::logical_expr::{col, lit, Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::filter::FilterExecBuilder;
 use datafusion::physical_plan::ExecutionPlan;
 use gatemeter_lake::FileEntry;
-use gatemeter_schema::attempts_schema;
 
-use crate::engine::{lake_table, CommittedFiles, FileSelection, SessionScope, Window};
+use crate::engine::{
+    lake_table, scan_schema, CommittedFiles, FileSelection, SessionScope, Window,
+};
 
 #[derive(Debug)]
 pub(crate) struct LiveLakeTable {
@@ -47,7 +48,7 @@ impl LiveLakeTable {
 #[async_trait]
 impl TableProvider for LiveLakeTable {
     fn schema(&self) -> SchemaRef {
-        attempts_schema()
+        scan_schema()
     }
 
     fn table_type(&self) -> TableType {
@@ -84,7 +85,8 @@ impl TableProvider for LiveLakeTable {
         // cost time.
         let window_filter = window_predicate(window)
             .filter(|_| picked.iter().any(|file| !window.contains(file)));
-        let table = lake_table(&self.data_dir, picked.into_iter())
+        let statistics_cache = state.runtime_env().cache_manager.get_file_statistic_cache();
+        let table = lake_table(&self.data_dir, picked.into_iter(), statistics_cache)
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let Some(window_filter) = window_filter else {
             return table.scan(state, projection, filters, limit).await;

@@ -6,11 +6,17 @@
 //! SUITE.json is a list of `{"name", "from", "to", "sql"}` (RFC 3339 window
 //! ends). Each query runs once to warm up, then RUNS times; every run builds
 //! its window's session, as the API does per request. Prints one JSON object
-//! per query: name, rows, and every timed run in milliseconds.
+//! per query: name, rows, every timed run in milliseconds, and each run
+//! split into planning (session, SQL to physical plan) and running.
+//! With `QUERY_BENCH_EXPLAIN=1` it also prints each query's
+//! `EXPLAIN ANALYZE` (operator times and row counts) to standard error.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::DateTime;
+use datafusion::physical_plan::collect;
+use gatemeter_query::output::table;
 use gatemeter_query::{QueryConfig, QueryEngine, Window};
 use serde_json::{json, Value};
 
@@ -51,7 +57,7 @@ async fn main() -> Result<(), String> {
             from: micros(&query["from"])?,
             to: micros(&query["to"])?,
         };
-        let mut times = Vec::with_capacity(runs);
+        let (mut times, mut plan_times) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
         let mut rows = 0;
         for run in 0..=runs {
             let started = Instant::now();
@@ -59,20 +65,42 @@ async fn main() -> Result<(), String> {
                 .session(window)
                 .await
                 .map_err(|e| format!("{name}: {e}"))?;
-            let batches = ctx
-                .sql(sql)
+            let frame = ctx.sql(sql).await.map_err(|e| format!("{name}: {e}"))?;
+            let task = frame.task_ctx();
+            let plan = frame
+                .create_physical_plan()
                 .await
-                .map_err(|e| format!("{name}: {e}"))?
-                .collect()
+                .map_err(|e| format!("{name}: {e}"))?;
+            let planned = started.elapsed().as_secs_f64() * 1000.0;
+            let batches = collect(plan, Arc::new(task))
                 .await
                 .map_err(|e| format!("{name}: {e}"))?;
             let elapsed = started.elapsed().as_secs_f64() * 1000.0;
             rows = batches.iter().map(|b| b.num_rows()).sum::<usize>();
             if run > 0 {
                 times.push(elapsed);
+                plan_times.push(planned);
             }
         }
-        println!("{}", json!({"name": name, "rows": rows, "ms": times}));
+        println!(
+            "{}",
+            json!({"name": name, "rows": rows, "ms": times, "plan_ms": plan_times})
+        );
+        if std::env::var_os("QUERY_BENCH_EXPLAIN").is_some() {
+            let ctx = engine
+                .session(window)
+                .await
+                .map_err(|e| format!("{name}: {e}"))?;
+            let explained = ctx
+                .sql(&format!("EXPLAIN ANALYZE {sql}"))
+                .await
+                .map_err(|e| format!("{name}: {e}"))?
+                .collect()
+                .await
+                .map_err(|e| format!("{name}: {e}"))?;
+            let text = table(&explained).map_err(|e| format!("{name}: {e}"))?;
+            eprintln!("{name}:\n{text}");
+        }
     }
     Ok(())
 }
