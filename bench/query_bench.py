@@ -18,7 +18,8 @@ same Parquet files, hot, in the same run, with each engine's peak RSS.
    with the views' arg_max_null / arg_min_null, and with its ordered
    last / first instead; each query is compared with the faster.
 Both engines' answers are compared (row counts; spend to the nano-dollar).
-Writes bench/results/query.json and prints a Markdown table.
+Writes bench/results/query.json (gatemeter's planning time per query too)
+and prints a Markdown table.
 
 usage: bench/query_bench.py [--attempts N] [--runs N] [--lake DIR] [--no-compact]
        (release build: cargo build --release -p gatemeter --bin gatemeter
