@@ -223,3 +223,47 @@ async fn a_session_reads_its_window_and_the_files_committed_when_it_was_made() {
     assert_eq!(count(&everything, "SELECT count(*) FROM attempts_raw").await, 16);
     assert_eq!(count(&after, "SELECT count(*) FROM attempts_raw").await, 26);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_statistics_are_computed_once_per_engine_and_strings_arrive_as_views() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    lake_from(&fixture("edge.jsonl"), dir.path()).await;
+    let files = Lake::load_local(dir.path(), None)
+        .await
+        .expect("lake")
+        .data_files()
+        .count();
+    assert!(files > 1, "the fixture spans several hour partitions");
+    let engine = engine(dir.path(), Some(fixture("prices.csv"))).await;
+
+    // The first scan reads each file's statistics from its footer and
+    // keeps them in the engine's cache; a later session, with a window of
+    // its own, finds them there instead of computing them again.
+    let first = engine.session(Window::default()).await.expect("session");
+    let cache = first
+        .runtime_env()
+        .cache_manager
+        .get_file_statistic_cache()
+        .expect("a file statistics cache");
+    assert_eq!(cache.len(), 0);
+    assert_eq!(count(&first, "SELECT count(*) FROM attempts_raw").await, 16);
+    assert_eq!(cache.len(), files);
+    let window = Window {
+        from: Some(at("2026-11-01T10:10:00Z")),
+        to: Some(at("2026-11-01T10:45:00Z")),
+    };
+    let later = engine.session(window).await.expect("session");
+    assert_eq!(count(&later, "SELECT count(*) FROM attempts_raw").await, 7);
+    assert_eq!(cache.len(), files);
+
+    // Dictionary pages decode into views of the dictionary, not copies.
+    let types = later
+        .sql("SELECT arrow_typeof(team), arrow_typeof(provider) FROM attempts LIMIT 1")
+        .await
+        .expect("plan")
+        .collect()
+        .await
+        .expect("run");
+    let text = gatemeter_query::output::table(&types).expect("table");
+    assert_eq!(text.matches("Utf8View").count(), 2, "{text}");
+}
