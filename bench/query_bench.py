@@ -141,12 +141,47 @@ def view_body(name, variant="arg"):
         for key, cols in keys.items():
             body = re.sub(rf"arg_max_null\((\w+), {key}\)", rf"last(\1 ORDER BY {cols})", body)
             body = re.sub(rf"arg_min_null\((\w+), {key}\)", rf"first(\1 ORDER BY {cols})", body)
+    if name == "attempts":
+        body = body[:body.index("SELECT d.* EXCLUDE (cost_usd)")] + DUCKDB_PRICED_SELECT
     body = re.sub(r"\bstruct\(", "row(", body)
     return re.sub(r"CAST\(([\w.]+) AS BIGINT\)", r"epoch_us(\1)", body)
 
 
+# gatemeter prices attempts with its function attempt_cost (the price book's
+# own formula, row by row); DuckDB gets the same prices as a range join on
+# the book with per-token prices of 15 decimals, exact before the one
+# rounding to 9.
+DUCKDB_PRICED_SELECT = """
+SELECT d.* EXCLUDE (cost_usd),
+       CAST(epoch_us(d.attempt_end) - epoch_us(d.attempt_start) AS DOUBLE) / 1000.0 AS duration_ms,
+       CAST(CASE
+           WHEN NOT d.billed THEN CAST(0 AS DECIMAL(20, 9))
+           WHEN d.cost_usd IS NOT NULL THEN d.cost_usd
+           WHEN p.provider IS NOT NULL THEN CAST(
+                 CAST(COALESCE(d.input_tokens, 0) - COALESCE(d.cache_read_tokens, 0) - COALESCE(d.cache_write_tokens, 0) AS DECIMAL(20, 0)) * p.input_per_token
+               + CAST(COALESCE(d.cache_read_tokens, 0) AS DECIMAL(20, 0)) * p.cache_read_per_token
+               + CAST(COALESCE(d.cache_write_tokens, 0) AS DECIMAL(20, 0)) * p.cache_write_per_token
+               + CAST(COALESCE(d.output_tokens, 0) AS DECIMAL(20, 0)) * p.output_per_token
+               + CAST(COALESCE(d.web_search_requests, 0) AS DECIMAL(20, 0)) * p.web_search_per_request
+               AS DECIMAL(20, 9)) + p.request_fee
+       END AS DECIMAL(20, 9)) AS cost_usd,
+       CASE
+           WHEN NOT d.billed THEN 'unbilled'
+           WHEN d.cost_usd IS NOT NULL THEN 'reported'
+           WHEN p.provider IS NOT NULL THEN 'price_book'
+           ELSE 'unpriced'
+       END AS cost_source
+FROM final_marked d
+LEFT JOIN price_book p
+       ON p.provider = d.provider
+      AND p.model = COALESCE(d.served_model, d.requested_model)
+      AND d.attempt_start >= p.effective_from
+      AND (p.effective_to IS NULL OR d.attempt_start < p.effective_to)
+"""
+
+
 def price_book_sql():
-    """The price book with the same exact per-token columns as gatemeter's."""
+    """The price book with exact per-token columns for DUCKDB_PRICED_SELECT."""
     rows = list(csv.DictReader(PRICES.open()))
     values = []
     d = decimal.Decimal
@@ -155,16 +190,14 @@ def price_book_sql():
         unit = lambda v: f"CAST('{v}' AS DECIMAL(38, 15))"
         values.append(
             f"('{r['provider']}', '{r['model']}', TIMESTAMPTZ '{r['effective_from']}', "
-            f"{money('input_per_1m')}, {money('output_per_1m')}, {money('cache_read_per_1m')}, "
-            f"{money('cache_write_per_1m')}, {money('request_fee')}, {money('web_search_per_1k')}, "
+            f"{money('request_fee')}, "
             f"{unit(d(r['input_per_1m']) / 1000000)}, {unit(d(r['output_per_1m']) / 1000000)}, "
             f"{unit(d(r['cache_read_per_1m']) / 1000000)}, {unit(d(r['cache_write_per_1m']) / 1000000)}, "
             f"{unit(d(r['web_search_per_1k']) / 1000)})")
     return (
         "CREATE TABLE price_book_rows AS SELECT * FROM (VALUES " + ", ".join(values) + ") AS t(provider, model, "
-        "effective_from, input_per_1m, output_per_1m, cache_read_per_1m, cache_write_per_1m, request_fee, "
-        "web_search_per_1k, input_per_token, output_per_token, cache_read_per_token, cache_write_per_token, "
-        "web_search_per_request);\n"
+        "effective_from, request_fee, input_per_token, output_per_token, cache_read_per_token, "
+        "cache_write_per_token, web_search_per_request);\n"
         "CREATE TABLE price_book AS SELECT *, lead(effective_from) OVER (PARTITION BY provider, model "
         "ORDER BY effective_from) AS effective_to FROM price_book_rows;")
 

@@ -7,6 +7,10 @@
 -- book's price in force at attempt_start for (provider, served_model or
 -- requested_model); billed = false costs 0. cost_source says which:
 -- reported, price_book, unpriced (no book row: cost_usd is NULL) or unbilled.
+-- attempt_cost and attempt_cost_source apply the book (the price_book table)
+-- with the formula of SPEC 3: per-token prices are exact, and the sum over
+-- tokens is rounded once, half away from zero, to 1e-9 USD before the
+-- request fee is added.
 -- is_final_attempt marks the attempt whose result is the request's.
 -- Compaction already keeps one winning copy per attempt
 -- (attempts_compacted_raw), so only attempts with a copy in a file written
@@ -40,27 +44,9 @@ final_marked AS (
 )
 SELECT d.* EXCLUDE (cost_usd),
        CAST(CAST(d.attempt_end AS BIGINT) - CAST(d.attempt_start AS BIGINT) AS DOUBLE) / 1000.0 AS duration_ms,
-       CAST(CASE
-           WHEN NOT d.billed THEN CAST(0 AS DECIMAL(20, 9))
-           WHEN d.cost_usd IS NOT NULL THEN d.cost_usd
-           WHEN p.provider IS NOT NULL THEN CAST(
-                 CAST(COALESCE(d.input_tokens, 0) - COALESCE(d.cache_read_tokens, 0) - COALESCE(d.cache_write_tokens, 0) AS DECIMAL(20, 0)) * p.input_per_token
-               + CAST(COALESCE(d.cache_read_tokens, 0) AS DECIMAL(20, 0)) * p.cache_read_per_token
-               + CAST(COALESCE(d.cache_write_tokens, 0) AS DECIMAL(20, 0)) * p.cache_write_per_token
-               + CAST(COALESCE(d.output_tokens, 0) AS DECIMAL(20, 0)) * p.output_per_token
-               + CAST(COALESCE(d.web_search_requests, 0) AS DECIMAL(20, 0)) * p.web_search_per_request
-               + p.request_fee
-               AS DECIMAL(20, 9))
-       END AS DECIMAL(20, 9)) AS cost_usd,
-       CASE
-           WHEN NOT d.billed THEN 'unbilled'
-           WHEN d.cost_usd IS NOT NULL THEN 'reported'
-           WHEN p.provider IS NOT NULL THEN 'price_book'
-           ELSE 'unpriced'
-       END AS cost_source
+       attempt_cost(d.billed, d.cost_usd, d.provider, d.served_model, d.requested_model, d.attempt_start,
+                    d.input_tokens, d.output_tokens, d.cache_read_tokens, d.cache_write_tokens,
+                    d.web_search_requests) AS cost_usd,
+       attempt_cost_source(d.billed, d.cost_usd, d.provider, d.served_model, d.requested_model,
+                           d.attempt_start) AS cost_source
 FROM final_marked d
-LEFT JOIN price_book p
-       ON p.provider = d.provider
-      AND p.model = COALESCE(d.served_model, d.requested_model)
-      AND d.attempt_start >= p.effective_from
-      AND (p.effective_to IS NULL OR d.attempt_start < p.effective_to)

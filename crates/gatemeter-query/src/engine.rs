@@ -451,6 +451,8 @@ impl QueryEngine {
         )
         .await?;
         ctx.register_table("price_book", Arc::new(price_book_table(&self.price_book)?))?;
+        ctx.register_udf(crate::attempt_cost::attempt_cost(&self.price_book));
+        ctx.register_udf(crate::attempt_cost::attempt_cost_source(&self.price_book));
         for (name, body) in VIEWS {
             register_view(ctx, name, body).await?;
         }
@@ -536,14 +538,11 @@ pub(crate) fn lake_table<'a>(
     ))
 }
 
-/// Per-token and per-request prices carry 15 decimals so that tokens × price
-/// is exact before the one rounding to 9 decimals in the `attempts` view.
-const PER_UNIT_SCALE: i8 = 15;
-
+/// The book as the `price_book` table: its CSV columns, with each row's
+/// `effective_to` (the next row's `effective_from` for the same pair).
 fn price_book_table(book: &PriceBook) -> Result<MemTable, QueryError> {
     let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
     let money = DataType::Decimal128(Usd::PRECISION, Usd::SCALE as i8);
-    let per_unit = DataType::Decimal128(38, PER_UNIT_SCALE);
     let schema = Arc::new(Schema::new(vec![
         Field::new("provider", DataType::Utf8, false),
         Field::new("model", DataType::Utf8, false),
@@ -555,11 +554,6 @@ fn price_book_table(book: &PriceBook) -> Result<MemTable, QueryError> {
         Field::new("cache_write_per_1m", money.clone(), false),
         Field::new("request_fee", money.clone(), false),
         Field::new("web_search_per_1k", money, false),
-        Field::new("input_per_token", per_unit.clone(), false),
-        Field::new("output_per_token", per_unit.clone(), false),
-        Field::new("cache_read_per_token", per_unit.clone(), false),
-        Field::new("cache_write_per_token", per_unit.clone(), false),
-        Field::new("web_search_per_request", per_unit, false),
     ]));
     let rows = book.rows();
     let mut provider = StringBuilder::new();
@@ -570,14 +564,8 @@ fn price_book_table(book: &PriceBook) -> Result<MemTable, QueryError> {
         Ok(Decimal128Builder::with_capacity(rows.len())
             .with_precision_and_scale(Usd::PRECISION, Usd::SCALE as i8)?)
     };
-    let unit_builder = || -> Result<Decimal128Builder, QueryError> {
-        Ok(Decimal128Builder::with_capacity(rows.len())
-            .with_precision_and_scale(38, PER_UNIT_SCALE)?)
-    };
     let mut per_1m: Vec<Decimal128Builder> =
         (0..6).map(|_| money_builder()).collect::<Result<_, _>>()?;
-    let mut per_unit_columns: Vec<Decimal128Builder> =
-        (0..5).map(|_| unit_builder()).collect::<Result<_, _>>()?;
     for row in rows {
         provider.append_value(&row.provider);
         model.append_value(&row.model);
@@ -594,18 +582,6 @@ fn price_book_table(book: &PriceBook) -> Result<MemTable, QueryError> {
         for (builder, price) in per_1m.iter_mut().zip(prices) {
             builder.append_value(price.0);
         }
-        // From 1e-9 USD per 1M tokens to 1e-15 USD per token: same digits.
-        // Per web search: per_1k ÷ 1000 → ×1e6 ÷ 1e3.
-        let per_unit = [
-            row.input_per_1m.0,
-            row.output_per_1m.0,
-            row.cache_read_per_1m.0,
-            row.cache_write_per_1m.0,
-            row.web_search_per_1k.0 * 1000,
-        ];
-        for (builder, value) in per_unit_columns.iter_mut().zip(per_unit) {
-            builder.append_value(value);
-        }
     }
     let mut columns: Vec<ArrayRef> = vec![
         Arc::new(provider.finish()),
@@ -614,11 +590,6 @@ fn price_book_table(book: &PriceBook) -> Result<MemTable, QueryError> {
         Arc::new(to.finish()),
     ];
     columns.extend(per_1m.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
-    columns.extend(
-        per_unit_columns
-            .iter_mut()
-            .map(|b| Arc::new(b.finish()) as ArrayRef),
-    );
     let batch = RecordBatch::try_new(schema.clone(), columns)?;
     Ok(MemTable::try_new(schema, vec![vec![batch]])?)
 }

@@ -2,6 +2,7 @@
 //! the views of SPEC 3 (`attempts`, `requests`), the price book, every KPI
 //! of the SPEC 3 table, and the named queries of `queries/`.
 
+mod attempt_cost;
 pub mod engine;
 mod error;
 pub mod executor;

@@ -1,6 +1,8 @@
 //! The price book (SPEC 3): an effective-dated CSV of list prices, parsed
-//! into exact decimals. The query layer joins it as a table; the pure
-//! [`PriceBook::price`] is the same formula, used as the test oracle.
+//! into exact decimals. [`PriceBook::price`] is the formula itself: the
+//! `attempts` view prices with it (`attempt_cost`) and the ingester's spend
+//! counter with [`PriceBook::attempt_cost`]; the book is also queryable as
+//! the `price_book` table.
 
 use std::collections::BTreeMap;
 
