@@ -181,14 +181,18 @@ impl PriceBook {
         ))
     }
 
-    /// The row in force for (provider, model) at `at`.
+    /// The row in force for (provider, model) at `at`: the pair's last row
+    /// that starts by then (rows are ordered by provider, model and
+    /// `effective_from`, so a binary search finds it).
     pub fn row_at(&self, provider: &str, model: &str, at: EpochMicros) -> Option<&PriceRow> {
-        self.rows.iter().find(|r| {
-            r.provider == provider
-                && r.model == model
-                && r.effective_from <= at
-                && r.effective_to.is_none_or(|to| at < to)
-        })
+        let after = self.rows.partition_point(|r| {
+            (r.provider.as_str(), r.model.as_str(), r.effective_from) <= (provider, model, at)
+        });
+        let row = self.rows.get(after.checked_sub(1)?)?;
+        (row.provider == provider
+            && row.model == model
+            && row.effective_to.is_none_or(|to| at < to))
+        .then_some(row)
     }
 
     /// The SPEC 3 formula, exactly:
@@ -250,6 +254,30 @@ mod tests {
         assert!(book
             .row_at("openai", "gpt-5", at("2026-01-01T00:00:00Z"))
             .is_none());
+    }
+
+    #[test]
+    fn the_row_in_force_is_the_pairs_last_to_start_and_none_before_its_first() {
+        let book = PriceBook::parse(
+            "provider,model,effective_from,input_per_1m,output_per_1m,cache_read_per_1m,cache_write_per_1m,request_fee,web_search_per_1k\n\
+             p,m,2026-01-01T00:00:00Z,1,1,0,0,0,0\n\
+             p,m,2026-02-01T00:00:00Z,2,2,0,0,0,0\n\
+             p,n,2026-01-15T00:00:00Z,3,3,0,0,0,0\n",
+        )
+        .expect("parses");
+        let price_at = |model: &str, time: &str| {
+            book.row_at("p", model, at(time))
+                .map(|row| row.input_per_1m)
+        };
+        let usd = |text: &str| Usd::parse(text);
+        assert_eq!(price_at("m", "2025-12-31T23:59:59Z"), None);
+        assert_eq!(price_at("m", "2026-01-01T00:00:00Z"), usd("1"));
+        assert_eq!(price_at("m", "2026-01-31T23:59:59Z"), usd("1"));
+        assert_eq!(price_at("m", "2026-02-01T00:00:00Z"), usd("2"));
+        assert_eq!(price_at("n", "2026-01-14T00:00:00Z"), None);
+        assert_eq!(price_at("n", "2027-01-01T00:00:00Z"), usd("3"));
+        assert_eq!(price_at("o", "2027-01-01T00:00:00Z"), None);
+        assert!(book.row_at("q", "m", at("2027-01-01T00:00:00Z")).is_none());
     }
 
     #[test]
