@@ -46,6 +46,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use gatemeter_lake::{FileEntry, Lake};
 use gatemeter_schema::{attempts_schema, EpochMicros, Usd};
 
+use crate::column_cache::{ColumnCache, ColumnCacheStats};
 use crate::error::QueryError;
 use crate::live::LiveLakeTable;
 use crate::price_book::PriceBook;
@@ -101,6 +102,10 @@ pub struct QueryConfig {
     /// (the CLI) or must fail (the API, where one query must not fill the
     /// disk).
     pub allow_spill: bool,
+    /// Bytes of decoded lake columns kept between queries (0: none). Worth
+    /// it for a long-lived engine answering the same dashboards again and
+    /// again; a one-shot command only pays for the memory.
+    pub column_cache_bytes: usize,
 }
 
 impl Default for QueryConfig {
@@ -111,6 +116,7 @@ impl Default for QueryConfig {
             memory_limit_bytes: 1 << 30,
             target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
             allow_spill: true,
+            column_cache_bytes: 0,
         }
     }
 }
@@ -140,6 +146,9 @@ pub struct QueryEngine {
     /// engine (the API) sees new commits; `None` until a commit exists.
     lake: tokio::sync::Mutex<Option<Lake>>,
     files: CommittedFiles,
+    /// Decoded lake columns kept across sessions; `None` when the config
+    /// keeps none.
+    column_cache: Option<Arc<ColumnCache>>,
     /// The planned views, one template per [`TablesPresent`], built when
     /// first needed.
     templates: [tokio::sync::OnceCell<SessionContext>; 4],
@@ -236,8 +245,11 @@ impl QueryEngine {
             .as_ref()
             .map(|l| l.data_files().cloned().collect())
             .unwrap_or_default();
+        let column_cache = (config.column_cache_bytes > 0)
+            .then(|| Arc::new(ColumnCache::new(config.column_cache_bytes)));
         Ok(QueryEngine {
             config,
+            column_cache,
             price_book,
             file_caches: CacheManager::try_new(&CacheManagerConfig::default())?,
             lake: tokio::sync::Mutex::new(lake),
@@ -271,6 +283,11 @@ impl QueryEngine {
 
     pub fn price_book(&self) -> &PriceBook {
         &self.price_book
+    }
+
+    /// Hits, misses and size of the column cache; `None` without one.
+    pub fn column_cache_stats(&self) -> Option<ColumnCacheStats> {
+        self.column_cache.as_ref().map(|cache| cache.stats())
     }
 
     /// A session whose `attempts_raw`, `attempts` and `requests` cover
@@ -316,6 +333,7 @@ impl QueryEngine {
                 self.files.clone(),
                 selection,
                 data_dir.clone(),
+                self.column_cache.clone(),
             )) as Arc<dyn TableProvider>
         });
         self.register_tables(&ctx, tables, present).await?;

@@ -3,6 +3,8 @@
 //! of the SPEC 3 table, and the named queries of `queries/`.
 
 mod attempt_cost;
+mod cached_scan;
+pub mod column_cache;
 pub mod engine;
 mod error;
 pub mod executor;

@@ -5,6 +5,11 @@
 //! it; one without (the PostgreSQL endpoint's long-lived session) reads what
 //! is committed at each scan, so it sees every new commit and never an
 //! orphan.
+//!
+//! With a column cache, a scan of a session whose window is closed at both
+//! ends reads its files through it ([`CachedLakeScan`]) when their columns
+//! fit in it; a larger scan, and every scan of an open window (which relies
+//! on Parquet statistics to skip files), reads Parquet.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,15 +25,25 @@ use datafusion::physical_plan::filter::FilterExecBuilder;
 use datafusion::physical_plan::ExecutionPlan;
 use gatemeter_lake::FileEntry;
 
+use crate::cached_scan::{CachedLakeScan, ScanFile};
+use crate::column_cache::ColumnCache;
 use crate::engine::{
     lake_table, scan_schema, CommittedFiles, FileSelection, SessionScope, Window,
 };
+
+/// Bytes a decoded value takes in the cache's estimate (a string view, a
+/// decimal). A scan goes through the cache only when all its columns are
+/// estimated to fit in it: a larger scan (a month's spend) would push out
+/// every column the dashboards refresh from and then find none of its own
+/// kept the next time, so it reads Parquet, as does an open window.
+const CACHED_BYTES_PER_VALUE: u64 = 16;
 
 #[derive(Debug)]
 pub(crate) struct LiveLakeTable {
     files: CommittedFiles,
     selection: FileSelection,
     data_dir: PathBuf,
+    column_cache: Option<Arc<ColumnCache>>,
 }
 
 impl LiveLakeTable {
@@ -36,12 +51,58 @@ impl LiveLakeTable {
         files: CommittedFiles,
         selection: FileSelection,
         data_dir: PathBuf,
+        column_cache: Option<Arc<ColumnCache>>,
     ) -> LiveLakeTable {
         LiveLakeTable {
             files,
             selection,
             data_dir,
+            column_cache,
         }
+    }
+
+    /// The scan of `files`: through the column cache when the window is
+    /// closed and the columns fit in the cache, else from Parquet.
+    async fn scan_files(
+        &self,
+        state: &dyn Session,
+        files: Vec<&FileEntry>,
+        window: Window,
+        projection: &[usize],
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let bytes_per_row = (projection.len().max(1) as u64) * CACHED_BYTES_PER_VALUE;
+        let estimate = files
+            .iter()
+            .fold(0u64, |sum, file| sum.saturating_add(file.rows.saturating_mul(bytes_per_row)));
+        let cache = self.column_cache.as_ref().filter(|cache| {
+            window.from.is_some()
+                && window.to.is_some()
+                && !files.is_empty()
+                && estimate <= cache.budget() as u64
+        });
+        let Some(cache) = cache else {
+            let statistics_cache = state.runtime_env().cache_manager.get_file_statistic_cache();
+            let table = lake_table(&self.data_dir, files.into_iter(), statistics_cache)
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            let projection = projection.to_vec();
+            return table.scan(state, Some(&projection), filters, limit).await;
+        };
+        let files = files
+            .into_iter()
+            .map(|file| ScanFile {
+                path: self.data_dir.join(&file.path),
+                rows: file.rows,
+            })
+            .collect();
+        Ok(Arc::new(CachedLakeScan::new(
+            files,
+            self.schema(),
+            projection.to_vec(),
+            cache.clone(),
+            state.config().target_partitions(),
+        )?))
     }
 }
 
@@ -85,25 +146,26 @@ impl TableProvider for LiveLakeTable {
         // cost time.
         let window_filter = window_predicate(window)
             .filter(|_| picked.iter().any(|file| !window.contains(file)));
-        let statistics_cache = state.runtime_env().cache_manager.get_file_statistic_cache();
-        let table = lake_table(&self.data_dir, picked.into_iter(), statistics_cache)
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let Some(window_filter) = window_filter else {
-            return table.scan(state, projection, filters, limit).await;
-        };
-        // The filter reads request_start, which the query may not.
         let schema = self.schema();
-        let request_start = schema.index_of("request_start")?;
         let mut scanned = projection
             .cloned()
             .unwrap_or_else(|| (0..schema.fields().len()).collect());
+        let Some(window_filter) = window_filter else {
+            return self
+                .scan_files(state, picked, window, &scanned, filters, limit)
+                .await;
+        };
+        // The filter reads request_start, which the query may not.
+        let request_start = schema.index_of("request_start")?;
         let wanted = scanned.len();
         if !scanned.contains(&request_start) {
             scanned.push(request_start);
         }
         let mut pruning = filters.to_vec();
         pruning.push(window_filter.clone());
-        let scan = table.scan(state, Some(&scanned), &pruning, None).await?;
+        let scan = self
+            .scan_files(state, picked, window, &scanned, &pruning, None)
+            .await?;
         let predicate =
             state.create_physical_expr(window_filter, &DFSchema::try_from(scan.schema())?)?;
         let outputs = (scanned.len() > wanted).then(|| (0..wanted).collect());

@@ -40,8 +40,7 @@ async fn engine(dir: &Path, prices: Option<PathBuf>) -> QueryEngine {
     .expect("engine")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_sqllogictest_file_holds() {
+async fn every_sqllogictest_file_holds_with(column_cache_bytes: usize) {
     let mut files: Vec<PathBuf> = std::fs::read_dir(slt::slt_dir())
         .expect("tests/slt")
         .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -54,11 +53,94 @@ async fn every_sqllogictest_file_holds() {
     );
     let mut failures = Vec::new();
     for file in &files {
-        if let Err(error) = slt::run_file(file).await {
+        if let Err(error) = slt::run_file(file, column_cache_bytes).await {
             failures.push(format!("{}:\n{error}", file.display()));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sqllogictest_file_holds() {
+    every_sqllogictest_file_holds_with(0).await;
+}
+
+/// The same expectations through the column cache (`serve`'s default):
+/// the second and later statements of a file read kept columns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sqllogictest_file_holds_through_the_column_cache() {
+    every_sqllogictest_file_holds_with(64 << 20).await;
+}
+
+/// Every row of a query's result, as text, in order.
+async fn rows_of(engine: &QueryEngine, window: Window, sql: &str) -> Vec<String> {
+    let batches = engine
+        .session(window)
+        .await
+        .expect("session")
+        .sql(sql)
+        .await
+        .expect("plan")
+        .collect()
+        .await
+        .expect("run");
+    let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+        .expect("format")
+        .to_string();
+    text.lines().map(str::to_owned).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_columns_answer_as_the_parquet_files_do_and_are_read_again_from_memory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    lake_from(&fixture("edge.jsonl"), dir.path()).await;
+    let prices = Some(fixture("prices.csv"));
+    let plain = engine(dir.path(), prices.clone()).await;
+    let cached = QueryEngine::open(QueryConfig {
+        data_dir: dir.path().to_path_buf(),
+        prices,
+        column_cache_bytes: 16 << 20,
+        ..QueryConfig::default()
+    })
+    .await
+    .expect("engine");
+    let window = Window {
+        from: Some(at("2026-11-01T00:00:00Z")),
+        to: Some(at("2026-11-03T00:00:00Z")),
+    };
+    let sql = "SELECT team, requested_model, count(*) AS attempts, sum(cost_usd) AS spend, \
+               max(duration_ms) AS slowest, count(*) FILTER (WHERE cost_source = 'unpriced') AS unpriced \
+               FROM attempts WHERE team IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2";
+    let expected = rows_of(&plain, window, sql).await;
+    assert!(expected.len() > 4, "the fixture has groups: {expected:?}");
+    assert_eq!(plain.column_cache_stats(), None);
+
+    assert_eq!(rows_of(&cached, window, sql).await, expected);
+    let filled = cached.column_cache_stats().expect("a cache");
+    assert!(filled.misses > 0 && filled.bytes > 0, "{filled:?}");
+    assert_eq!(rows_of(&cached, window, sql).await, expected);
+    let again = cached.column_cache_stats().expect("a cache");
+    assert_eq!(again.misses, filled.misses, "nothing decoded again");
+    assert!(again.hits > filled.hits, "{again:?}");
+
+    // A window cutting through the hours filters the kept rows by
+    // request_start as it does the decoded ones.
+    let cut = Window {
+        from: Some(at("2026-11-01T10:15:00Z")),
+        to: Some(at("2026-11-01T11:15:00Z")),
+    };
+    let expected_cut = rows_of(&plain, cut, sql).await;
+    assert_ne!(expected_cut, expected, "the cut window drops rows");
+    assert_eq!(rows_of(&cached, cut, sql).await, expected_cut);
+    let again = cached.column_cache_stats().expect("a cache");
+
+    // An open window reads Parquet with its statistics, not the cache.
+    let open = Window::default();
+    assert_eq!(
+        rows_of(&cached, open, sql).await,
+        rows_of(&plain, open, sql).await
+    );
+    assert_eq!(cached.column_cache_stats(), Some(again));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,12 @@
 //! split into planning (session, SQL to physical plan) and running.
 //! With `QUERY_BENCH_EXPLAIN=1` it also prints each query's
 //! `EXPLAIN ANALYZE` (operator times and row counts) to standard error.
+//! `QUERY_BENCH_SET="SET a = b; SET c = d"` runs those statements on every
+//! session first (to compare DataFusion settings on the same binary).
+//! The engine keeps decoded columns as `gatemeter serve` does by default
+//! (256 MiB); `QUERY_BENCH_COLUMN_CACHE_MB` sets another size, 0 none.
+//! Each query's line also gives its first (cold) run, which fills that
+//! cache, apart from the timed runs.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -41,13 +47,27 @@ async fn main() -> Result<(), String> {
     let suite: Vec<Value> =
         serde_json::from_str(&std::fs::read_to_string(suite).map_err(|e| e.to_string())?)
             .map_err(|e| e.to_string())?;
+    let column_cache_mb: usize = match std::env::var("QUERY_BENCH_COLUMN_CACHE_MB") {
+        Ok(text) => text
+            .parse()
+            .map_err(|_| format!("QUERY_BENCH_COLUMN_CACHE_MB `{text}` is not a number"))?,
+        Err(_) => 256,
+    };
     let engine = QueryEngine::open(QueryConfig {
         data_dir: data_dir.into(),
         prices: Some(prices.into()),
+        column_cache_bytes: column_cache_mb << 20,
         ..QueryConfig::default()
     })
     .await
     .map_err(|e| e.to_string())?;
+    let settings: Vec<String> = std::env::var("QUERY_BENCH_SET")
+        .unwrap_or_default()
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
     for query in &suite {
         let name = query["name"].as_str().unwrap_or_default();
         let sql = query["sql"]
@@ -58,6 +78,7 @@ async fn main() -> Result<(), String> {
             to: micros(&query["to"])?,
         };
         let (mut times, mut plan_times) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
+        let mut first_ms = 0.0;
         let mut rows = 0;
         for run in 0..=runs {
             let started = Instant::now();
@@ -65,6 +86,11 @@ async fn main() -> Result<(), String> {
                 .session(window)
                 .await
                 .map_err(|e| format!("{name}: {e}"))?;
+            for setting in &settings {
+                ctx.sql(setting)
+                    .await
+                    .map_err(|e| format!("{setting}: {e}"))?;
+            }
             let frame = ctx.sql(sql).await.map_err(|e| format!("{name}: {e}"))?;
             let task = frame.task_ctx();
             let plan = frame
@@ -80,17 +106,25 @@ async fn main() -> Result<(), String> {
             if run > 0 {
                 times.push(elapsed);
                 plan_times.push(planned);
+            } else {
+                first_ms = elapsed;
             }
         }
         println!(
             "{}",
-            json!({"name": name, "rows": rows, "ms": times, "plan_ms": plan_times})
+            json!({"name": name, "rows": rows, "ms": times, "plan_ms": plan_times,
+                   "first_ms": first_ms, "column_cache_mb": column_cache_mb})
         );
         if std::env::var_os("QUERY_BENCH_EXPLAIN").is_some() {
             let ctx = engine
                 .session(window)
                 .await
                 .map_err(|e| format!("{name}: {e}"))?;
+            for setting in &settings {
+                ctx.sql(setting)
+                    .await
+                    .map_err(|e| format!("{setting}: {e}"))?;
+            }
             let explained = ctx
                 .sql(&format!("EXPLAIN ANALYZE {sql}"))
                 .await

@@ -28,6 +28,7 @@ pub async fn api_state(
         target_partitions: settings.query.threads,
         // One query over its limit fails rather than filling the disk.
         allow_spill: false,
+        column_cache_bytes: settings.query.column_cache_bytes,
     };
     let engine = QueryEngine::open_with_price_book(config, book).await?;
     let executor = QueryExecutor::new(settings.query.threads, settings.query.limits)?;

@@ -96,6 +96,10 @@ pub struct QueryLimitOptions {
     /// Threads that run queries, apart from those answering HTTP [default: 2].
     #[arg(long, env = "GATEMETER_QUERY_THREADS", global = true)]
     pub query_threads: Option<usize>,
+    /// Decoded lake columns `serve` keeps for the next queries, in MiB; 0
+    /// keeps none [default: 256].
+    #[arg(long, env = "GATEMETER_QUERY_COLUMN_CACHE_MB", global = true)]
+    pub query_column_cache_mb: Option<usize>,
 }
 
 /// Resolved query limits.
@@ -104,6 +108,7 @@ pub struct QuerySettings {
     pub limits: gatemeter_query::executor::QueryLimits,
     pub memory_limit_bytes: usize,
     pub threads: usize,
+    pub column_cache_bytes: usize,
 }
 
 /// Flush bounds of ingest and import.
@@ -231,6 +236,7 @@ struct QueryFileConfig {
     max_rows: Option<usize>,
     memory_limit_mb: Option<usize>,
     threads: Option<usize>,
+    column_cache_mb: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -362,6 +368,12 @@ impl Settings {
                     .or(file.query.threads)
                     .unwrap_or(2)
                     .max(1),
+                column_cache_bytes: global
+                    .query
+                    .query_column_cache_mb
+                    .or(file.query.column_cache_mb)
+                    .unwrap_or(256)
+                    .saturating_mul(1 << 20),
             },
             flush: flush_policy,
             kpi: KpiSettings {

@@ -269,8 +269,9 @@ impl AsyncDB for Session {
     }
 }
 
-/// Builds the lake and session a file's header asks for, then runs the file.
-pub async fn run_file(path: &Path) -> Result<(), String> {
+/// Builds the lake and session a file's header asks for, then runs the file
+/// on an engine keeping `column_cache_bytes` of decoded columns.
+pub async fn run_file(path: &Path, column_cache_bytes: usize) -> Result<(), String> {
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     let header = parse_header(&text)?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
@@ -295,6 +296,7 @@ pub async fn run_file(path: &Path) -> Result<(), String> {
     let engine = QueryEngine::open(QueryConfig {
         data_dir: lake_dir,
         prices: header.prices.clone(),
+        column_cache_bytes,
         ..QueryConfig::default()
     })
     .await
@@ -325,5 +327,12 @@ pub async fn run_file(path: &Path) -> Result<(), String> {
     runner
         .run_file_async(path)
         .await
-        .map_err(|e| e.display(true).to_string())
+        .map_err(|e| e.display(true).to_string())?;
+    let closed = header.window.from.is_some() && header.window.to.is_some();
+    match engine.column_cache_stats() {
+        Some(stats) if closed && stats.hits == 0 => Err(format!(
+            "a closed window with a column cache read nothing from it: {stats:?}"
+        )),
+        _ => Ok(()),
+    }
 }

@@ -1,0 +1,354 @@
+//! A scan of lake files that reads each wanted column of a file from the
+//! [`ColumnCache`] when it is kept there, and decodes (then keeps) the rest.
+//!
+//! It returns every row of its files: filters stay in a `FilterExec` above
+//! (the lake tables push filters down as inexact), which on kept columns is
+//! a pass over memory instead of Parquet pages. Files are spread over the
+//! output partitions by rows, and each partition reads its files one after
+//! the other on the blocking pool.
+
+use std::fmt;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, RecordBatch, RecordBatchOptions};
+use arrow_schema::SchemaRef;
+use datafusion::arrow::compute::concat;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::TaskContext;
+use datafusion::parquet::arrow::arrow_reader::{
+    ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
+use datafusion::parquet::arrow::ProjectionMask;
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{
+    Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet, Time,
+};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning,
+    PlanProperties, ReplaceChildrenOptions, SendableRecordBatchStream,
+};
+use futures::{stream, StreamExt, TryStreamExt};
+
+use crate::column_cache::ColumnCache;
+
+/// One lake file of a scan.
+#[derive(Debug, Clone)]
+pub(crate) struct ScanFile {
+    pub(crate) path: PathBuf,
+    pub(crate) rows: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct CachedLakeScan {
+    /// The files of each output partition.
+    partitions: Vec<Vec<ScanFile>>,
+    /// The scan schema, whole, as the files are read.
+    file_schema: SchemaRef,
+    /// Indices into `file_schema` of the columns returned, in order.
+    projection: Vec<usize>,
+    cache: Arc<ColumnCache>,
+    properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
+}
+
+impl CachedLakeScan {
+    pub(crate) fn new(
+        files: Vec<ScanFile>,
+        file_schema: SchemaRef,
+        projection: Vec<usize>,
+        cache: Arc<ColumnCache>,
+        target_partitions: usize,
+    ) -> Result<CachedLakeScan> {
+        let schema = Arc::new(file_schema.project(&projection)?);
+        let partitions = spread_by_rows(files, target_partitions.max(1));
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(schema),
+            Partitioning::UnknownPartitioning(partitions.len()),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        );
+        Ok(CachedLakeScan {
+            partitions,
+            file_schema,
+            projection,
+            cache,
+            properties: Arc::new(properties),
+            metrics: ExecutionPlanMetricsSet::new(),
+        })
+    }
+}
+
+/// Files over `n` partitions (as many as there are files, at most),
+/// largest first onto the partition with the fewest rows so far.
+fn spread_by_rows(mut files: Vec<ScanFile>, n: usize) -> Vec<Vec<ScanFile>> {
+    let n = n.min(files.len()).max(1);
+    files.sort_by(|a, b| b.rows.cmp(&a.rows).then_with(|| a.path.cmp(&b.path)));
+    let mut partitions: Vec<(u64, Vec<ScanFile>)> = vec![(0, Vec::new()); n];
+    for file in files {
+        if let Some(lightest) = partitions.iter_mut().min_by_key(|(rows, _)| *rows) {
+            lightest.0 += file.rows;
+            lightest.1.push(file);
+        }
+    }
+    partitions
+        .into_iter()
+        .map(|(_, mut files)| {
+            // In path order, which is time order within a partition.
+            files.sort_by(|a, b| a.path.cmp(&b.path));
+            files
+        })
+        .collect()
+}
+
+impl DisplayAs for CachedLakeScan {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let files: usize = self.partitions.iter().map(Vec::len).sum();
+        let columns: Vec<&str> = self
+            .projection
+            .iter()
+            .map(|&i| self.file_schema.field(i).name().as_str())
+            .collect();
+        write!(
+            f,
+            "CachedLakeScan: files={files}, partitions={}, projection=[{}]",
+            self.partitions.len(),
+            columns.join(", ")
+        )
+    }
+}
+
+/// What one partition's stream records.
+#[derive(Clone)]
+struct ScanMetrics {
+    columns_kept: Count,
+    columns_decoded: Count,
+    decode_time: Time,
+}
+
+impl ExecutionPlan for CachedLakeScan {
+    fn name(&self) -> &str {
+        "CachedLakeScan"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn replace_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+        _options: ReplaceChildrenOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.replace_children(
+            children,
+            ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
+        )
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let files = self.partitions.get(partition).cloned().ok_or_else(|| {
+            DataFusionError::Internal(format!(
+                "CachedLakeScan has {} partitions, not {partition}",
+                self.partitions.len()
+            ))
+        })?;
+        let metrics = ScanMetrics {
+            columns_kept: MetricBuilder::new(&self.metrics).counter("columns_cached", partition),
+            columns_decoded: MetricBuilder::new(&self.metrics)
+                .counter("columns_decoded", partition),
+            decode_time: MetricBuilder::new(&self.metrics).subset_time("decode_time", partition),
+        };
+        let batch_size = context.session_config().batch_size().max(1);
+        let schema = self.schema();
+        let reader = Arc::new(FileReader {
+            file_schema: self.file_schema.clone(),
+            schema: schema.clone(),
+            projection: self.projection.clone(),
+            cache: self.cache.clone(),
+            metrics,
+        });
+        let batches = stream::iter(files)
+            .then(move |file| {
+                let reader = reader.clone();
+                async move {
+                    tokio::task::spawn_blocking(move || reader.read(&file))
+                        .await
+                        .map_err(|e| DataFusionError::External(Box::new(e)))?
+                }
+            })
+            .map_ok(move |batch| stream::iter(slices(batch, batch_size).map(Ok)))
+            .try_flatten();
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
+    }
+}
+
+/// `batch` in pieces of at most `size` rows (views, not copies).
+fn slices(batch: RecordBatch, size: usize) -> impl Iterator<Item = RecordBatch> {
+    let rows = batch.num_rows();
+    (0..rows)
+        .step_by(size)
+        .map(move |start| batch.slice(start, size.min(rows - start)))
+}
+
+/// Reads the scan's columns of one file at a time.
+struct FileReader {
+    file_schema: SchemaRef,
+    schema: SchemaRef,
+    projection: Vec<usize>,
+    cache: Arc<ColumnCache>,
+    metrics: ScanMetrics,
+}
+
+impl FileReader {
+    /// Every row of `file`, the projected columns: those kept from the
+    /// cache, the others decoded and kept.
+    fn read(&self, file: &ScanFile) -> Result<RecordBatch> {
+        let rows = usize::try_from(file.rows)
+            .map_err(|_| DataFusionError::Internal(format!("{} rows", file.rows)))?;
+        let mut columns = self.cache.get(&file.path, &self.projection);
+        let mut missing: Vec<usize> = self
+            .projection
+            .iter()
+            .zip(&columns)
+            .filter(|(_, kept)| kept.is_none())
+            .map(|(&index, _)| index)
+            .collect();
+        self.metrics
+            .columns_kept
+            .add(self.projection.len() - missing.len());
+        if !missing.is_empty() {
+            missing.sort_unstable();
+            missing.dedup();
+            let decoded = {
+                let _timer = self.metrics.decode_time.timer();
+                self.decode(&file.path, &missing, rows)?
+            };
+            self.metrics.columns_decoded.add(missing.len());
+            for (index, column) in missing.iter().zip(decoded) {
+                self.cache.insert(&file.path, *index, column.clone());
+                for (wanted, slot) in self.projection.iter().zip(columns.iter_mut()) {
+                    if wanted == index {
+                        *slot = Some(column.clone());
+                    }
+                }
+            }
+        }
+        let columns: Vec<ArrayRef> = columns.into_iter().flatten().collect();
+        Ok(RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            columns,
+            &RecordBatchOptions::new().with_row_count(Some(rows)),
+        )?)
+    }
+
+    /// Columns `indices` (ascending) of `path`, each as one array of all
+    /// its `rows` rows.
+    fn decode(&self, path: &Path, indices: &[usize], rows: usize) -> Result<Vec<ArrayRef>> {
+        let file = File::open(path)
+            .map_err(|e| DataFusionError::Execution(format!("{}: {e}", path.display())))?;
+        let options = ArrowReaderOptions::new().with_schema(self.file_schema.clone());
+        let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options)?;
+        let mask = ProjectionMask::roots(builder.parquet_schema(), indices.iter().copied());
+        let reader = builder
+            .with_projection(mask)
+            .with_batch_size(rows.max(1))
+            .build()?;
+        let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
+        let read: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        if read != rows {
+            return Err(DataFusionError::Execution(format!(
+                "{}: {read} rows where the commit log says {rows}",
+                path.display()
+            )));
+        }
+        (0..indices.len())
+            .map(|i| {
+                let pieces: Vec<&dyn arrow_array::Array> =
+                    batches.iter().map(|b| b.column(i).as_ref()).collect();
+                match batches.as_slice() {
+                    [only] => Ok(only.column(i).clone()),
+                    _ => Ok(concat(&pieces)?),
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str, rows: u64) -> ScanFile {
+        ScanFile {
+            path: PathBuf::from(name),
+            rows,
+        }
+    }
+
+    #[test]
+    fn files_are_spread_so_partitions_hold_about_as_many_rows() {
+        let partitions = spread_by_rows(
+            vec![file("a", 10), file("b", 60), file("c", 30), file("d", 25)],
+            2,
+        );
+        let rows: Vec<u64> = partitions
+            .iter()
+            .map(|p| p.iter().map(|f| f.rows).sum())
+            .collect();
+        assert_eq!(rows, vec![60, 65]);
+        let names: Vec<Vec<&str>> = partitions
+            .iter()
+            .map(|p| {
+                p.iter()
+                    .map(|f| f.path.to_str().unwrap_or_default())
+                    .collect()
+            })
+            .collect();
+        assert_eq!(names, vec![vec!["b"], vec!["a", "c", "d"]]);
+    }
+
+    #[test]
+    fn fewer_files_than_partitions_make_one_partition_each() {
+        assert_eq!(spread_by_rows(vec![file("a", 1)], 4).len(), 1);
+        assert_eq!(spread_by_rows(vec![], 4).len(), 1);
+    }
+
+    #[test]
+    fn slices_cover_every_row_once() {
+        let column: ArrayRef = Arc::new(arrow_array::Int64Array::from_iter_values(0..10));
+        let batch = RecordBatch::try_from_iter([("n", column)]).expect("batch");
+        let sizes: Vec<usize> = slices(batch, 4).map(|b| b.num_rows()).collect();
+        assert_eq!(sizes, vec![4, 4, 2]);
+    }
+}
