@@ -30,7 +30,7 @@ use datafusion::logical_expr::{
 };
 use gatemeter_schema::Usd;
 
-use crate::price_book::{PriceBook, PriceRow, Usage};
+use crate::price_book::{PriceBook, Pricing, Usage};
 
 /// Which of the two functions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -180,42 +180,21 @@ struct Attempts<'a> {
     book: &'a PriceBook,
 }
 
-/// How one attempt is priced, by the rules of SPEC 3 in order.
-enum Priced<'a> {
-    Unbilled,
-    Reported(i128),
-    Book(&'a PriceRow),
-    Unpriced,
-}
-
-impl Priced<'_> {
-    /// The `cost_source` value.
-    fn source(&self) -> &'static str {
-        match self {
-            Priced::Unbilled => "unbilled",
-            Priced::Reported(_) => "reported",
-            Priced::Book(_) => "price_book",
-            Priced::Unpriced => "unpriced",
-        }
-    }
-}
-
 impl Attempts<'_> {
     /// How row `row` is priced. A NULL `billed` counts as billed, as
     /// `CASE WHEN NOT billed` would have it.
-    fn priced(&self, row: usize) -> Priced<'_> {
-        if self.billed.is_valid(row) && !self.billed.value(row) {
-            Priced::Unbilled
-        } else if self.reported.is_valid(row) {
-            Priced::Reported(self.reported.value(row))
-        } else {
-            self.book_row(row).map_or(Priced::Unpriced, Priced::Book)
-        }
+    fn priced(&self, row: usize) -> Pricing<'_> {
+        let billed = !(self.billed.is_valid(row) && !self.billed.value(row));
+        let reported = self
+            .reported
+            .is_valid(row)
+            .then(|| Usd(self.reported.value(row)));
+        self.book.pricing(billed, reported, || self.book_key(row))
     }
 
-    /// The book's row for row `row`: (provider, served model, else
-    /// requested model) at `attempt_start`.
-    fn book_row(&self, row: usize) -> Option<&PriceRow> {
+    /// What the book is looked up by for row `row`: (provider, served
+    /// model, else requested model, `attempt_start`).
+    fn book_key(&self, row: usize) -> Option<(&str, &str, i64)> {
         let provider = text_at(self.provider, row)?;
         let model =
             text_at(self.served_model, row).or_else(|| text_at(self.requested_model, row))?;
@@ -223,7 +202,7 @@ impl Attempts<'_> {
             .attempt_start
             .is_valid(row)
             .then(|| self.attempt_start.value(row))?;
-        self.book.row_at(provider, model, at)
+        Some((provider, model, at))
     }
 
     fn costs(&self, rows: usize, usage: &[&Int64Array]) -> Result<Decimal128Array> {
@@ -236,24 +215,16 @@ impl Attempts<'_> {
         let mut values = Vec::with_capacity(rows);
         let mut valid = Vec::with_capacity(rows);
         for row in 0..rows {
-            let cost = match self.priced(row) {
-                Priced::Unbilled => Some(0),
-                Priced::Reported(cost) => Some(cost),
-                Priced::Book(price_row) => Some(
-                    PriceBook::price(
-                        price_row,
-                        Usage {
-                            input: count(0, row),
-                            output: count(1, row),
-                            cache_read: count(2, row),
-                            cache_write: count(3, row),
-                            web_search_requests: count(4, row),
-                        },
-                    )
-                    .0,
-                ),
-                Priced::Unpriced => None,
-            };
+            let cost = self
+                .priced(row)
+                .cost(|| Usage {
+                    input: count(0, row),
+                    output: count(1, row),
+                    cache_read: count(2, row),
+                    cache_write: count(3, row),
+                    web_search_requests: count(4, row),
+                })
+                .map(|usd| usd.0);
             values.push(cost.unwrap_or_default());
             valid.push(cost.is_some());
         }

@@ -125,7 +125,7 @@ impl DisplayAs for CachedLakeScan {
 /// What one partition's stream records.
 #[derive(Clone)]
 struct ScanMetrics {
-    columns_kept: Count,
+    columns_cached: Count,
     columns_decoded: Count,
     decode_time: Time,
 }
@@ -184,7 +184,7 @@ impl ExecutionPlan for CachedLakeScan {
             ))
         })?;
         let metrics = ScanMetrics {
-            columns_kept: MetricBuilder::new(&self.metrics).counter("columns_cached", partition),
+            columns_cached: MetricBuilder::new(&self.metrics).counter("columns_cached", partition),
             columns_decoded: MetricBuilder::new(&self.metrics)
                 .counter("columns_decoded", partition),
             decode_time: MetricBuilder::new(&self.metrics).subset_time("decode_time", partition),
@@ -245,7 +245,7 @@ impl FileReader {
             .map(|(&index, _)| index)
             .collect();
         self.metrics
-            .columns_kept
+            .columns_cached
             .add(self.projection.len() - missing.len());
         if !missing.is_empty() {
             missing.sort_unstable();
@@ -293,12 +293,12 @@ impl FileReader {
             )));
         }
         (0..indices.len())
-            .map(|i| {
-                let pieces: Vec<&dyn arrow_array::Array> =
-                    batches.iter().map(|b| b.column(i).as_ref()).collect();
-                match batches.as_slice() {
-                    [only] => Ok(only.column(i).clone()),
-                    _ => Ok(concat(&pieces)?),
+            .map(|i| match batches.as_slice() {
+                [only] => Ok(only.column(i).clone()),
+                _ => {
+                    let pieces: Vec<&dyn arrow_array::Array> =
+                        batches.iter().map(|b| b.column(i).as_ref()).collect();
+                    Ok(concat(&pieces)?)
                 }
             })
             .collect()

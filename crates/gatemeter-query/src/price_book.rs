@@ -49,6 +49,38 @@ pub struct Usage {
     pub web_search_requests: Option<i64>,
 }
 
+/// How one attempt is priced ([`PriceBook::pricing`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pricing<'a> {
+    Unbilled,
+    Reported(Usd),
+    Book(&'a PriceRow),
+    Unpriced,
+}
+
+impl Pricing<'_> {
+    /// The cost: 0 unbilled, the reported cost, the book's price of
+    /// `usage` (read only for a book price); `None` when unpriced.
+    pub fn cost(&self, usage: impl FnOnce() -> Usage) -> Option<Usd> {
+        match self {
+            Pricing::Unbilled => Some(Usd(0)),
+            Pricing::Reported(cost) => Some(*cost),
+            Pricing::Book(row) => Some(PriceBook::price(row, usage())),
+            Pricing::Unpriced => None,
+        }
+    }
+
+    /// The `cost_source` value.
+    pub fn source(&self) -> &'static str {
+        match self {
+            Pricing::Unbilled => "unbilled",
+            Pricing::Reported(_) => "reported",
+            Pricing::Book(_) => "price_book",
+            Pricing::Unpriced => "unpriced",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PriceBook {
     rows: Vec<PriceRow>,
@@ -158,27 +190,42 @@ impl PriceBook {
     /// served model or requested model) at `attempt_start`; `None` when
     /// unpriced.
     pub fn attempt_cost(&self, event: &gatemeter_schema::AttemptEvent) -> Option<Usd> {
-        if !event.billed {
-            return Some(Usd(0));
-        }
-        if let Some(cost) = event.cost_usd {
-            return Some(cost);
-        }
         let model = event
             .served_model
             .as_deref()
             .unwrap_or(&event.requested_model);
-        let row = self.row_at(&event.provider, model, event.attempt_start)?;
-        Some(PriceBook::price(
-            row,
-            Usage {
-                input: event.input_tokens,
-                output: event.output_tokens,
-                cache_read: event.cache_read_tokens,
-                cache_write: event.cache_write_tokens,
-                web_search_requests: event.web_search_requests,
-            },
-        ))
+        self.pricing(event.billed, event.cost_usd, || {
+            Some((event.provider.as_str(), model, event.attempt_start))
+        })
+        .cost(|| Usage {
+            input: event.input_tokens,
+            output: event.output_tokens,
+            cache_read: event.cache_read_tokens,
+            cache_write: event.cache_write_tokens,
+            web_search_requests: event.web_search_requests,
+        })
+    }
+
+    /// How an attempt is priced, by the rules of SPEC 3 in order: not
+    /// `billed`, its `reported` cost, the book's row for what `lookup`
+    /// gives (provider, served model else requested model, attempt start;
+    /// asked only when the first two rules do not apply, `None` when one
+    /// of them is missing), else unpriced.
+    pub fn pricing<'s>(
+        &self,
+        billed: bool,
+        reported: Option<Usd>,
+        lookup: impl FnOnce() -> Option<(&'s str, &'s str, EpochMicros)>,
+    ) -> Pricing<'_> {
+        if !billed {
+            Pricing::Unbilled
+        } else if let Some(cost) = reported {
+            Pricing::Reported(cost)
+        } else {
+            lookup()
+                .and_then(|(provider, model, at)| self.row_at(provider, model, at))
+                .map_or(Pricing::Unpriced, Pricing::Book)
+        }
     }
 
     /// The row in force for (provider, model) at `at`: the pair's last row
