@@ -13,6 +13,8 @@ import subprocess
 import time
 
 import duckdb
+import pyarrow
+from deltalake import DeltaTable
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -193,13 +195,63 @@ def produce(bootstrap, topic, messages, partitions=4):
     return delivered
 
 
-def attempts_glob(data_dir):
-    return f"{data_dir}/attempts/**/*.parquet"
+def delta_table(data_dir, table="attempts"):
+    """The lake's table as the Python `deltalake` reader sees it, or None
+    while no writer has created it."""
+    path = pathlib.Path(data_dir) / table
+    if not (path / "_delta_log").is_dir():
+        return None
+    return DeltaTable(str(path))
 
 
-def query(sql, params=None):
+def add_actions(data_dir, table="attempts"):
+    """The current version's Add actions: [{path, size_bytes, num_records, ...}]."""
+    dt = delta_table(data_dir, table)
+    if dt is None:
+        return []
+    return pyarrow.table(dt.get_add_actions(flatten=True)).to_pylist()
+
+
+def live_files(data_dir, table="attempts"):
+    """Lake-relative paths of the files the table's current version names."""
+    return {f"{table}/{action['path']}" for action in add_actions(data_dir, table)}
+
+
+def live_attempt_files(data_dir):
+    """The attempts table as of its current version: {path: {rows, deduplicated}}."""
+    return {
+        f"attempts/{a['path']}": {"rows": a["num_records"], "deduplicated": "/compacted-" in f"/{a['path']}"}
+        for a in add_actions(data_dir)
+    }
+
+
+def committed_files(data_dir):
+    """Every file the current versions of both tables name."""
+    return live_files(data_dir, "attempts") | live_files(data_dir, "dead_letters")
+
+
+def history(data_dir, table="attempts"):
+    """The table's commits, oldest first."""
+    dt = delta_table(data_dir, table)
+    return [] if dt is None else list(reversed(dt.history()))
+
+
+def parquet_source(data_dir, table="attempts"):
+    """A DuckDB table expression over exactly the committed files of `table`
+    (the folder may also hold files no commit names yet)."""
+    files = sorted(str(pathlib.Path(data_dir) / path) for path in live_files(data_dir, table))
+    if not files:
+        return None
+    hive = ", hive_partitioning = true" if table == "attempts" else ""
+    return f"read_parquet({files!r}{hive})"
+
+
+def query(sql, params=None, tables=None):
+    """Runs `sql` in a fresh DuckDB; `tables` maps names to Arrow tables."""
     con = duckdb.connect()
     try:
+        for name, table in (tables or {}).items():
+            con.register(name, table)
         return con.execute(sql, params or []).fetchall()
     finally:
         con.close()
@@ -207,44 +259,17 @@ def query(sql, params=None):
 
 def lake_positions(data_dir):
     """(_partition, _offset) of every row of the attempts table, via DuckDB."""
-    if not glob.glob(attempts_glob(data_dir), recursive=True):
+    source = parquet_source(data_dir)
+    if source is None:
         return []
-    return query(
-        f"SELECT _partition, _offset FROM read_parquet('{attempts_glob(data_dir)}', hive_partitioning = true)"
-    )
+    return query(f"SELECT _partition, _offset FROM {source}")
 
 
 def dead_letters(data_dir):
-    files = f"{data_dir}/dead_letters/*.parquet"
-    if not glob.glob(files):
+    source = parquet_source(data_dir, "dead_letters")
+    if source is None:
         return []
-    return query(f"SELECT partition, \"offset\", error_class, field, payload_size FROM read_parquet('{files}')")
-
-
-def commit_records(data_dir):
-    records = []
-    for path in sorted(glob.glob(f"{data_dir}/_gatemeter/commits/*.json")):
-        with open(path) as f:
-            records.append(json.load(f))
-    return records
-
-
-def committed_files(data_dir):
-    """Every file a commit record names: live, or replaced by compaction."""
-    names = set()
-    for record in commit_records(data_dir):
-        names.update(entry["path"] for entry in record["files"] + record["dead_letter_files"])
-    return names
-
-
-def live_attempt_files(data_dir):
-    """The attempts table as of the last commit: {path: entry}, in log order."""
-    live = {}
-    for record in commit_records(data_dir):
-        live.update((entry["path"], entry) for entry in record["files"])
-        for path in record.get("removed", []):
-            live.pop(path, None)
-    return live
+    return query(f"SELECT partition, \"offset\", error_class, field, payload_size FROM {source}")
 
 
 def files_on_disk(data_dir):
@@ -252,7 +277,8 @@ def files_on_disk(data_dir):
     for table in ("attempts", "dead_letters"):
         base = pathlib.Path(data_dir) / table
         if base.exists():
-            found.update(str(p.relative_to(data_dir)) for p in base.rglob("*") if p.is_file())
+            found.update(str(p.relative_to(data_dir)) for p in base.rglob("*")
+                         if p.is_file() and "_delta_log" not in p.parts)
     return found
 
 

@@ -1,8 +1,9 @@
 """`gatemeter compact`: each settled hour partition becomes one deduplicated
-file in one commit; every view row and KPI is the same before and after;
-duplicates and corrections arriving after compaction still count once (the
-KPIs equal DuckDB's independent computation over the raw JSONL); a crash
-between the compacted file and its commit record changes nothing."""
+file in one Delta commit; every view row and KPI is the same before and
+after; duplicates and corrections arriving after compaction still count once
+(the KPIs equal DuckDB's independent computation over the raw JSONL); a crash
+between the compacted file and its commit changes nothing, and vacuum removes
+what it left."""
 
 import json
 from decimal import Decimal
@@ -63,19 +64,20 @@ def test_compaction_changes_no_number_and_leaves_one_file_per_hour(events, tmp_p
     assert len(before["kpis"]) > 10
     rows, distinct = live_rows(data_dir)
     assert rows > distinct, "the fixture must hold duplicate copies"
-    commits = len(support.commit_records(data_dir))
+    commits = len(support.history(data_dir))
+    files_before = set(support.live_attempt_files(data_dir))
     assert sum(len(files) for files in by_partition(data_dir).values()) > 3
 
     dry = gatemeter("--data-dir", data_dir, "compact", "--dry-run").stdout
     assert dry.strip().endswith("3 partitions to compact"), dry
-    assert len(support.commit_records(data_dir)) == commits
+    assert len(support.history(data_dir)) == commits
 
     result = gatemeter("--data-dir", data_dir, "compact").stdout
     assert f"{rows} rows → {distinct} ({rows - distinct} duplicate copies dropped)" in result, result
     assert result.startswith("compacted 3 partitions"), result
-    records = support.commit_records(data_dir)
+    records = support.history(data_dir)
     assert len(records) == commits + 3
-    assert all(r["writer"] == "compact" and r["format_version"] == 2 and not r["offsets"] for r in records[-3:])
+    assert all(r["operation"] == "OPTIMIZE" for r in records[-3:]), records[-3:]
 
     partitions = by_partition(data_dir)
     assert len(partitions) == 3
@@ -83,9 +85,9 @@ def test_compaction_changes_no_number_and_leaves_one_file_per_hour(events, tmp_p
     assert live_rows(data_dir) == (distinct, distinct)
     assert snapshot(data_dir) == before
 
-    # The replaced files wait for readers that listed them (15 min by default).
-    replaced = {path for r in records[-3:] for path in r["removed"]}
-    assert replaced and replaced <= support.files_on_disk(data_dir)
+    # The replaced files wait for readers that listed them (a day by default).
+    replaced = support.files_on_disk(data_dir) - support.committed_files(data_dir)
+    assert replaced == files_before
     again = gatemeter("--data-dir", data_dir, "compact").stdout
     assert again.startswith("compacted 0 partitions"), again
 
@@ -142,13 +144,12 @@ def test_a_crash_before_the_commit_record_changes_nothing(events, tmp_path):
     assert crashed.returncode != 0
     assert support.live_attempt_files(data_dir) == live
     orphans = support.files_on_disk(data_dir) - support.committed_files(data_dir)
-    assert len(orphans) == 1 and "-compacted-" in orphans.pop()
+    assert len(orphans) == 1 and "/compacted-" in orphans.pop()
     assert snapshot(data_dir) == before
 
-    # A writer's recovery deletes the orphan; compaction then completes.
-    empty = tmp_path / "empty.jsonl"
-    empty.write_text("")
-    gatemeter("--data-dir", data_dir, "import", empty)
+    # Compaction completes; vacuum past its retention removes the orphan and
+    # the replaced files.
+    result = gatemeter("--data-dir", data_dir, "compact", "--retention", "0m").stdout
+    assert result.startswith("compacted 3 partitions"), result
     assert support.files_on_disk(data_dir) == support.committed_files(data_dir)
-    assert gatemeter("--data-dir", data_dir, "compact").stdout.startswith("compacted 3 partitions")
     assert snapshot(data_dir) == before

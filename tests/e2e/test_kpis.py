@@ -24,18 +24,19 @@ def lake(tmp_path_factory):
     return {"events": events, "data_dir": data_dir}
 
 
-def duckdb_oracle(events):
-    """Spend, requests and attempts per team by SPEC 3, in DuckDB SQL."""
-    return support.query(f"""
-        WITH raw AS (
+def duckdb_oracle(events=None, arrow=None):
+    """Spend, requests and attempts per team by SPEC 3, in DuckDB SQL, over
+    the raw JSONL `events` or over `arrow`, a table with the lake's columns."""
+    raw = "SELECT * FROM lake" if arrow is not None else f"""
             SELECT * FROM read_json('{events}', format = 'newline_delimited',
                                     columns = {{
                 attempt_id: 'VARCHAR', event_version: 'BIGINT', request_id: 'VARCHAR', attempt_index: 'INT',
                 is_final: 'BOOLEAN', attempt_start: 'TIMESTAMPTZ', provider: 'VARCHAR', requested_model: 'VARCHAR',
                 served_model: 'VARCHAR', team: 'VARCHAR', billed: 'BOOLEAN', outcome: 'VARCHAR',
                 input_tokens: 'BIGINT', output_tokens: 'BIGINT', cache_read_tokens: 'BIGINT',
-                cache_write_tokens: 'BIGINT', web_search_requests: 'BIGINT', cost_usd: 'DECIMAL(20,9)'}})
-        ),
+                cache_write_tokens: 'BIGINT', web_search_requests: 'BIGINT', cost_usd: 'DECIMAL(20,9)'}})"""
+    return support.query(f"""
+        WITH raw AS ({raw}),
         dedup AS (
             SELECT * FROM raw QUALIFY row_number() OVER (PARTITION BY attempt_id ORDER BY coalesce(event_version, 0) DESC) = 1
         ),
@@ -62,7 +63,7 @@ def duckdb_oracle(events):
         SELECT r.team, count(DISTINCT r.request_id), sum(r.attempts),
                (SELECT coalesce(sum(p.cost), 0)::DECIMAL(38,9) FROM priced p WHERE coalesce(p.team, 'unassigned') = r.team)
         FROM requests r GROUP BY r.team ORDER BY r.team
-    """)
+    """, tables={"lake": arrow} if arrow is not None else None)
 
 
 def test_kpis_by_team_match_an_independent_duckdb_computation(lake):
@@ -84,9 +85,9 @@ def test_percentiles_are_within_one_percent_of_quantile_cont(lake):
     rows = json.loads(gatemeter("--data-dir", lake["data_dir"], "--prices", PRICES, "kpis",
                                 "--group-by", "provider", "--format", "json").stdout)
     ours = {r["provider"]: (r["latency_p50_ms"], r["latency_p95_ms"], r["latency_p99_ms"]) for r in rows}
-    glob = support.attempts_glob(lake["data_dir"])
+    source = support.parquet_source(lake["data_dir"])
     exact = support.query(f"""
-        WITH a AS (SELECT * FROM read_parquet('{glob}')
+        WITH a AS (SELECT * FROM {source}
                    QUALIFY row_number() OVER (PARTITION BY attempt_id ORDER BY event_version DESC, _offset DESC) = 1),
         f AS (SELECT request_id, arg_max(provider, (is_final::INT, attempt_index)) AS provider,
                      arg_max(outcome, (is_final::INT, attempt_index)) AS outcome,

@@ -126,13 +126,15 @@ impl Buffers {
     }
 
     /// Takes everything buffered as one pending commit, leaving each
-    /// partition empty at its new position.
+    /// partition empty at its new position. The commit holds the position
+    /// of every tracked partition, buffered data or not, so it fails if
+    /// another writer moved any of them.
     pub fn take_pending(&mut self, writer: &str) -> PendingCommit {
         let mut pending = PendingCommit {
             writer: writer.to_owned(),
             ..PendingCommit::default()
         };
-        for ((topic, partition), buffer) in self.partitions.iter_mut().filter(|(_, b)| b.dirty) {
+        for ((topic, partition), buffer) in self.partitions.iter_mut() {
             pending.rows.append(&mut buffer.rows);
             pending.dead_letters.append(&mut buffer.dead_letters);
             if let Some(next) = buffer.next_offset {

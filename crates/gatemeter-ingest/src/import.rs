@@ -2,14 +2,15 @@
 //! same decoder, buffers, dead letters and commit path as ingest. Each file
 //! is a source partition of its own (`import:<file name>`, partition 0, the
 //! line number as offset), so importing the same file again stores nothing
-//! twice.
+//! twice, and two imports of it at once store it once: the one whose commit
+//! loses reads the file again from where the winner's commit left it.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::time::Instant;
 
-use gatemeter_lake::Lake;
+use gatemeter_lake::{Lake, LakeError};
 use gatemeter_schema::SourcePosition;
 
 use crate::buffer::Buffers;
@@ -42,15 +43,39 @@ pub async fn import_file(
     metrics: &IngestMetrics,
     mut progress: impl FnMut(u64),
 ) -> Result<ImportReport, IngestError> {
+    let mut report = ImportReport::default();
+    // Every lost race means another import of this file moved its offset
+    // forward, so the passes end once the file is stored.
+    loop {
+        match import_pass(lake, path, policy, metrics, &mut progress, &mut report).await {
+            Err(IngestError::Lake(LakeError::LostCommitRace { detail })) => {
+                tracing::warn!(%detail, file = %path.display(), "another import stored part of this file first; reading it again");
+            }
+            other => return other.map(|()| report),
+        }
+    }
+}
+
+/// Reads the file from the start, skipping the lines the lake already
+/// holds, and commits the rest; counts into `report`.
+async fn import_pass(
+    lake: &mut Lake,
+    path: &Path,
+    policy: FlushPolicy,
+    metrics: &IngestMetrics,
+    progress: &mut impl FnMut(u64),
+    report: &mut ImportReport,
+) -> Result<(), IngestError> {
     let input_error = |e: std::io::Error| IngestError::Input {
         path: path.display().to_string(),
         reason: e.to_string(),
     };
     let mut reader = BufReader::with_capacity(1 << 20, File::open(path).map_err(input_error)?);
     let topic = import_topic(path);
+    let committed = lake.load_offsets(&topic, &[0]).await?;
     let mut buffers = Buffers::default();
-    buffers.reset_partition((topic.clone(), 0), lake.next_offset(&topic, 0));
-    let mut report = ImportReport::default();
+    buffers.reset_partition((topic.clone(), 0), committed.get(&0).copied().flatten());
+    report.already_imported = 0;
     let mut line = Vec::with_capacity(4096);
     let mut offset: i64 = 0;
     let mut bytes_read: u64 = 0;
@@ -76,13 +101,13 @@ pub async fn import_file(
         offset += 1;
         let stats = buffers.stats();
         if stats.rows >= policy.max_rows || stats.bytes >= policy.max_bytes {
-            commit(lake, &mut buffers, metrics, &mut report).await?;
+            commit(lake, &mut buffers, metrics, report).await?;
             progress(bytes_read);
         }
     }
-    commit(lake, &mut buffers, metrics, &mut report).await?;
+    commit(lake, &mut buffers, metrics, report).await?;
     progress(bytes_read);
-    Ok(report)
+    Ok(())
 }
 
 async fn commit(

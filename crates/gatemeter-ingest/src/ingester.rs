@@ -101,14 +101,21 @@ pub async fn run_ingest(
     traffic: Option<TrafficMetrics>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<IngestReport, IngestError> {
+    let mut lake = lake;
     let (sender, changes) = channel();
+    let consumer_config = consumer_config(&options.source);
+    // Positions of every partition of the topic, so the rebalance callback
+    // starts each assigned partition at (or, when another writer moved it
+    // since, just below) its committed offset.
+    let partitions = topic_partitions(&consumer_config, &options.source.topic)?;
+    lake.load_offsets(&options.source.topic, &partitions).await?;
     let committed = Arc::new(Mutex::new(lake.offsets().clone()));
     let context = LakeSeekContext {
         committed: committed.clone(),
         changes: sender,
         metrics: metrics.clone(),
     };
-    let consumer: LakeConsumer = consumer_config(&options.source).create_with_context(context)?;
+    let consumer: LakeConsumer = consumer_config.create_with_context(context)?;
     consumer.subscribe(&[options.source.topic.as_str()])?;
     let mut ingest = Ingest {
         changes,
@@ -134,7 +141,7 @@ pub async fn run_ingest(
                 break;
             }
             received = consumer.recv() => {
-                ingest.apply_assignment_changes();
+                ingest.apply_assignment_changes(&consumer).await?;
                 match received {
                     Ok(message) => {
                         let source = SourcePosition {
@@ -160,7 +167,7 @@ pub async fn run_ingest(
                 }
             }
             _ = ticker.tick() => {
-                ingest.apply_assignment_changes();
+                ingest.apply_assignment_changes(&consumer).await?;
             }
         }
         if let Some(reason) = ingest.policy.check(&ingest.buffers.stats(), Instant::now()) {
@@ -178,17 +185,19 @@ pub async fn run_ingest(
 }
 
 impl Ingest {
-    fn apply_assignment_changes(&mut self) {
+    async fn apply_assignment_changes(&mut self, consumer: &LakeConsumer) -> Result<(), IngestError> {
         while let Ok(change) = self.changes.try_recv() {
             match change {
                 AssignmentChange::Assigned(partitions) => {
-                    for key in partitions {
-                        let next = self.lake.next_offset(&key.0, key.1);
-                        info!(topic = key.0, partition = key.1, next_offset = ?next, "assigned");
-                        self.buffers.reset_partition(key.clone(), next);
-                        self.at_end.remove(&key);
-                        self.assigned.insert(key);
+                    for key in &partitions {
+                        info!(topic = key.0, partition = key.1, "assigned");
+                        self.at_end.remove(key);
+                        self.assigned.insert(key.clone());
                     }
+                    // The callback started them from what this process knew;
+                    // a past owner may have committed more since.
+                    self.reset(consumer, partitions, StartPosition::AtOrBelowLake)
+                        .await?;
                 }
                 AssignmentChange::Revoked(partitions) => {
                     for key in partitions {
@@ -200,6 +209,46 @@ impl Ingest {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// The one way a partition is (re)started: read its committed offset
+    /// from the lake's log, drop what is buffered for it, and seek the
+    /// consumer there.
+    async fn reset(
+        &mut self,
+        consumer: &LakeConsumer,
+        partitions: Vec<PartitionKey>,
+        position: StartPosition,
+    ) -> Result<(), IngestError> {
+        let before = self.committed_snapshot();
+        let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+        for (topic, partition) in &partitions {
+            by_topic.entry(topic.clone()).or_default().push(*partition);
+        }
+        for (topic, numbers) in by_topic {
+            let found = self.lake.load_offsets(&topic, &numbers).await?;
+            for (partition, next) in found {
+                let key = (topic.clone(), partition);
+                info!(topic, partition, next_offset = ?next, "starting from the lake's offset");
+                self.buffers.reset_partition(key.clone(), next);
+                let known_before = before.get(&topic).and_then(|p| p.get(&partition)).copied();
+                if position == StartPosition::AtOrBelowLake && known_before == next {
+                    continue;
+                }
+                let offset = next.map_or(Offset::Beginning, Offset::Offset);
+                seek(consumer, &key, offset, position)?;
+            }
+        }
+        self.publish_committed();
+        Ok(())
+    }
+
+    fn committed_snapshot(&self) -> SourceOffsets {
+        self.committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn caught_up(&self) -> bool {
@@ -232,16 +281,12 @@ impl Ingest {
                 self.commit_to_kafka(consumer, &offsets);
                 Ok(())
             }
-            Err(LakeError::LostCommitRace { sequence }) => {
+            Err(LakeError::LostCommitRace { detail }) => {
                 timer.stop_and_discard();
-                warn!(
-                    sequence,
-                    "another writer committed first; re-seeking from the lake"
-                );
-                self.buffers.reset_all(self.lake.offsets());
-                self.publish_committed();
-                self.reseek_from_lake(consumer);
-                Ok(())
+                warn!(%detail, "another writer committed first; restarting from the lake");
+                let held: Vec<PartitionKey> = self.assigned.iter().cloned().collect();
+                self.buffers.reset_all(&SourceOffsets::new());
+                self.reset(consumer, held, StartPosition::MayBeAhead).await
             }
             Err(e) => Err(e.into()),
         }
@@ -271,23 +316,56 @@ impl Ingest {
             }
         }
     }
+}
 
-    fn reseek_from_lake(&self, consumer: &LakeConsumer) {
-        let positions: BTreeMap<&PartitionKey, Offset> = self
-            .assigned
-            .iter()
-            .map(|key| {
-                let offset = self
-                    .lake
-                    .next_offset(&key.0, key.1)
-                    .map_or(Offset::Beginning, Offset::Offset);
-                (key, offset)
-            })
-            .collect();
-        for ((topic, partition), offset) in positions {
-            if let Err(error) = consumer.seek(topic, *partition, offset, Duration::from_secs(5)) {
-                warn!(%error, topic, partition, "seek failed");
+/// Where the consumer stands for a partition being reset, relative to the
+/// lake's committed offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StartPosition {
+    /// Just assigned at what this process knew: at or below the lake, so a
+    /// failed seek only costs replays that the buffer drops.
+    AtOrBelowLake,
+    /// After a lost race it may have read past the lake: the seek must
+    /// happen, or what lies between would be skipped.
+    MayBeAhead,
+}
+
+/// How often a seek that must happen is tried before ingest stops (a
+/// restart then starts from the lake).
+const SEEK_TRIES: u32 = 5;
+
+fn seek(
+    consumer: &LakeConsumer,
+    (topic, partition): &PartitionKey,
+    offset: Offset,
+    position: StartPosition,
+) -> Result<(), IngestError> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match consumer.seek(topic, *partition, offset, Duration::from_secs(5)) {
+            Ok(()) => return Ok(()),
+            Err(error) if position == StartPosition::AtOrBelowLake => {
+                warn!(%error, topic, partition, "seek failed; replayed messages will be dropped");
+                return Ok(());
+            }
+            Err(error) if tries >= SEEK_TRIES => return Err(error.into()),
+            Err(error) => {
+                warn!(%error, topic, partition, tries, "seek failed; trying again");
+                std::thread::sleep(Duration::from_millis(100));
             }
         }
     }
+}
+
+/// The partition numbers of `topic`, from the broker's metadata.
+fn topic_partitions(config: &ClientConfig, topic: &str) -> Result<Vec<i32>, IngestError> {
+    let client: rdkafka::consumer::BaseConsumer = config.create()?;
+    let metadata = client.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect())
 }

@@ -1,33 +1,34 @@
 //! Compaction (SPEC 2.3, 2.5): the live files of one settled hour partition
 //! become one file that holds a single row per `attempt_id` — the copy the
 //! `attempts` view would pick: highest `event_version`, then the latest
-//! written (`_ingested_at`, `_topic`, `_partition`, `_offset`). One commit
-//! record adds the new file and takes out the files it replaced, so a reader
+//! written (`_ingested_at`, `_topic`, `_partition`, `_offset`). One Delta
+//! commit adds the new file and removes the files it replaced, so a reader
 //! sees either all the old files or the new one, never both.
 //!
 //! Files committed to the partition later (late events, corrections) stay
 //! beside the compacted file until the next compaction; the query layer
 //! compares the compacted rows only with those.
 
-use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::collections::{BTreeMap, HashMap};
 
 use arrow::array::{AsArray, PrimitiveArray, RecordBatch};
 use arrow::compute::{
     concat_batches, lexsort_to_indices, take_record_batch, SortColumn, SortOptions,
 };
-use arrow::datatypes::{TimestampMicrosecondType, UInt32Type};
+use arrow::datatypes::UInt32Type;
 use arrow::error::ArrowError;
-use chrono::{SecondsFormat, Utc};
+use chrono::Utc;
+use deltalake_core::kernel::{Action, Remove};
+use deltalake_core::protocol::DeltaOperation;
 use gatemeter_schema::{attempts_schema, EpochMicros};
-use object_store::{ObjectStoreExt, PutPayload};
+use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::error::LakeError;
 use crate::lake::Lake;
-use crate::manifest::{CommitRecord, FileEntry, COMMIT_FORMAT_VERSION};
-use crate::parquet_file;
-use crate::paths::{object_path, CompactedFilePath, HourPartition};
+use crate::manifest::FileEntry;
+use crate::paths::{object_path, DataFilePath, HourPartition};
+use crate::table::Attempt;
 
 /// One hour partition to compact and the live files it has now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +51,8 @@ impl CompactionPlan {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompactionSummary {
     pub partition: HourPartition,
-    pub sequence: u64,
+    /// The `attempts` table version of the compaction's commit.
+    pub version: i64,
     pub files_replaced: usize,
     pub rows_read: u64,
     pub rows_written: u64,
@@ -94,18 +96,39 @@ impl Lake {
             .collect()
     }
 
-    /// Replaces the plan's files by one deduplicated file. The plan must
-    /// come from this lake's current state: if another writer committed in
-    /// between, this fails with [`LakeError::LostCommitRace`] and the lake
-    /// reloads, so plan again.
+    /// Replaces the plan's files by one deduplicated file, in one Delta
+    /// commit of Removes and the new Add (`dataChange` true: duplicates are
+    /// gone). If another writer committed in between, the commit is tried
+    /// again as long as every planned file is still live; once one is not
+    /// (another compaction took it) this fails with
+    /// [`LakeError::LostCommitRace`] and the lake has reloaded, so plan again.
     pub async fn compact(&mut self, plan: &CompactionPlan) -> Result<CompactionSummary, LakeError> {
-        let sequence = self.next_sequence();
         self.begin_commit();
         let mut batches = Vec::with_capacity(plan.files.len());
+        let mut removes = Vec::with_capacity(plan.files.len());
         for file in &plan.files {
+            let live = self
+                .live_file(&file.path)
+                .cloned()
+                .ok_or_else(|| LakeError::LostCommitRace {
+                    detail: format!("{} is no longer live", file.path),
+                })?;
+            removes.push(Action::Remove(Remove {
+                path: live.path.clone(),
+                data_change: true,
+                deletion_timestamp: Some(Utc::now().timestamp_millis()),
+                extended_file_metadata: Some(true),
+                partition_values: Some(live.partition_values),
+                size: Some(live.size),
+                tags: None,
+                deletion_vector: None,
+                base_row_id: None,
+                default_row_commit_version: None,
+            }));
             let bytes = self
+                .attempts_table()
                 .store()
-                .get(&object_path(&file.path))
+                .get(&object_path(&live.path))
                 .await?
                 .bytes()
                 .await?;
@@ -119,48 +142,55 @@ impl Lake {
         }
         let all = concat_batches(&attempts_schema(), &batches)?;
         let compacted = deduplicate(&all)?;
-        let bytes = parquet_file::encode(&compacted, Some("request_start"))?;
-        let path = CompactedFilePath {
-            partition: plan.partition,
-            commit: sequence,
-            nonce: nonce(),
-        };
-        let starts = compacted
-            .column_by_name("request_start")
-            .map(|c| c.as_primitive::<TimestampMicrosecondType>().clone());
-        let entry = FileEntry {
-            path: path.to_string(),
-            rows: compacted.num_rows() as u64,
-            bytes: bytes.len() as u64,
-            min_request_start: starts.as_ref().and_then(arrow::compute::min),
-            max_request_start: starts.as_ref().and_then(arrow::compute::max),
-            deduplicated: true,
-        };
-        self.store()
-            .put(&object_path(&path), PutPayload::from(bytes))
+        let path = DataFilePath::new(plan.partition, true);
+        let add = self
+            .write_data_file(&compacted, &path.in_table(), Some(plan.partition))
             .await?;
         self.maybe_crash_after_data_files();
         let summary = CompactionSummary {
             partition: plan.partition,
-            sequence,
+            version: -1,
             files_replaced: plan.files.len(),
             rows_read: all.num_rows() as u64,
-            rows_written: entry.rows,
+            rows_written: compacted.num_rows() as u64,
             bytes_before: plan.bytes(),
-            bytes_after: entry.bytes,
+            bytes_after: add.size as u64,
         };
-        let record = CommitRecord {
-            format_version: COMMIT_FORMAT_VERSION,
-            sequence,
-            committed_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
-            writer: "compact".to_owned(),
-            files: vec![entry],
-            dead_letter_files: Vec::new(),
-            offsets: Default::default(),
-            removed: plan.files.iter().map(|f| f.path.clone()).collect(),
-        };
-        self.write_record(record).await?;
-        Ok(summary)
+        let mut actions = vec![Action::Add(add)];
+        actions.extend(removes);
+        loop {
+            let operation = DeltaOperation::Optimize {
+                predicate: Some(format!(
+                    "date = '{}' AND hour = {}",
+                    plan.partition.date_value(),
+                    plan.partition.hour
+                )),
+                target_size: 0,
+            };
+            let metadata = HashMap::from([(
+                "gatemeter.writer".to_owned(),
+                serde_json::Value::String("compact".to_owned()),
+            )]);
+            match self
+                .attempts_table()
+                .try_commit(actions.clone(), operation, metadata)
+                .await?
+            {
+                Attempt::Committed { version } => {
+                    self.refresh_attempt_files()?;
+                    return Ok(CompactionSummary { version, ..summary });
+                }
+                Attempt::Conflict => {
+                    self.attempts_table().refresh().await?;
+                    self.refresh_attempt_files()?;
+                    if plan.files.iter().any(|f| self.live_file(&f.path).is_none()) {
+                        return Err(LakeError::LostCommitRace {
+                            detail: format!("{} was compacted by another writer", plan.partition.dir()),
+                        });
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -205,12 +235,4 @@ fn sort_columns(batch: &RecordBatch, order: &[(&str, bool)]) -> Result<Vec<SortC
             })
         })
         .collect()
-}
-
-/// A number unlikely to repeat between two compactions of one partition.
-fn nonce() -> u64 {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    nanos ^ (u64::from(std::process::id()) << 40)
 }

@@ -1,18 +1,15 @@
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::path::Path;
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::Int64Type;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration};
 use gatemeter_schema::AttemptRow;
-use object_store::memory::InMemory;
-use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::lake::{Lake, PendingCommit};
 use crate::lake_tests::row_from_json;
 use crate::manifest::SourceOffsets;
-use crate::paths::object_path;
 use crate::LakeError;
 
 fn copy(attempt: &str, version: i64, request_start: &str, offset: i64) -> AttemptRow {
@@ -42,14 +39,8 @@ fn micros(text: &str) -> i64 {
         .timestamp_micros()
 }
 
-async fn read(store: &Arc<dyn ObjectStore>, path: &str) -> RecordBatch {
-    let bytes = store
-        .get(&object_path(&path))
-        .await
-        .expect("get")
-        .bytes()
-        .await
-        .expect("bytes");
+fn read(dir: &Path, path: &str) -> RecordBatch {
+    let bytes = bytes::Bytes::from(std::fs::read(dir.join(path)).expect("read"));
     let batches: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(bytes)
         .expect("parquet")
         .build()
@@ -61,8 +52,8 @@ async fn read(store: &Arc<dyn ObjectStore>, path: &str) -> RecordBatch {
 
 /// Hour 10 gets three files: a, b; b again (producer duplicate) and a
 /// correction of a (version 2); c. Hour 11 gets one file.
-async fn lake_with_duplicates(store: &Arc<dyn ObjectStore>) -> Lake {
-    let (mut lake, _) = Lake::open(store.clone(), None).await.expect("open");
+async fn lake_with_duplicates(dir: &Path) -> Lake {
+    let (mut lake, _) = Lake::open_local(dir, None).await.expect("open");
     commit(
         &mut lake,
         vec![
@@ -88,8 +79,8 @@ async fn lake_with_duplicates(store: &Arc<dyn ObjectStore>) -> Lake {
 
 #[tokio::test]
 async fn only_settled_partitions_with_work_are_planned() {
-    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let lake = lake_with_duplicates(&store).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = lake_with_duplicates(dir.path()).await;
     // Hour 11 has one file but it is not deduplicated yet; it is not settled
     // until 12:00.
     let plans = lake.compaction_plans(micros("2026-11-01T11:59:59Z"));
@@ -104,18 +95,18 @@ async fn only_settled_partitions_with_work_are_planned() {
 
 #[tokio::test]
 async fn compaction_keeps_one_winning_copy_per_attempt_in_one_commit() {
-    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let mut lake = lake_with_duplicates(&store).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut lake = lake_with_duplicates(dir.path()).await;
     let plan = lake.compaction_plans(micros("2026-11-01T11:00:00Z"))[0].clone();
     let summary = lake.compact(&plan).await.expect("compact");
     assert_eq!(
         (
-            summary.sequence,
+            summary.version,
             summary.files_replaced,
             summary.rows_read,
             summary.rows_written
         ),
-        (3, 3, 5, 3)
+        (4, 3, 5, 3)
     );
 
     let hour10: Vec<_> = lake
@@ -124,7 +115,7 @@ async fn compaction_keeps_one_winning_copy_per_attempt_in_one_commit() {
         .cloned()
         .collect();
     assert_eq!(hour10.len(), 1);
-    assert!(hour10[0].deduplicated && hour10[0].path.contains("-compacted-"));
+    assert!(hour10[0].deduplicated && hour10[0].path.contains("/compacted-"));
     assert_eq!(
         hour10[0].min_request_start,
         Some(micros("2026-11-01T10:01:00Z"))
@@ -135,7 +126,7 @@ async fn compaction_keeps_one_winning_copy_per_attempt_in_one_commit() {
     );
 
     // Sorted by request_start; the correction of `a` won.
-    let batch = read(&store, &hour10[0].path).await;
+    let batch = read(dir.path(), &hour10[0].path);
     let ids: Vec<&str> = batch
         .column_by_name("attempt_id")
         .expect("attempt_id")
@@ -154,61 +145,84 @@ async fn compaction_keeps_one_winning_copy_per_attempt_in_one_commit() {
     assert!(lake
         .compaction_plans(micros("2026-11-01T11:00:00Z"))
         .is_empty());
-    let reader = Lake::load(store.clone()).await.expect("load");
+    let location = crate::LakeLocation::local(dir.path()).expect("location");
+    let mut reader = Lake::open_existing(&location)
+        .await
+        .expect("load")
+        .expect("a lake");
     assert_eq!(reader.data_files().count(), 2);
-    assert_eq!(reader.next_offset("t", 0), Some(6));
+    assert_eq!(reader.load_offsets("t", &[0]).await.expect("offsets")[&0], Some(6));
 }
 
 #[tokio::test]
-async fn replaced_files_survive_recovery_until_vacuumed() {
-    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let mut lake = lake_with_duplicates(&store).await;
+async fn replaced_files_stay_readable_until_vacuumed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut lake = lake_with_duplicates(dir.path()).await;
     let plan = lake.compaction_plans(micros("2026-11-01T11:00:00Z"))[0].clone();
     lake.compact(&plan).await.expect("compact");
     let replaced: Vec<String> = plan.files.iter().map(|f| f.path.clone()).collect();
 
     // A reader that listed them before the compaction can still read them.
-    let (mut reopened, report) = Lake::open(store.clone(), None).await.expect("reopen");
-    assert!(report.orphans_deleted.is_empty(), "{report:?}");
+    let (mut reopened, _) = Lake::open_local(dir.path(), None).await.expect("reopen");
     assert!(reopened
-        .vacuum(Utc::now() - Duration::minutes(15))
+        .vacuum(Duration::minutes(15))
         .await
         .expect("vacuum")
         .is_empty());
-    let mut vacuumed = reopened
-        .vacuum(Utc::now() + Duration::seconds(1))
-        .await
-        .expect("vacuum");
-    vacuumed.sort();
-    assert_eq!(vacuumed, replaced);
     for path in &replaced {
-        assert!(store.head(&object_path(path)).await.is_err(), "{path}");
+        assert!(dir.path().join(path).exists(), "{path}");
     }
+    let mut vacuumed = reopened.vacuum(Duration::zero()).await.expect("vacuum");
+    vacuumed.sort();
+    let mut expected = replaced.clone();
+    expected.sort();
+    assert_eq!(vacuumed, expected);
+    for path in &replaced {
+        assert!(!dir.path().join(path).exists(), "{path}");
+    }
+    assert_eq!(reopened.data_files().count(), 2);
+}
+
+#[tokio::test]
+async fn a_late_file_committed_during_compaction_stays_beside_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut compactor = lake_with_duplicates(dir.path()).await;
+    let (mut ingest, _) = Lake::open_local(dir.path(), None).await.expect("open");
+    ingest.load_offsets("t", &[0]).await.expect("offsets");
+    let plan = compactor.compaction_plans(micros("2026-11-01T11:00:00Z"))[0].clone();
+    commit(&mut ingest, vec![copy("e", 1, "2026-11-01T10:59:00Z", 6)], 7).await;
+
+    let summary = compactor.compact(&plan).await.expect("compact");
+    assert_eq!(summary.files_replaced, 3);
+    let hour10: Vec<_> = compactor
+        .data_files()
+        .filter(|f| f.path.contains("hour=10"))
+        .cloned()
+        .collect();
+    assert_eq!(hour10.len(), 2, "the compacted file and the late one");
+    assert_eq!(hour10.iter().map(|f| f.rows).sum::<u64>(), 4);
 }
 
 #[tokio::test]
 async fn a_compaction_that_loses_the_race_changes_nothing() {
-    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let mut compactor = lake_with_duplicates(&store).await;
-    let (mut ingest, _) = Lake::open(store.clone(), None).await.expect("open");
-    let plan = compactor.compaction_plans(micros("2026-11-01T11:00:00Z"))[0].clone();
-    commit(
-        &mut ingest,
-        vec![copy("e", 1, "2026-11-01T10:59:00Z", 6)],
-        7,
-    )
-    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut first = lake_with_duplicates(dir.path()).await;
+    let (mut second, _) = Lake::open_local(dir.path(), None).await.expect("open");
+    let plan = second.compaction_plans(micros("2026-11-01T11:00:00Z"))[0].clone();
+    first.compact(&plan).await.expect("first compacts");
 
-    let lost = compactor.compact(&plan).await;
-    assert!(
-        matches!(lost, Err(LakeError::LostCommitRace { sequence: 3 })),
-        "{lost:?}"
+    let lost = second.compact(&plan).await;
+    assert!(matches!(lost, Err(LakeError::LostCommitRace { .. })), "{lost:?}");
+    // The first compaction's file is live; nothing is left to plan.
+    assert!(second
+        .compaction_plans(micros("2026-11-01T11:00:00Z"))
+        .is_empty());
+    assert_eq!(
+        second
+            .data_files()
+            .filter(|f| f.path.contains("hour=10"))
+            .map(|f| f.rows)
+            .sum::<u64>(),
+        3
     );
-    // The old files are live, plus the late one; the new plan includes it.
-    let plans = compactor.compaction_plans(micros("2026-11-01T11:00:00Z"));
-    assert_eq!((plans[0].files.len(), plans[0].rows()), (4, 6));
-    // The loser's compacted file is an orphan for the next recovery.
-    let (_, report) = Lake::open(store.clone(), None).await.expect("reopen");
-    assert_eq!(report.orphans_deleted.len(), 1);
-    assert!(report.orphans_deleted[0].contains("-compacted-"));
 }

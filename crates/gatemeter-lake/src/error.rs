@@ -6,10 +6,14 @@ pub enum LakeError {
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("arrow: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),
-    #[error("commit record {path} is unreadable: {reason}")]
+    #[error("legacy commit record {path} is unreadable: {reason}")]
     CorruptCommit { path: String, reason: String },
-    #[error("commit {sequence} was written by another writer first")]
-    LostCommitRace { sequence: u64 },
+    #[error("another writer committed first: {detail}")]
+    LostCommitRace { detail: String },
+    #[error("Delta table {table}: {reason}")]
+    Delta { table: String, reason: String },
+    #[error("{path} holds a lake in the format before Delta Lake: run `gatemeter migrate --data-dir {path}` once to convert it")]
+    LegacyFormat { path: String },
     #[error("data directory {path}: {reason}")]
     DataDir { path: String, reason: String },
     #[error("object store URL {url}: {reason}")]

@@ -1,29 +1,34 @@
-//! The lake: committed state loaded from the commit log, recovery of orphans,
-//! and the one write path (data files first, then the create-only record).
+//! The lake: two Delta tables (`attempts`, `dead_letters`) under one root,
+//! the committed state read from their logs, and the one write path (data
+//! files first, then one Delta commit per table). docs/lake.md describes the
+//! format and the rules for many writers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
-use std::sync::Arc;
 
-use chrono::{SecondsFormat, Utc};
-use futures::TryStreamExt;
-use gatemeter_schema::{attempts_batch, dead_letters_batch, AttemptRow, DeadLetter};
-use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use chrono::Utc;
+use deltalake_core::kernel::{Action, Add, DataType as DeltaType, PrimitiveType, Transaction};
+use deltalake_core::protocol::{DeltaOperation, OutputMode};
+use gatemeter_schema::{
+    attempts_batch, attempts_schema, dead_letters_batch, dead_letters_schema, AttemptRow,
+    DeadLetter,
+};
+use object_store::{ObjectStoreExt, PutPayload};
 
 use crate::error::LakeError;
-use crate::manifest::{
-    CommitRecord, FileEntry, SourceOffsets, ADD_ONLY_FORMAT_VERSION, COMMIT_FORMAT_VERSION,
-};
+use crate::location::LakeLocation;
+use crate::manifest::{FileEntry, SourceOffsets};
 use crate::parquet_file;
 use crate::paths::{
-    object_path, CommitPath, DataFilePath, DeadLetterPath, HourPartition, ATTEMPTS_DIR,
-    COMMITS_DIR, DEAD_LETTERS_DIR,
+    object_path, DataFilePath, DeadLetterPath, HourPartition, ATTEMPTS_DIR, DEAD_LETTERS_DIR,
+    LEGACY_COMMITS_DIR,
 };
+use crate::stats::{file_stats, read_stats};
+use crate::table::{Attempt, LiveFile, Table};
 
 /// A deliberate crash inside the write path, for crash-consistency tests.
 /// `after_data_files@N` aborts the process on the N-th commit of this
-/// process after its data files are written and before its commit record;
+/// process after its data files are written and before its Delta commit;
 /// `mid_data_files@N` aborts after the first of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailPoint {
@@ -57,189 +62,247 @@ pub struct PendingCommit {
     pub writer: String,
     pub rows: Vec<AttemptRow>,
     pub dead_letters: Vec<DeadLetter>,
-    /// Next offsets of the partitions the rows and dead letters came from.
+    /// Next offsets of every partition the writer holds: those the rows and
+    /// dead letters came from, and the others at their committed position
+    /// (so a commit fails if another writer moved any of them).
     pub offsets: SourceOffsets,
 }
 
 /// What a commit wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommitSummary {
-    pub sequence: u64,
+    /// The `attempts` table version this commit made.
+    pub version: i64,
     pub files: usize,
     pub rows: u64,
     pub dead_letters: u64,
     pub bytes: u64,
 }
 
-/// What opening the lake found and cleaned.
+/// What opening the lake found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RecoveryReport {
-    pub commits: u64,
+pub struct OpenReport {
+    /// The `attempts` table version (-1 for a new, empty table).
+    pub version: i64,
     pub data_files: usize,
     pub dead_letter_files: usize,
-    pub orphans_deleted: Vec<String>,
+}
+
+/// The app transaction id of one source partition: `gatemeter:<topic>:<partition>`,
+/// whose version is the partition's next offset.
+pub fn app_id(topic: &str, partition: i32) -> String {
+    format!("gatemeter:{topic}:{partition}")
+}
+
+fn partition_columns() -> [(&'static str, DeltaType); 2] {
+    [
+        ("date", DeltaType::Primitive(PrimitiveType::Date)),
+        ("hour", DeltaType::Primitive(PrimitiveType::Integer)),
+    ]
+}
+
+fn commit_metadata(writer: &str) -> HashMap<String, serde_json::Value> {
+    HashMap::from([(
+        "gatemeter.writer".to_owned(),
+        serde_json::Value::String(writer.to_owned()),
+    )])
 }
 
 pub struct Lake {
-    store: Arc<dyn ObjectStore>,
-    next_sequence: u64,
+    location: LakeLocation,
+    attempts: Table,
+    dead_letters: Table,
+    /// Committed next offsets of the partitions this process asked about
+    /// ([`Lake::load_offsets`]) or committed.
     offsets: SourceOffsets,
     data_files: BTreeMap<String, FileEntry>,
     dead_letter_files: BTreeMap<String, FileEntry>,
-    /// Data files a commit took out of the table, with that commit's time:
-    /// not orphans, and deleted only by [`Lake::vacuum`].
-    retired: BTreeMap<String, String>,
+    /// The attempts table's files as its log names them (for Remove actions).
+    live: BTreeMap<String, LiveFile>,
+    /// The table versions the file maps above were read at.
+    attempt_files_at: i64,
+    dead_letter_files_at: i64,
     fail_point: Option<FailPoint>,
     commits_by_this_process: u64,
 }
 
 impl Lake {
-    /// Opens a lake on local disk, creating the folder if needed.
+    /// Opens the lake in a local folder, creating it if needed.
     pub async fn open_local(
         dir: &std::path::Path,
         fail_point: Option<FailPoint>,
-    ) -> Result<(Lake, RecoveryReport), LakeError> {
-        std::fs::create_dir_all(dir).map_err(|e| LakeError::DataDir {
-            path: dir.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        let store = object_store::local::LocalFileSystem::new_with_prefix(dir)?;
-        Lake::open(Arc::new(store), fail_point).await
+    ) -> Result<(Lake, OpenReport), LakeError> {
+        Lake::open(&LakeLocation::local(dir)?, fail_point).await
     }
 
-    /// Opens a lake on any object store: loads the commit log and deletes
-    /// every file under the table folders that no commit record names (the
-    /// leftovers of a crash between data files and commit record).
+    /// Opens the lake at `location`, creating its tables if needed. Nothing
+    /// is deleted: a file no commit names may belong to a writer that has
+    /// not committed yet, and only vacuum removes such files once old.
     pub async fn open(
-        store: Arc<dyn ObjectStore>,
+        location: &LakeLocation,
         fail_point: Option<FailPoint>,
-    ) -> Result<(Lake, RecoveryReport), LakeError> {
-        let mut lake = Lake::load(store).await?;
+    ) -> Result<(Lake, OpenReport), LakeError> {
+        refuse_legacy(location)?;
+        let (attempts, dead_letters) = Lake::create_tables(location).await?;
+        let mut lake = Lake::with_tables(location.clone(), attempts, dead_letters)?;
         lake.fail_point = fail_point;
-        let commits = lake.next_sequence;
-        let orphans_deleted = lake.delete_orphans().await?;
-        let report = RecoveryReport {
-            commits,
+        let report = OpenReport {
+            version: lake.attempts.version(),
             data_files: lake.data_files.len(),
             dead_letter_files: lake.dead_letter_files.len(),
-            orphans_deleted,
         };
         Ok((lake, report))
     }
 
-    /// [`Lake::load`] of a lake on local disk, for writers that must not
-    /// delete other writers' in-flight files either (compaction).
-    pub async fn load_local(
-        dir: &std::path::Path,
-        fail_point: Option<FailPoint>,
-    ) -> Result<Lake, LakeError> {
-        let store = object_store::local::LocalFileSystem::new_with_prefix(dir).map_err(|e| {
-            LakeError::DataDir {
-                path: dir.display().to_string(),
-                reason: e.to_string(),
-            }
-        })?;
-        let mut lake = Lake::load(Arc::new(store)).await?;
-        lake.fail_point = fail_point;
-        Ok(lake)
+    /// Both tables at `location`, created if missing.
+    pub(crate) async fn create_tables(location: &LakeLocation) -> Result<(Table, Table), LakeError> {
+        let options = location.storage_options();
+        let attempts = Table::open_or_create(
+            ATTEMPTS_DIR,
+            location.table_url(ATTEMPTS_DIR)?,
+            options,
+            &attempts_schema(),
+            &partition_columns(),
+        )
+        .await?;
+        let dead_letters = Table::open_or_create(
+            DEAD_LETTERS_DIR,
+            location.table_url(DEAD_LETTERS_DIR)?,
+            options,
+            &dead_letters_schema(),
+            &[],
+        )
+        .await?;
+        Ok((attempts, dead_letters))
     }
 
-    /// Loads the committed state without touching any file: for readers
-    /// (the query layer) that must not delete a concurrent writer's
-    /// in-flight files.
-    pub async fn load(store: Arc<dyn ObjectStore>) -> Result<Lake, LakeError> {
+    /// The lake at `location` for a reader, or `None` while no writer has
+    /// created its tables; never creates or deletes anything.
+    pub async fn open_existing(location: &LakeLocation) -> Result<Option<Lake>, LakeError> {
+        refuse_legacy(location)?;
+        let options = location.storage_options();
+        let Some(attempts) =
+            Table::open(ATTEMPTS_DIR, location.table_url(ATTEMPTS_DIR)?, options).await?
+        else {
+            return Ok(None);
+        };
+        let Some(dead_letters) =
+            Table::open(DEAD_LETTERS_DIR, location.table_url(DEAD_LETTERS_DIR)?, options).await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Lake::with_tables(
+            location.clone(),
+            attempts,
+            dead_letters,
+        )?))
+    }
+
+    fn with_tables(
+        location: LakeLocation,
+        attempts: Table,
+        dead_letters: Table,
+    ) -> Result<Lake, LakeError> {
         let mut lake = Lake {
-            store,
-            next_sequence: 0,
+            location,
+            attempts,
+            dead_letters,
             offsets: SourceOffsets::new(),
             data_files: BTreeMap::new(),
             dead_letter_files: BTreeMap::new(),
-            retired: BTreeMap::new(),
+            live: BTreeMap::new(),
+            attempt_files_at: -1,
+            dead_letter_files_at: -1,
             fail_point: None,
             commits_by_this_process: 0,
         };
-        lake.reload().await?;
+        lake.read_attempt_files()?;
+        lake.read_dead_letter_files()?;
         Ok(lake)
     }
 
-    /// Reads commit records newer than the ones already applied; returns how
-    /// many it applied.
-    pub async fn reload(&mut self) -> Result<u64, LakeError> {
-        let mut sequences: Vec<(u64, Path)> = self
-            .store
-            .list(Some(&Path::from(COMMITS_DIR)))
-            .try_filter_map(|meta| async move {
-                Ok(CommitPath::parse(meta.location.as_ref()).map(|c| (c.sequence, meta.location)))
+    fn read_attempt_files(&mut self) -> Result<(), LakeError> {
+        self.attempt_files_at = self.attempts.version();
+        let live = self.attempts.live_files()?;
+        self.data_files = live
+            .iter()
+            .map(|file| {
+                let entry = file_entry(ATTEMPTS_DIR, file);
+                (entry.path.clone(), entry)
             })
-            .try_collect()
-            .await?;
-        sequences.sort();
-        let mut applied = 0;
-        for (sequence, path) in sequences {
-            if sequence < self.next_sequence {
-                continue;
-            }
-            let bytes = self.store.get(&path).await?.bytes().await?;
-            let record: CommitRecord =
-                serde_json::from_slice(&bytes).map_err(|e| LakeError::CorruptCommit {
-                    path: path.to_string(),
-                    reason: e.to_string(),
-                })?;
-            if record.sequence != sequence || record.format_version > COMMIT_FORMAT_VERSION {
-                return Err(LakeError::CorruptCommit {
-                    path: path.to_string(),
-                    reason: format!(
-                        "sequence {} / format {} does not match its name",
-                        record.sequence, record.format_version
-                    ),
-                });
-            }
-            self.apply(record);
-            applied += 1;
-        }
-        Ok(applied)
+            .collect();
+        self.live = live
+            .into_iter()
+            .map(|file| (file.path.clone(), file))
+            .collect();
+        Ok(())
     }
 
-    fn apply(&mut self, record: CommitRecord) {
-        for file in record.files {
-            self.data_files.insert(file.path.clone(), file);
-        }
-        for file in record.dead_letter_files {
-            self.dead_letter_files.insert(file.path.clone(), file);
-        }
-        for path in record.removed {
-            self.data_files.remove(&path);
-            self.retired.insert(path, record.committed_at.clone());
-        }
-        for (topic, partitions) in record.offsets {
-            self.offsets.entry(topic).or_default().extend(partitions);
-        }
-        self.next_sequence = record.sequence + 1;
+    fn read_dead_letter_files(&mut self) -> Result<(), LakeError> {
+        self.dead_letter_files_at = self.dead_letters.version();
+        self.dead_letter_files = self
+            .dead_letters
+            .live_files()?
+            .iter()
+            .map(|file| {
+                let entry = file_entry(DEAD_LETTERS_DIR, file);
+                (entry.path.clone(), entry)
+            })
+            .collect();
+        Ok(())
     }
 
-    async fn delete_orphans(&self) -> Result<Vec<String>, LakeError> {
-        let mut deleted = Vec::new();
-        for dir in [ATTEMPTS_DIR, DEAD_LETTERS_DIR] {
-            for path in self.list(dir).await? {
-                let name = path.to_string();
-                if !self.data_files.contains_key(&name)
-                    && !self.dead_letter_files.contains_key(&name)
-                    && !self.retired.contains_key(&name)
-                {
-                    self.store.delete(&path).await?;
-                    deleted.push(name);
-                }
-            }
-        }
-        Ok(deleted)
+    pub fn location(&self) -> &LakeLocation {
+        &self.location
     }
 
-    /// Next offsets per topic and partition, as of the last commit.
+    /// The `attempts` table version this lake has loaded.
+    pub fn version(&self) -> i64 {
+        self.attempts.version()
+    }
+
+    /// Loads commits made since the last look, by any writer; returns how
+    /// many versions of the two tables were new.
+    pub async fn reload(&mut self) -> Result<u64, LakeError> {
+        let attempts = self.attempts.refresh().await?;
+        if self.attempts.version() != self.attempt_files_at {
+            self.read_attempt_files()?;
+        }
+        let dead_letters = self.dead_letters.refresh().await?;
+        if self.dead_letters.version() != self.dead_letter_files_at {
+            self.read_dead_letter_files()?;
+        }
+        Ok(attempts + dead_letters)
+    }
+
+    /// Reloads the log and reads the committed next offset of each of
+    /// `partitions` of `topic` (`None`: nothing of it committed yet).
+    pub async fn load_offsets(
+        &mut self,
+        topic: &str,
+        partitions: &[i32],
+    ) -> Result<BTreeMap<i32, Option<i64>>, LakeError> {
+        self.reload().await?;
+        let mut found = BTreeMap::new();
+        for &partition in partitions {
+            let next = self.attempts.app_version(&app_id(topic, partition)).await?;
+            let known = self.offsets.entry(topic.to_owned()).or_default();
+            match next {
+                Some(next) => known.insert(partition, next),
+                None => known.remove(&partition),
+            };
+            found.insert(partition, next);
+        }
+        Ok(found)
+    }
+
+    /// Next offsets per topic and partition, as of the last commit this
+    /// process made or [`Lake::load_offsets`] read.
     pub fn offsets(&self) -> &SourceOffsets {
         &self.offsets
     }
 
-    /// The next offset of one partition, if any commit named it.
+    /// The next offset of one partition, if known to be committed.
     pub fn next_offset(&self, topic: &str, partition: i32) -> Option<i64> {
         self.offsets.get(topic)?.get(&partition).copied()
     }
@@ -249,63 +312,86 @@ impl Lake {
         self.data_files.values()
     }
 
-    /// Deletes the files compaction took out of the table by a commit made
-    /// before `removed_before` (readers that listed them earlier have had
-    /// time to finish); returns their paths. Files no record names are left
-    /// alone: they may be another writer's, not yet committed.
-    pub async fn vacuum(
-        &mut self,
-        removed_before: chrono::DateTime<Utc>,
-    ) -> Result<Vec<String>, LakeError> {
-        let mut deleted = Vec::new();
-        for path in self.list(ATTEMPTS_DIR).await? {
-            let name = path.to_string();
-            let Some(removed_at) = self.retired.get(&name) else {
-                continue;
-            };
-            let old_enough = chrono::DateTime::parse_from_rfc3339(removed_at)
-                .is_ok_and(|at| at < removed_before);
-            if old_enough {
-                match self.store.delete(&path).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted.push(name),
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        }
-        Ok(deleted)
-    }
-
-    /// Every object under `dir`.
-    async fn list(&self, dir: &str) -> Result<Vec<Path>, LakeError> {
-        Ok(self
-            .store
-            .list(Some(&Path::from(dir)))
-            .map_ok(|meta| meta.location)
-            .try_collect()
-            .await?)
-    }
-
-    pub(crate) fn store(&self) -> &Arc<dyn ObjectStore> {
-        &self.store
-    }
-
-    pub(crate) fn next_sequence(&self) -> u64 {
-        self.next_sequence
-    }
-
     /// Committed dead-letter files.
     pub fn dead_letter_files(&self) -> impl Iterator<Item = &FileEntry> {
         self.dead_letter_files.values()
     }
 
-    /// Writes the data and dead-letter files of a flush, then its commit
-    /// record. Until the record exists nothing of the flush is visible; if
-    /// another writer took the sequence number first, the lake reloads and
-    /// the caller must re-seek from [`Lake::offsets`].
+    pub(crate) fn attempts_table(&mut self) -> &mut Table {
+        &mut self.attempts
+    }
+
+    pub(crate) fn live_file(&self, path: &str) -> Option<&LiveFile> {
+        let in_table = path.strip_prefix(ATTEMPTS_DIR)?.strip_prefix('/')?;
+        self.live.get(in_table)
+    }
+
+    pub(crate) fn refresh_attempt_files(&mut self) -> Result<(), LakeError> {
+        self.read_attempt_files()
+    }
+
+    /// Deletes, in both tables, files no version within `retention` names:
+    /// files compaction replaced, and files of flushes that never committed
+    /// (a crash, a lost race). Returns their lake-relative paths.
+    pub async fn vacuum(&mut self, retention: chrono::Duration) -> Result<Vec<String>, LakeError> {
+        let mut deleted = Vec::new();
+        for file in self.attempts.vacuum(retention).await? {
+            deleted.push(format!("{ATTEMPTS_DIR}/{file}"));
+        }
+        for file in self.dead_letters.vacuum(retention).await? {
+            deleted.push(format!("{DEAD_LETTERS_DIR}/{file}"));
+        }
+        self.reload().await?;
+        Ok(deleted)
+    }
+
+    /// Writes a checkpoint of both tables and drops log files past their
+    /// retention, so opening the lake reads one checkpoint and the commits
+    /// after it.
+    pub async fn checkpoint(&mut self) -> Result<(), LakeError> {
+        self.reload().await?;
+        if self.attempts.version() > 0 {
+            self.attempts.checkpoint().await?;
+        }
+        if self.dead_letters.version() > 0 {
+            self.dead_letters.checkpoint().await?;
+        }
+        Ok(())
+    }
+
+    /// Every object in the two table folders but their logs, lake-relative.
+    pub async fn stored_files(&self) -> Result<Vec<String>, LakeError> {
+        let mut all = Vec::new();
+        for (dir, table) in [
+            (ATTEMPTS_DIR, &self.attempts),
+            (DEAD_LETTERS_DIR, &self.dead_letters),
+        ] {
+            all.extend(
+                table
+                    .list_objects()
+                    .await?
+                    .into_iter()
+                    .map(|p| format!("{dir}/{p}")),
+            );
+        }
+        all.sort();
+        Ok(all)
+    }
+
+    /// Writes the data and dead-letter files of a flush, then commits them.
+    /// Dead letters go first, each only if its offset is past what the
+    /// dead-letter table already holds for its partition; then one
+    /// `attempts` commit names the data files and every held partition's
+    /// next offset. If another writer moved any of those partitions first,
+    /// nothing of the rows is visible and this fails with
+    /// [`LakeError::LostCommitRace`]: the caller re-reads from the offsets
+    /// the log now holds.
     pub async fn commit(&mut self, pending: PendingCommit) -> Result<CommitSummary, LakeError> {
-        let sequence = self.next_sequence;
-        self.begin_commit();
+        self.commits_by_this_process += 1;
         let ingested_at = Utc::now().timestamp_micros();
+        let (dead_letters, dead_letter_bytes) = self
+            .commit_dead_letters(&pending, ingested_at)
+            .await?;
 
         let mut by_partition: BTreeMap<HourPartition, Vec<&AttemptRow>> = BTreeMap::new();
         for row in &pending.rows {
@@ -314,109 +400,193 @@ impl Lake {
                 .or_default()
                 .push(row);
         }
-        let mut files = Vec::with_capacity(by_partition.len());
-        for (n, (partition, mut rows)) in by_partition.into_iter().enumerate() {
+        let mut adds = Vec::with_capacity(by_partition.len());
+        let mut bytes_written = 0u64;
+        for (partition, mut rows) in by_partition {
             rows.sort_by_key(|row| row.event.request_start);
             let batch = attempts_batch(rows.iter().copied(), ingested_at)?;
-            let bytes = parquet_file::encode(&batch, Some("request_start"))?;
-            let path = DataFilePath {
-                partition,
-                commit: sequence,
-                n: n as u32,
-            };
-            files.push(FileEntry {
-                path: path.to_string(),
-                rows: rows.len() as u64,
-                bytes: bytes.len() as u64,
-                min_request_start: rows.first().map(|r| r.event.request_start),
-                max_request_start: rows.last().map(|r| r.event.request_start),
-                deduplicated: false,
-            });
-            self.store
-                .put(&object_path(&path), PutPayload::from(bytes))
+            let path = DataFilePath::new(partition, false);
+            let add = self
+                .write_data_file(&batch, &path.in_table(), Some(partition))
                 .await?;
+            bytes_written += add.size as u64;
+            adds.push(add);
             self.maybe_crash(|fp| matches!(fp, FailPoint::MidDataFiles { on_commit } if on_commit == self.commits_by_this_process));
-        }
-
-        let mut dead_letter_files = Vec::new();
-        if !pending.dead_letters.is_empty() {
-            let batch = dead_letters_batch(&pending.dead_letters, ingested_at)?;
-            let bytes = parquet_file::encode(&batch, None)?;
-            let path = DeadLetterPath {
-                commit: sequence,
-                n: 0,
-            };
-            dead_letter_files.push(FileEntry {
-                path: path.to_string(),
-                rows: pending.dead_letters.len() as u64,
-                bytes: bytes.len() as u64,
-                min_request_start: None,
-                max_request_start: None,
-                deduplicated: false,
-            });
-            self.store
-                .put(&object_path(&path), PutPayload::from(bytes))
-                .await?;
         }
         self.maybe_crash_after_data_files();
 
-        let summary = CommitSummary {
-            sequence,
-            files: files.len() + dead_letter_files.len(),
+        let expected: Vec<(String, i32, Option<i64>)> = pending
+            .offsets
+            .iter()
+            .flat_map(|(topic, partitions)| {
+                partitions
+                    .keys()
+                    .map(|p| (topic.clone(), *p, self.next_offset(topic, *p)))
+            })
+            .collect();
+        let mut actions: Vec<Action> = adds.into_iter().map(Action::Add).collect();
+        actions.extend(txn_actions(&pending.offsets));
+        let files = actions
+            .iter()
+            .filter(|a| matches!(a, Action::Add(_)))
+            .count();
+        let version = loop {
+            let operation = DeltaOperation::StreamingUpdate {
+                output_mode: OutputMode::Append,
+                query_id: pending.writer.clone(),
+                epoch_id: self.commits_by_this_process as i64,
+            };
+            match self
+                .attempts
+                .try_commit(actions.clone(), operation, commit_metadata(&pending.writer))
+                .await?
+            {
+                Attempt::Committed { version } => break version,
+                Attempt::Conflict => {
+                    self.attempts.refresh().await?;
+                    self.read_attempt_files()?;
+                    for (topic, partition, before) in &expected {
+                        let now = self.attempts.app_version(&app_id(topic, *partition)).await?;
+                        if now != *before {
+                            // Another writer owns it now: forget every
+                            // position, the caller reloads what it holds.
+                            self.offsets.clear();
+                            return Err(LakeError::LostCommitRace {
+                                detail: format!(
+                                    "{topic} partition {partition} is at {now:?}, not {before:?}"
+                                ),
+                            });
+                        }
+                    }
+                }
+            }
+        };
+        self.read_attempt_files()?;
+        for (topic, partitions) in &pending.offsets {
+            self.offsets
+                .entry(topic.clone())
+                .or_default()
+                .extend(partitions);
+        }
+        Ok(CommitSummary {
+            version,
+            files: files + usize::from(dead_letters > 0),
             rows: pending.rows.len() as u64,
-            dead_letters: pending.dead_letters.len() as u64,
-            bytes: files
-                .iter()
-                .chain(&dead_letter_files)
-                .map(|f| f.bytes)
-                .sum(),
-        };
-        let record = CommitRecord {
-            format_version: ADD_ONLY_FORMAT_VERSION,
-            sequence,
-            committed_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
-            writer: pending.writer,
-            files,
-            dead_letter_files,
-            offsets: pending.offsets,
-            removed: Vec::new(),
-        };
-        self.write_record(record).await?;
-        Ok(summary)
+            dead_letters,
+            bytes: bytes_written + dead_letter_bytes,
+        })
     }
 
-    /// Writes `record` create-only under its sequence number and applies it.
-    /// If another writer took that number first, the lake reloads and the
-    /// files the record names stay orphans (deleted at the next recovery).
-    pub(crate) async fn write_record(&mut self, record: CommitRecord) -> Result<(), LakeError> {
-        let sequence = record.sequence;
-        let body = serde_json::to_vec_pretty(&record).map_err(|e| LakeError::CorruptCommit {
-            path: CommitPath { sequence }.to_string(),
-            reason: e.to_string(),
-        })?;
-        let options = PutOptions {
-            mode: PutMode::Create,
-            ..PutOptions::default()
-        };
-        match self
-            .store
-            .put_opts(
-                &object_path(&CommitPath { sequence }),
-                PutPayload::from(body),
-                options,
-            )
-            .await
-        {
-            Ok(_) => {
-                self.apply(record);
-                Ok(())
-            }
-            Err(object_store::Error::AlreadyExists { .. }) => {
-                self.reload().await?;
-                Err(LakeError::LostCommitRace { sequence })
-            }
-            Err(e) => Err(e.into()),
+    /// Commits the dead letters of `pending` that the dead-letter table
+    /// does not hold yet; returns how many and their file's size. The
+    /// table's app transaction of a partition is the offset below which
+    /// every dead letter of it is stored, so a replay after a crash or a
+    /// lost race stores none twice.
+    async fn commit_dead_letters(
+        &mut self,
+        pending: &PendingCommit,
+        ingested_at: i64,
+    ) -> Result<(u64, u64), LakeError> {
+        if pending.dead_letters.is_empty() {
+            return Ok((0, 0));
         }
+        loop {
+            self.dead_letters.refresh().await?;
+            let mut stored_below: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+            for letter in &pending.dead_letters {
+                let key = (letter.source.topic.as_str(), letter.source.partition);
+                if !stored_below.contains_key(&key) {
+                    let below = self
+                        .dead_letters
+                        .app_version(&app_id(key.0, key.1))
+                        .await?
+                        .unwrap_or(i64::MIN);
+                    stored_below.insert(key, below);
+                }
+            }
+            let fresh: Vec<DeadLetter> = pending
+                .dead_letters
+                .iter()
+                .filter(|l| {
+                    l.source.offset
+                        >= stored_below[&(l.source.topic.as_str(), l.source.partition)]
+                })
+                .cloned()
+                .collect();
+            if fresh.is_empty() {
+                return Ok((0, 0));
+            }
+            let batch = dead_letters_batch(&fresh, ingested_at)?;
+            let add = self
+                .write_dead_letter_file(&batch, &DeadLetterPath::new().in_table())
+                .await?;
+            let bytes = add.size as u64;
+            let mut actions = vec![Action::Add(add)];
+            for ((topic, partition), below) in &stored_below {
+                let next = pending
+                    .offsets
+                    .get(*topic)
+                    .and_then(|p| p.get(partition))
+                    .copied()
+                    .unwrap_or(i64::MIN);
+                if next > *below {
+                    actions.push(Action::Txn(txn(topic, *partition, next)));
+                }
+            }
+            let operation = DeltaOperation::StreamingUpdate {
+                output_mode: OutputMode::Append,
+                query_id: pending.writer.clone(),
+                epoch_id: self.commits_by_this_process as i64,
+            };
+            if let Attempt::Committed { .. } = self
+                .dead_letters
+                .try_commit(actions, operation, commit_metadata(&pending.writer))
+                .await?
+            {
+                self.read_dead_letter_files()?;
+                return Ok((fresh.len() as u64, bytes));
+            }
+            // Another writer committed dead letters first: filter again.
+        }
+    }
+
+    /// Writes `batch` as a data file of the attempts table and returns its
+    /// Add action.
+    pub(crate) async fn write_data_file(
+        &self,
+        batch: &arrow_array::RecordBatch,
+        in_table: &str,
+        partition: Option<HourPartition>,
+    ) -> Result<Add, LakeError> {
+        let bytes = parquet_file::encode(batch, Some("request_start"))?;
+        let size = bytes.len() as i64;
+        self.attempts
+            .store()
+            .put(&object_path(&in_table), PutPayload::from(bytes))
+            .await?;
+        let partition_values = partition
+            .map(|p| {
+                HashMap::from([
+                    ("date".to_owned(), Some(p.date_value())),
+                    ("hour".to_owned(), Some(p.hour.to_string())),
+                ])
+            })
+            .unwrap_or_default();
+        Ok(add_action(in_table, size, partition_values, file_stats(batch)))
+    }
+
+    async fn write_dead_letter_file(
+        &self,
+        batch: &arrow_array::RecordBatch,
+        in_table: &str,
+    ) -> Result<Add, LakeError> {
+        let bytes = parquet_file::encode(batch, None)?;
+        let size = bytes.len() as i64;
+        self.dead_letters
+            .store()
+            .put(&object_path(&in_table), PutPayload::from(bytes))
+            .await?;
+        Ok(add_action(in_table, size, HashMap::new(), file_stats(batch)))
     }
 
     /// The `after_data_files` fail point, for every writer of this lake.
@@ -437,4 +607,74 @@ impl Lake {
             }
         }
     }
+}
+
+pub(crate) fn add_action(
+    in_table: &str,
+    size: i64,
+    partition_values: HashMap<String, Option<String>>,
+    stats: String,
+) -> Add {
+    Add {
+        path: in_table.to_owned(),
+        partition_values,
+        size,
+        modification_time: Utc::now().timestamp_millis(),
+        data_change: true,
+        stats: Some(stats),
+        tags: None,
+        deletion_vector: None,
+        base_row_id: None,
+        default_row_commit_version: None,
+        clustering_provider: None,
+    }
+}
+
+fn txn(topic: &str, partition: i32, next: i64) -> Transaction {
+    Transaction {
+        app_id: app_id(topic, partition),
+        version: next,
+        last_updated: Some(Utc::now().timestamp_millis()),
+    }
+}
+
+pub(crate) fn txn_actions(offsets: &SourceOffsets) -> impl Iterator<Item = Action> + '_ {
+    offsets.iter().flat_map(|(topic, partitions)| {
+        partitions
+            .iter()
+            .map(move |(partition, next)| Action::Txn(txn(topic, *partition, *next)))
+    })
+}
+
+/// The lake's view of one file the log names.
+fn file_entry(table_dir: &str, file: &LiveFile) -> FileEntry {
+    let stats = file.stats.as_deref().map(read_stats).unwrap_or_default();
+    let path = format!("{table_dir}/{}", file.path);
+    FileEntry {
+        deduplicated: DataFilePath::parse(&path).is_some_and(|p| p.compacted),
+        path,
+        rows: stats.rows.unwrap_or(0),
+        bytes: file.size.max(0) as u64,
+        min_request_start: stats.min_request_start,
+        max_request_start: stats.max_request_start,
+    }
+}
+
+/// A lake still in the format before Delta Lake is converted by `gatemeter
+/// migrate`, never read as if it were empty.
+fn refuse_legacy(location: &LakeLocation) -> Result<(), LakeError> {
+    let Some(dir) = location.local_dir() else {
+        return Ok(());
+    };
+    let legacy = dir.join(LEGACY_COMMITS_DIR).is_dir();
+    let delta = dir
+        .join(ATTEMPTS_DIR)
+        .join(crate::paths::DELTA_LOG_DIR)
+        .is_dir();
+    if legacy && !delta {
+        return Err(LakeError::LegacyFormat {
+            path: dir.display().to_string(),
+        });
+    }
+    Ok(())
 }

@@ -1,13 +1,19 @@
-//! The gatemeter Parquet lake (SPEC 2.1–2.3).
+//! The gatemeter lake (SPEC 2.1–2.3; docs/lake.md): two Delta Lake tables
+//! under one root, with gatemeter's own files beside them.
 //!
-//! Layout under the data directory:
-//! - `attempts/date=YYYY-MM-DD/hour=HH/{commit}-{n}.parquet` — the table,
-//!   Hive-partitioned by `request_start` (UTC), zstd, sorted, with statistics;
-//! - `dead_letters/{commit}-{n}.parquet` — rejected events, without payloads;
-//! - `_gatemeter/commits/{sequence}.json` — commit records, written
-//!   create-only after the files they name. A file no record names is an
-//!   orphan of a crash and is deleted when the lake is next opened; a file
-//!   a compaction record took out stays until [`Lake::vacuum`].
+//! - `attempts/` — Delta table partitioned by `date`/`hour` of
+//!   `request_start` (UTC); data files
+//!   `date=YYYY-MM-DD/hour=HH/part-{uuid}.parquet` (or `compacted-{uuid}`),
+//!   zstd, sorted by `request_start`, with statistics;
+//! - `dead_letters/` — Delta table of rejected events, without payloads;
+//! - `_gatemeter/` — our own state (alerts), never inside a table.
+//!
+//! A flush writes uniquely named files, then one Delta commit naming them
+//! with one app transaction per source partition (`gatemeter:<topic>:<p>`,
+//! version = the partition's next offset). The log, not Kafka, is the
+//! source of truth. Files no commit names (a crash, a lost race) are
+//! invisible to every Delta reader and are removed by vacuum once older
+//! than its retention.
 //!
 //! The lake sits on `object_store`, so local disk and S3-compatible storage
 //! are the same code.
@@ -15,14 +21,21 @@
 mod compact;
 mod error;
 mod lake;
+pub mod legacy;
+mod location;
+mod migrate;
 pub mod manifest;
 mod parquet_file;
 pub mod paths;
+mod stats;
+mod table;
 
 pub use compact::{deduplicate, CompactionPlan, CompactionSummary};
 pub use error::LakeError;
-pub use lake::{CommitSummary, FailPoint, Lake, PendingCommit, RecoveryReport};
-pub use manifest::{CommitRecord, FileEntry, SourceOffsets};
+pub use lake::{app_id, CommitSummary, FailPoint, Lake, OpenReport, PendingCommit};
+pub use location::LakeLocation;
+pub use migrate::MigrateReport;
+pub use manifest::{FileEntry, SourceOffsets};
 
 #[cfg(test)]
 mod compact_tests;

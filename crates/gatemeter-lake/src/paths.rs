@@ -1,6 +1,6 @@
 //! Every object the lake writes has a path type of its own that formats and
-//! parses back, so recovery can tell data, dead letters and commit records
-//! apart by name alone.
+//! parses back. Paths are lake-relative (`attempts/…`, `dead_letters/…`);
+//! `in_table` gives the table-relative form the Delta log stores.
 
 use std::fmt;
 
@@ -12,8 +12,14 @@ use object_store::path::Path;
 pub const ATTEMPTS_DIR: &str = "attempts";
 /// Folder of the dead-letter table.
 pub const DEAD_LETTERS_DIR: &str = "dead_letters";
-/// Folder of the commit records: the lake's source of truth.
-pub const COMMITS_DIR: &str = "_gatemeter/commits";
+/// Folder of gatemeter's own files beside the tables (alert state); nothing
+/// of ours is ever written inside a table folder but data files.
+pub const OWN_DIR: &str = "_gatemeter";
+/// Folder of the commit records of the lake format before Delta Lake, read
+/// only by `gatemeter migrate`.
+pub const LEGACY_COMMITS_DIR: &str = "_gatemeter/commits";
+/// The Delta transaction log inside a table folder.
+pub const DELTA_LOG_DIR: &str = "_delta_log";
 
 /// The Hive partition of an attempt: its `request_start` in UTC, to the hour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -42,13 +48,30 @@ impl HourPartition {
 
     /// The partition's folder, `attempts/date=YYYY-MM-DD/hour=HH`.
     pub fn dir(&self) -> String {
+        format!("{ATTEMPTS_DIR}/{}", self.dir_in_table())
+    }
+
+    /// The partition's folder inside the table, `date=YYYY-MM-DD/hour=HH`.
+    pub fn dir_in_table(&self) -> String {
+        format!("date={}/hour={:02}", self.date_value(), self.hour)
+    }
+
+    /// The `date` partition value, `YYYY-MM-DD`.
+    pub fn date_value(&self) -> String {
         format!(
-            "{ATTEMPTS_DIR}/date={:04}-{:02}-{:02}/hour={:02}",
+            "{:04}-{:02}-{:02}",
             self.date.year(),
             self.date.month(),
-            self.date.day(),
-            self.hour
+            self.date.day()
         )
+    }
+
+    /// The partition from the Delta log's partition values (`date` as
+    /// `YYYY-MM-DD`, `hour` as an integer).
+    pub fn from_values(date: &str, hour: &str) -> Option<Self> {
+        let date = NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
+        let hour: u32 = hour.parse().ok()?;
+        (hour < 24).then_some(HourPartition { date, hour })
     }
 
     fn parse_dir(date_part: &str, hour_part: &str) -> Option<Self> {
@@ -62,73 +85,62 @@ impl HourPartition {
     }
 }
 
-/// A data file: `attempts/date=…/hour=…/{commit:020}-{n:04}.parquet`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A data file of the `attempts` table:
+/// `attempts/date=…/hour=…/part-{id}.parquet`, or `compacted-{id}.parquet`
+/// for a file written by compaction (one row per `attempt_id`). The id is a
+/// random UUID, so two writers never write the same object: a writer that
+/// loses a commit race leaves an unnamed file behind, never a replaced one.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DataFilePath {
     pub partition: HourPartition,
-    pub commit: u64,
-    pub n: u32,
+    pub id: String,
+    pub compacted: bool,
 }
 
-/// A file written by compaction:
-/// `attempts/date=…/hour=…/{commit:020}-compacted-{nonce:016x}.parquet`. The
-/// nonce keeps two compactions that plan the same sequence number from
-/// writing the same object (the loser's file must stay an orphan, never
-/// overwrite the winner's).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct CompactedFilePath {
-    pub partition: HourPartition,
-    pub commit: u64,
-    pub nonce: u64,
-}
-
-impl fmt::Display for CompactedFilePath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}/{:020}-compacted-{:016x}.parquet",
-            self.partition.dir(),
-            self.commit,
-            self.nonce
-        )
-    }
-}
-
-/// A dead-letter file: `dead_letters/{commit:020}-{n:04}.parquet`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A file of the dead-letter table: `dead_letters/part-{id}.parquet`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DeadLetterPath {
-    pub commit: u64,
-    pub n: u32,
+    pub id: String,
 }
 
-/// A commit record: `_gatemeter/commits/{sequence:020}.json`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct CommitPath {
-    pub sequence: u64,
+const PART_PREFIX: &str = "part-";
+const COMPACTED_PREFIX: &str = "compacted-";
+
+/// A new random file id: 32 lowercase hex digits.
+pub fn new_file_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
-fn parse_file_name(name: &str, extension: &str) -> Option<(u64, u32)> {
-    let stem = name.strip_suffix(extension)?;
-    let (commit, n) = stem.split_once('-')?;
-    if commit.len() != 20 || n.len() != 4 {
-        return None;
-    }
-    Some((commit.parse().ok()?, n.parse().ok()?))
-}
-
-impl fmt::Display for DataFilePath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}/{:020}-{:04}.parquet",
-            self.partition.dir(),
-            self.commit,
-            self.n
-        )
-    }
+fn parse_file_id(name: &str) -> Option<(String, bool)> {
+    let stem = name.strip_suffix(".parquet")?;
+    let (id, compacted) = match stem.strip_prefix(COMPACTED_PREFIX) {
+        Some(id) => (id, true),
+        None => (stem.strip_prefix(PART_PREFIX)?, false),
+    };
+    let well_formed = id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit());
+    well_formed.then(|| (id.to_owned(), compacted))
 }
 
 impl DataFilePath {
+    /// A new file of `partition`, as an ingest flush or a compaction writes it.
+    pub fn new(partition: HourPartition, compacted: bool) -> Self {
+        DataFilePath {
+            partition,
+            id: new_file_id(),
+            compacted,
+        }
+    }
+
+    /// The path inside the table folder, as the Delta log names the file.
+    pub fn in_table(&self) -> String {
+        let prefix = if self.compacted {
+            COMPACTED_PREFIX
+        } else {
+            PART_PREFIX
+        };
+        format!("{}/{prefix}{}.parquet", self.partition.dir_in_table(), self.id)
+    }
+
     pub fn parse(path: &str) -> Option<Self> {
         let mut parts = path.split('/');
         let (table, date, hour, name) =
@@ -137,51 +149,49 @@ impl DataFilePath {
             return None;
         }
         let partition = HourPartition::parse_dir(date, hour)?;
-        let (commit, n) = parse_file_name(name, ".parquet")?;
+        let (id, compacted) = parse_file_id(name)?;
         Some(DataFilePath {
             partition,
-            commit,
-            n,
+            id,
+            compacted,
         })
+    }
+}
+
+impl fmt::Display for DataFilePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{ATTEMPTS_DIR}/{}", self.in_table())
+    }
+}
+
+impl DeadLetterPath {
+    pub fn new() -> Self {
+        DeadLetterPath { id: new_file_id() }
+    }
+
+    /// The path inside the table folder, as the Delta log names the file.
+    pub fn in_table(&self) -> String {
+        format!("{PART_PREFIX}{}.parquet", self.id)
+    }
+
+    pub fn parse(path: &str) -> Option<Self> {
+        let name = path.strip_prefix(DEAD_LETTERS_DIR)?.strip_prefix('/')?;
+        match parse_file_id(name)? {
+            (id, false) => Some(DeadLetterPath { id }),
+            (_, true) => None,
+        }
+    }
+}
+
+impl Default for DeadLetterPath {
+    fn default() -> Self {
+        DeadLetterPath::new()
     }
 }
 
 impl fmt::Display for DeadLetterPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{DEAD_LETTERS_DIR}/{:020}-{:04}.parquet",
-            self.commit, self.n
-        )
-    }
-}
-
-impl DeadLetterPath {
-    pub fn parse(path: &str) -> Option<Self> {
-        let name = path.strip_prefix(DEAD_LETTERS_DIR)?.strip_prefix('/')?;
-        let (commit, n) = parse_file_name(name, ".parquet")?;
-        Some(DeadLetterPath { commit, n })
-    }
-}
-
-impl fmt::Display for CommitPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{COMMITS_DIR}/{:020}.json", self.sequence)
-    }
-}
-
-impl CommitPath {
-    pub fn parse(path: &str) -> Option<Self> {
-        let name = path
-            .strip_prefix(COMMITS_DIR)?
-            .strip_prefix('/')?
-            .strip_suffix(".json")?;
-        if name.len() != 20 {
-            return None;
-        }
-        Some(CommitPath {
-            sequence: name.parse().ok()?,
-        })
+        write!(f, "{DEAD_LETTERS_DIR}/{}", self.in_table())
     }
 }
 
@@ -212,43 +222,58 @@ mod tests {
     fn data_file_paths_round_trip() {
         let path = DataFilePath {
             partition: HourPartition::of(micros("2026-01-05T07:00:00Z")),
-            commit: 42,
-            n: 3,
+            id: "0123456789abcdef0123456789abcdef".into(),
+            compacted: false,
         };
         let text = path.to_string();
         assert_eq!(
             text,
-            "attempts/date=2026-01-05/hour=07/00000000000000000042-0003.parquet"
+            "attempts/date=2026-01-05/hour=07/part-0123456789abcdef0123456789abcdef.parquet"
         );
-        assert_eq!(DataFilePath::parse(&text), Some(path));
+        assert_eq!(DataFilePath::parse(&text), Some(path.clone()));
+        let compacted = DataFilePath {
+            compacted: true,
+            ..path
+        };
+        assert_eq!(
+            compacted.in_table(),
+            "date=2026-01-05/hour=07/compacted-0123456789abcdef0123456789abcdef.parquet"
+        );
+        assert_eq!(DataFilePath::parse(&compacted.to_string()), Some(compacted));
     }
 
     #[test]
-    fn dead_letter_and_commit_paths_round_trip() {
-        let dl = DeadLetterPath { commit: 7, n: 0 };
+    fn new_files_never_share_a_name() {
+        let partition = HourPartition::of(micros("2026-01-05T07:00:00Z"));
+        let a = DataFilePath::new(partition, false);
+        let b = DataFilePath::new(partition, false);
+        assert_ne!(a, b);
+        assert_eq!(DataFilePath::parse(&a.to_string()), Some(a));
+        let dl = DeadLetterPath::new();
         assert_eq!(DeadLetterPath::parse(&dl.to_string()), Some(dl));
-        let c = CommitPath { sequence: 12345 };
-        assert_eq!(
-            c.to_string(),
-            "_gatemeter/commits/00000000000000012345.json"
-        );
-        assert_eq!(CommitPath::parse(&c.to_string()), Some(c));
+    }
+
+    #[test]
+    fn partition_values_round_trip() {
+        let p = HourPartition::of(micros("2026-01-05T07:00:00Z"));
+        assert_eq!(p.date_value(), "2026-01-05");
+        assert_eq!(HourPartition::from_values("2026-01-05", "7"), Some(p));
+        assert_eq!(HourPartition::from_values("2026-01-05", "24"), None);
     }
 
     #[test]
     fn foreign_names_do_not_parse() {
         for bad in [
             "attempts/date=2026-01-05/hour=07/part-0.parquet",
-            "attempts/date=2026-01-05/hour=24/00000000000000000042-0003.parquet",
-            "attempts/date=2026-13-05/hour=07/00000000000000000042-0003.parquet",
-            "attempts/date=2026-01-05/hour=7/00000000000000000042-0003.parquet",
-            "attempts/date=2026-01-05/00000000000000000042-0003.parquet",
-            "attempts/date=2026-01-05/hour=07/00000000000000000042-0003.parquet#1",
-            "other/date=2026-01-05/hour=07/00000000000000000042-0003.parquet",
+            "attempts/date=2026-01-05/hour=24/part-0123456789abcdef0123456789abcdef.parquet",
+            "attempts/date=2026-13-05/hour=07/part-0123456789abcdef0123456789abcdef.parquet",
+            "attempts/date=2026-01-05/hour=7/part-0123456789abcdef0123456789abcdef.parquet",
+            "attempts/date=2026-01-05/part-0123456789abcdef0123456789abcdef.parquet",
+            "attempts/date=2026-01-05/hour=07/00000000000000000042-0003.parquet",
+            "other/date=2026-01-05/hour=07/part-0123456789abcdef0123456789abcdef.parquet",
         ] {
             assert_eq!(DataFilePath::parse(bad), None, "{bad}");
         }
-        assert_eq!(CommitPath::parse("_gatemeter/commits/12.json"), None);
         assert_eq!(DeadLetterPath::parse("dead_letters/x.parquet"), None);
     }
 }

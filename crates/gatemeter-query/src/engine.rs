@@ -43,7 +43,7 @@ use datafusion::execution::memory_pool::GreedyMemoryPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use gatemeter_lake::{FileEntry, Lake};
+use gatemeter_lake::{FileEntry, Lake, LakeLocation};
 use gatemeter_schema::{attempts_schema, EpochMicros, Usd};
 
 use crate::column_cache::{ColumnCache, ColumnCacheStats};
@@ -220,16 +220,16 @@ impl TablesPresent {
     }
 }
 
-/// The lake's committed data files, or none when nothing was committed yet.
+/// The lake's committed data files, or none while no writer created it.
 async fn load_lake(data_dir: &Path) -> Result<Option<Lake>, QueryError> {
-    if !data_dir.join(gatemeter_lake::paths::COMMITS_DIR).exists() {
+    if !data_dir.is_dir() {
         return Ok(None);
     }
-    Ok(Some(Lake::load_local(data_dir, None).await?))
+    Ok(Lake::open_existing(&LakeLocation::local(data_dir)?).await?)
 }
 
 impl QueryEngine {
-    /// Reads the commit log (no file is touched) and the price book.
+    /// Reads the lake's Delta logs (no file is touched) and the price book.
     pub async fn open(config: QueryConfig) -> Result<QueryEngine, QueryError> {
         let price_book = load_price_book(config.prices.as_deref())?;
         QueryEngine::open_with_price_book(config, price_book).await
@@ -262,8 +262,8 @@ impl QueryEngine {
         })
     }
 
-    /// Applies commit records written since the last look (by an ingester
-    /// in this or another process); returns how many were new.
+    /// Loads Delta commits made since the last look (by an ingester in this
+    /// or another process); returns how many were new.
     pub async fn refresh(&self) -> Result<u64, QueryError> {
         let mut lake = self.lake.lock().await;
         let applied = match lake.as_mut() {

@@ -310,9 +310,10 @@ async fn a_session_reads_its_window_and_the_files_committed_when_it_was_made() {
 async fn file_statistics_are_computed_once_per_engine_and_strings_arrive_as_views() {
     let dir = tempfile::tempdir().expect("tempdir");
     lake_from(&fixture("edge.jsonl"), dir.path()).await;
-    let files = Lake::load_local(dir.path(), None)
+    let files = Lake::open_local(dir.path(), None)
         .await
         .expect("lake")
+        .0
         .data_files()
         .count();
     assert!(files > 1, "the fixture spans several hour partitions");

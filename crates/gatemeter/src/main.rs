@@ -13,7 +13,7 @@ use gatemeter_lake::FailPoint;
 
 use commands::{
     compact::CompactArgs, demo::DemoArgs, import::ImportArgs, ingest::IngestArgs, kpis::KpisArgs,
-    produce::ProduceArgs, query::QueryArgs, rules::RulesArgs, scorecard::ScorecardArgs,
+    migrate::MigrateArgs, produce::ProduceArgs, query::QueryArgs, rules::RulesArgs, scorecard::ScorecardArgs,
     serve::ServeArgs,
 };
 use error::CliError;
@@ -50,8 +50,11 @@ enum Command {
     Scorecard(ScorecardArgs),
     /// Prometheus rules for the configured SLOs (`rules export`).
     Rules(RulesArgs),
-    /// Merge each settled hour's files into one deduplicated file.
+    /// Merge each settled hour's files into one deduplicated file,
+    /// checkpoint the log and vacuum unreferenced files.
     Compact(CompactArgs),
+    /// Convert a lake of the format before Delta Lake in place, once.
+    Migrate(MigrateArgs),
 }
 
 /// The crash fail point for tests, from `GATEMETER_FAIL_POINT`
@@ -100,7 +103,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         | Command::Query(_)
         | Command::Scorecard(_)
         | Command::Rules(_)
-        | Command::Compact(_) => &no_flush,
+        | Command::Compact(_)
+        | Command::Migrate(_) => &no_flush,
     };
     let settings = Settings::resolve(&cli.global, flush)?;
     match &cli.command {
@@ -114,6 +118,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Scorecard(args) => commands::scorecard::run(&settings, args).await,
         Command::Rules(args) => commands::rules::run(&settings, args),
         Command::Compact(args) => commands::compact::run(&settings, args).await,
+        Command::Migrate(args) => commands::migrate::run(&settings, args).await,
     }
 }
 

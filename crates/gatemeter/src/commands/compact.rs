@@ -1,10 +1,11 @@
 //! `gatemeter compact`: merges each settled hour partition's files into one
-//! deduplicated file (one commit per partition), then deletes the files
-//! earlier compactions replaced once readers have had time to finish.
+//! deduplicated file (one Delta commit per partition), writes a checkpoint
+//! of the log, then vacuums: deletes files no version within the retention
+//! names (replaced by compaction, or left by a flush that never committed).
 
 use chrono::Utc;
 use clap::Args;
-use gatemeter_lake::{CompactionPlan, CompactionSummary, Lake, LakeError};
+use gatemeter_lake::{CompactionPlan, CompactionSummary, Lake, LakeError, LakeLocation};
 use gatemeter_query::scorecard::parse_duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -21,13 +22,24 @@ pub struct CompactArgs {
     /// (m, h or d); events arriving later are folded in by the next run.
     #[arg(long, env = "GATEMETER_COMPACT_SETTLED_AFTER", default_value = "1h", value_parser = parse_duration)]
     pub settled_after: i64,
-    /// Keep replaced files this long after their compaction (m, h or d)
-    /// so queries that listed them before it can finish reading.
-    #[arg(long, env = "GATEMETER_COMPACT_KEEP_REPLACED", default_value = "15m", value_parser = parse_duration)]
-    pub keep_replaced: i64,
+    /// Keep files the table no longer names this long (m, h or d) before
+    /// vacuum deletes them: replaced files, so queries and outside readers
+    /// that listed them can finish, and files of flushes not yet committed,
+    /// so a running writer never loses one.
+    #[arg(long, alias = "keep-replaced", env = "GATEMETER_COMPACT_RETENTION", default_value = "1d", value_parser = parse_retention)]
+    pub retention: i64,
     /// Print what would be compacted and change nothing.
     #[arg(long, env = "GATEMETER_COMPACT_DRY_RUN")]
     pub dry_run: bool,
+}
+
+/// A retention: a duration as everywhere, or zero (`0m`) to vacuum every
+/// unreferenced file now, for a lake no writer is using.
+fn parse_retention(text: &str) -> Result<i64, String> {
+    match text.strip_suffix(['m', 'h', 'd']) {
+        Some("0") => Ok(0),
+        _ => parse_duration(text),
+    }
 }
 
 #[derive(Debug, Default)]
@@ -52,20 +64,15 @@ impl Totals {
 }
 
 pub async fn run(settings: &Settings, args: &CompactArgs) -> Result<(), CliError> {
-    if !settings
-        .data_dir
-        .join(gatemeter_lake::paths::COMMITS_DIR)
-        .is_dir()
-    {
+    let location = LakeLocation::local(&settings.data_dir)?;
+    if Lake::open_existing(&location).await?.is_none() {
         println!(
-            "nothing to compact: no commits in {}",
+            "nothing to compact: no lake in {}",
             settings.data_dir.display()
         );
         return Ok(());
     }
-    // Loaded, not opened: recovery would delete the files a running
-    // ingester has written but not yet committed.
-    let mut lake = Lake::load_local(&settings.data_dir, crate::fail_point()?).await?;
+    let (mut lake, _) = Lake::open(&location, crate::fail_point()?).await?;
     let settled_before = Utc::now().timestamp_micros() - args.settled_after;
     let plans = lake.compaction_plans(settled_before);
     if args.dry_run {
@@ -97,10 +104,12 @@ pub async fn run(settings: &Settings, args: &CompactArgs) -> Result<(), CliError
     }
     progress.finish_and_clear();
 
-    let keep = chrono::Duration::microseconds(args.keep_replaced);
-    let vacuumed = lake.vacuum(Utc::now() - keep).await?;
+    lake.checkpoint().await?;
+    let vacuumed = lake
+        .vacuum(chrono::Duration::microseconds(args.retention))
+        .await?;
     println!(
-        "compacted {} partitions: {} files → {}, {} rows → {} ({} duplicate copies dropped), {} → {} bytes; deleted {} replaced files",
+        "compacted {} partitions: {} files → {}, {} rows → {} ({} duplicate copies dropped), {} → {} bytes; vacuum deleted {} files",
         totals.partitions,
         totals.files_replaced,
         totals.partitions,

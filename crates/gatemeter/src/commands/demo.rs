@@ -82,9 +82,9 @@ pub async fn run(settings: &Settings, args: &DemoArgs) -> Result<(), CliError> {
         settings.topic
     );
     println!(
-        "  lake        {} ({} earlier commits)",
+        "  lake        {} (Delta table version {})",
         settings.data_dir.display(),
-        recovery.commits
+        recovery.version
     );
     println!("  traffic     synthetic gateway, {} requests/s", args.rate);
     println!("  kpis        http://{address}/api/v1/kpis?group_by=provider");

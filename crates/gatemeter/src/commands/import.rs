@@ -28,13 +28,7 @@ pub async fn run(settings: &Settings, args: &ImportArgs) -> Result<(), CliError>
             )));
         }
     }
-    let (mut lake, recovery) = Lake::open_local(&settings.data_dir, crate::fail_point()?).await?;
-    if !recovery.orphans_deleted.is_empty() {
-        eprintln!(
-            "recovery: deleted {} uncommitted files",
-            recovery.orphans_deleted.len()
-        );
-    }
+    let (mut lake, _) = Lake::open_local(&settings.data_dir, crate::fail_point()?).await?;
     let metrics = IngestMetrics::register(&prometheus::Registry::new())?;
     let (mut stored, mut dead, mut skipped) = (0, 0, 0);
     for file in &args.files {

@@ -20,11 +20,10 @@ pub async fn run(settings: &Settings, args: &IngestArgs) -> Result<(), CliError>
     let source = settings.kafka_source()?;
     let (lake, recovery) = Lake::open_local(&settings.data_dir, crate::fail_point()?).await?;
     eprintln!(
-        "lake {}: {} commits, {} data files, {} orphans deleted",
+        "lake {}: Delta table version {}, {} data files",
         settings.data_dir.display(),
-        recovery.commits,
-        recovery.data_files,
-        recovery.orphans_deleted.len()
+        recovery.version,
+        recovery.data_files
     );
     let metrics = IngestMetrics::register(&prometheus::Registry::new())?;
     let options = IngestOptions {

@@ -3,6 +3,7 @@ pub mod demo;
 pub mod import;
 pub mod ingest;
 pub mod kpis;
+pub mod migrate;
 pub mod produce;
 pub mod query;
 pub mod rules;

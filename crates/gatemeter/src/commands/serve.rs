@@ -121,10 +121,10 @@ pub async fn run(settings: &Settings, args: &ServeArgs) -> Result<(), CliError> 
             let (lake, recovery) =
                 Lake::open_local(&settings.data_dir, crate::fail_point()?).await?;
             eprintln!(
-                "lake {}: {} commits, {} orphans deleted",
+                "lake {}: Delta table version {}, {} data files",
                 settings.data_dir.display(),
-                recovery.commits,
-                recovery.orphans_deleted.len()
+                recovery.version,
+                recovery.data_files
             );
             if let Some((state, _, _)) = &api {
                 state.set_ready(true);

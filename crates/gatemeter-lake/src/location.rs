@@ -1,0 +1,125 @@
+//! Where the lake lives: a local folder (the default) or an object-store
+//! URL (`s3://bucket/prefix`, `gs://…`, `az://…`), with the storage options
+//! that `object_store` reads (credentials come from the usual environment
+//! variables, `AWS_ACCESS_KEY_ID`, `AWS_ENDPOINT_URL` and so on).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use url::Url;
+
+use crate::error::LakeError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LakeLocation {
+    /// The lake's root, ending in `/`; the tables are folders under it.
+    root: Url,
+    storage_options: HashMap<String, String>,
+}
+
+impl LakeLocation {
+    /// A local folder, created if missing.
+    pub fn local(dir: &Path) -> Result<LakeLocation, LakeError> {
+        let data_dir_error = |reason: String| LakeError::DataDir {
+            path: dir.display().to_string(),
+            reason,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| data_dir_error(e.to_string()))?;
+        let absolute = dir
+            .canonicalize()
+            .map_err(|e| data_dir_error(e.to_string()))?;
+        let root = Url::from_directory_path(&absolute)
+            .map_err(|()| data_dir_error("not an absolute path".to_owned()))?;
+        Ok(LakeLocation {
+            root,
+            storage_options: HashMap::new(),
+        })
+    }
+
+    /// A local path or an object-store URL, as `--data-dir` takes it.
+    pub fn parse(text: &str) -> Result<LakeLocation, LakeError> {
+        match Url::parse(text) {
+            Ok(url) if url.scheme().len() > 1 && url.scheme() != "file" => {
+                let mut root = url;
+                if !root.path().ends_with('/') {
+                    let path = format!("{}/", root.path());
+                    root.set_path(&path);
+                }
+                Ok(LakeLocation {
+                    root,
+                    storage_options: storage_options_from_env(),
+                })
+            }
+            Ok(url) if url.scheme() == "file" => {
+                let path = url.to_file_path().map_err(|()| LakeError::StoreUrl {
+                    url: text.to_owned(),
+                    reason: "not a local path".to_owned(),
+                })?;
+                LakeLocation::local(&path)
+            }
+            _ => LakeLocation::local(Path::new(text)),
+        }
+    }
+
+    /// The URL of table `name`.
+    pub fn table_url(&self, name: &str) -> Result<Url, LakeError> {
+        self.root
+            .join(&format!("{name}/"))
+            .map_err(|e| LakeError::StoreUrl {
+                url: self.root.to_string(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// The root URL.
+    pub fn root(&self) -> &Url {
+        &self.root
+    }
+
+    /// The folder on local disk, for a local lake.
+    pub fn local_dir(&self) -> Option<PathBuf> {
+        (self.root.scheme() == "file")
+            .then(|| self.root.to_file_path().ok())
+            .flatten()
+    }
+
+    pub fn storage_options(&self) -> &HashMap<String, String> {
+        &self.storage_options
+    }
+}
+
+/// Options for S3-compatible stores that object_store does not read from
+/// the environment by itself.
+fn storage_options_from_env() -> HashMap<String, String> {
+    let mut options = HashMap::new();
+    if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
+        if endpoint.starts_with("http://") {
+            options.insert("allow_http".to_owned(), "true".to_owned());
+        }
+    }
+    options
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_are_folders_under_the_root() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let location = LakeLocation::parse(&dir.path().display().to_string()).expect("local");
+        let attempts = location.table_url("attempts").expect("url");
+        assert_eq!(attempts.scheme(), "file");
+        assert!(attempts.path().ends_with("/attempts/"), "{attempts}");
+        assert_eq!(
+            location.local_dir().expect("local dir"),
+            dir.path().canonicalize().expect("canonical")
+        );
+        let s3 = LakeLocation::parse("s3://bucket/lake").expect("s3");
+        assert_eq!(
+            s3.table_url("dead_letters").expect("url").as_str(),
+            "s3://bucket/lake/dead_letters/"
+        );
+        assert_eq!(s3.local_dir(), None);
+    }
+}
