@@ -16,7 +16,7 @@ same Parquet files, hot, in the same run, with each engine's peak RSS.
 3. DuckDB: a separate process defines the same views, translated from
    queries/attempts.sql and queries/requests.sql (only epoch arithmetic and
    struct syntax differ), over read_parquet with Hive partitions of the
-   same committed files (compacted and fresh, from the commit log), and runs
+   same committed files (compacted and fresh, from the Delta log), and runs
    the same queries (quantile_cont for percentile_cont). It does so twice:
    with the views' arg_max_null / arg_min_null, and with its ordered
    last / first instead; each query is compared with the faster.
@@ -118,15 +118,13 @@ def compact(lake):
 
 
 def live_files(lake):
-    """The attempts files the commit log holds live: (compacted, fresh) paths."""
-    live = {}
-    for record_path in sorted((pathlib.Path(lake) / "_gatemeter" / "commits").glob("*.json")):
-        record = json.loads(record_path.read_text())
-        live.update((entry["path"], entry) for entry in record["files"])
-        for removed in record.get("removed", []):
-            live.pop(removed, None)
-    compacted = [f"{lake}/{p}" for p, e in live.items() if e.get("deduplicated")]
-    fresh = [f"{lake}/{p}" for p, e in live.items() if not e.get("deduplicated")]
+    """The attempts files the Delta log's current version names: (compacted, fresh) paths."""
+    import pyarrow
+    from deltalake import DeltaTable
+    actions = pyarrow.table(DeltaTable(str(pathlib.Path(lake) / "attempts")).get_add_actions(flatten=True))
+    paths = actions.column("path").to_pylist()
+    compacted = [f"{lake}/attempts/{p}" for p in paths if p.rsplit("/", 1)[-1].startswith("compacted-")]
+    fresh = [f"{lake}/attempts/{p}" for p in paths if not p.rsplit("/", 1)[-1].startswith("compacted-")]
     return compacted, fresh
 
 
@@ -262,7 +260,7 @@ def main():
     bench = TARGET / "examples" / "query_bench"
     for binary in (TARGET / "gatemeter", bench):
         assert binary.exists(), f"{binary} missing: see the usage in this file's docstring"
-    if not (args.lake / "_gatemeter").exists():
+    if not (args.lake / "attempts" / "_delta_log").exists():
         args.lake.parent.mkdir(parents=True, exist_ok=True)
         build_lake(args.lake, args.attempts)
     # A no-op ("compacted 0 partitions") once the lake was compacted.

@@ -46,7 +46,7 @@ def snapshot(data_dir):
 
 
 def live_rows(data_dir):
-    """(rows, distinct attempt_ids) over the files the commit log holds live."""
+    """(rows, distinct attempt_ids) over the files the Delta log holds live."""
     files = [str(data_dir / path) for path in support.live_attempt_files(data_dir)]
     return support.query(f"SELECT count(*), count(DISTINCT attempt_id) FROM read_parquet({files!r})")[0]
 

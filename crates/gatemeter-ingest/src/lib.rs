@@ -3,15 +3,19 @@
 //!
 //! # The exactly-once invariant
 //! - Kafka's committed group offset is never the source of truth.
-//! - A flush writes its Parquet files first, then one commit record that
-//!   lists them and holds each partition's next offset, written create-only.
-//!   Readers see only files named by a commit record, so a crash mid-flush
-//!   leaves an invisible orphan, deleted when the lake is next opened.
-//! - On start and on every assignment, the consumer seeks each partition to
-//!   the commit records' offset ([`context::LakeSeekContext`]); the buffer
-//!   drops any offset below the committed one ([`buffer::Buffers`]).
-//! - A lost create-only race means another writer owns the partition: the
-//!   lake reloads and the ingester re-seeks (a zombie cannot overwrite).
+//! - A flush writes uniquely named Parquet files first, then one Delta
+//!   commit that names them and holds, as app transactions, the next offset
+//!   of every partition this process holds (docs/lake.md). Readers see only
+//!   files a version names, so a crash mid-flush leaves an invisible file,
+//!   removed by vacuum once past its retention.
+//! - On start and on every assignment, each partition starts at the offset
+//!   the Delta log holds for it: the rebalance callback assigns it there
+//!   ([`context::LakeSeekContext`]), the loop reads the log again and seeks
+//!   if another writer moved it since; the buffer drops any offset below
+//!   the committed one ([`buffer::Buffers`]).
+//! - When another writer moved one of those partitions first, the commit
+//!   fails, the buffer is dropped and every held partition restarts from
+//!   the log (a zombie cannot add rows twice).
 //! - Offsets go to Kafka after the lake commit, only so lag shows in Kafka
 //!   tools.
 //! - `auto.offset.reset` is `error`: data is never skipped silently.

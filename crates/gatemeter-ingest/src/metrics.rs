@@ -49,7 +49,7 @@ impl IngestMetrics {
             flush_duration: Histogram::with_opts(
                 HistogramOpts::new(
                     FLUSH_DURATION,
-                    "Time to write a flush's files and commit record",
+                    "Time to write a flush's files and its Delta commit",
                 )
                 .buckets(vec![
                     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -57,7 +57,7 @@ impl IngestMetrics {
             )?,
             files: IntCounter::new(FILES_TOTAL, "Parquet files committed")?,
             bytes: IntCounter::new(BYTES_TOTAL, "Parquet bytes committed")?,
-            commits: IntCounter::new(COMMITS_TOTAL, "Commit records written")?,
+            commits: IntCounter::new(COMMITS_TOTAL, "Lake commits written")?,
             lag: IntGaugeVec::new(
                 Opts::new(
                     LAG,

@@ -448,9 +448,8 @@ impl Lake {
                     for (topic, partition, before) in &expected {
                         let now = self.attempts.app_version(&app_id(topic, *partition)).await?;
                         if now != *before {
-                            // Another writer owns it now: forget every
-                            // position, the caller reloads what it holds.
-                            self.offsets.clear();
+                            // Another writer owns it now; the caller reads
+                            // the positions of what it holds again.
                             return Err(LakeError::LostCommitRace {
                                 detail: format!(
                                     "{topic} partition {partition} is at {now:?}, not {before:?}"

@@ -1,5 +1,5 @@
-//! A DataFusion session over the **committed** lake: only files named by a
-//! commit record are read, the price book is a table, and the views of
+//! A DataFusion session over the **committed** lake: only files the Delta
+//! log's current version names are read, the price book is a table, and the views of
 //! `queries/attempts.sql` and `queries/requests.sql` are registered by name.
 //!
 //! A session is scoped to a query window: the raw tables then hold only the

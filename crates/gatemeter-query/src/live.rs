@@ -3,8 +3,8 @@
 //! session. A session with a [`SessionScope`] reads the files committed when
 //! it was made, only those overlapping its window, and only the rows inside
 //! it; one without (the PostgreSQL endpoint's long-lived session) reads what
-//! is committed at each scan, so it sees every new commit and never an
-//! orphan.
+//! is committed at each scan, so it sees every new commit and never a file
+//! no version names.
 //!
 //! With a column cache, a scan of a session whose window is closed at both
 //! ends reads its files through it ([`CachedLakeScan`]) when their columns
