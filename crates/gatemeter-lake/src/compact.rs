@@ -25,7 +25,7 @@ use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::error::LakeError;
-use crate::lake::Lake;
+use crate::lake::{partition_values, Lake};
 use crate::manifest::FileEntry;
 use crate::paths::{object_path, DataFilePath, HourPartition};
 use crate::table::Attempt;
@@ -118,7 +118,7 @@ impl Lake {
                 data_change: true,
                 deletion_timestamp: Some(Utc::now().timestamp_millis()),
                 extended_file_metadata: Some(true),
-                partition_values: Some(live.partition_values),
+                partition_values: Some(partition_values(live.partition)),
                 size: Some(live.size),
                 tags: None,
                 deletion_vector: None,

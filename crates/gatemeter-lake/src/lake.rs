@@ -460,7 +460,21 @@ impl Lake {
                 }
             }
         };
-        self.read_attempt_files()?;
+        if self.attempt_files_at == version - 1 {
+            // Only this commit happened since the maps were read: add its
+            // files rather than reading every file of the log again.
+            for action in &actions {
+                if let Action::Add(add) = action {
+                    let live = live_file(add);
+                    let entry = file_entry(ATTEMPTS_DIR, &live);
+                    self.data_files.insert(entry.path.clone(), entry);
+                    self.live.insert(live.path.clone(), live);
+                }
+            }
+            self.attempt_files_at = version;
+        } else {
+            self.read_attempt_files()?;
+        }
         for (topic, partitions) in &pending.offsets {
             self.offsets
                 .entry(topic.clone())
@@ -563,15 +577,12 @@ impl Lake {
             .store()
             .put(&object_path(&in_table), PutPayload::from(bytes))
             .await?;
-        let partition_values = partition
-            .map(|p| {
-                HashMap::from([
-                    ("date".to_owned(), Some(p.date_value())),
-                    ("hour".to_owned(), Some(p.hour.to_string())),
-                ])
-            })
-            .unwrap_or_default();
-        Ok(add_action(in_table, size, partition_values, file_stats(batch)))
+        Ok(add_action(
+            in_table,
+            size,
+            partition_values(partition),
+            file_stats(batch),
+        ))
     }
 
     async fn write_dead_letter_file(
@@ -606,6 +617,19 @@ impl Lake {
             }
         }
     }
+}
+
+/// The Delta partition values of a file of `partition` (none for a table
+/// without partitions).
+pub(crate) fn partition_values(partition: Option<HourPartition>) -> HashMap<String, Option<String>> {
+    partition
+        .map(|p| {
+            HashMap::from([
+                ("date".to_owned(), Some(p.date_value())),
+                ("hour".to_owned(), Some(p.hour.to_string())),
+            ])
+        })
+        .unwrap_or_default()
 }
 
 pub(crate) fn add_action(
@@ -647,15 +671,30 @@ pub(crate) fn txn_actions(offsets: &SourceOffsets) -> impl Iterator<Item = Actio
 
 /// The lake's view of one file the log names.
 fn file_entry(table_dir: &str, file: &LiveFile) -> FileEntry {
-    let stats = file.stats.as_deref().map(read_stats).unwrap_or_default();
     let path = format!("{table_dir}/{}", file.path);
     FileEntry {
         deduplicated: DataFilePath::parse(&path).is_some_and(|p| p.compacted),
         path,
-        rows: stats.rows.unwrap_or(0),
+        rows: file.rows.unwrap_or(0),
         bytes: file.size.max(0) as u64,
+        min_request_start: file.min_request_start,
+        max_request_start: file.max_request_start,
+    }
+}
+
+/// The log's view of a file this process just added.
+fn live_file(add: &Add) -> LiveFile {
+    let stats = add.stats.as_deref().map(read_stats).unwrap_or_default();
+    let value = |name: &str| add.partition_values.get(name).cloned().flatten();
+    LiveFile {
+        path: add.path.clone(),
+        size: add.size,
+        rows: stats.rows,
         min_request_start: stats.min_request_start,
         max_request_start: stats.max_request_start,
+        partition: value("date")
+            .zip(value("hour"))
+            .and_then(|(date, hour)| HourPartition::from_values(&date, &hour)),
     }
 }
 

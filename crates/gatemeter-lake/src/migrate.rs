@@ -10,7 +10,7 @@ use deltalake_core::kernel::Action;
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
 
 use crate::error::LakeError;
-use crate::lake::{add_action, txn_actions, Lake};
+use crate::lake::{add_action, partition_values, txn_actions, Lake};
 use crate::legacy::read_legacy;
 use crate::location::LakeLocation;
 use crate::manifest::FileEntry;
@@ -36,10 +36,10 @@ fn add_for(file: &FileEntry, table_dir: &str) -> Result<Action, LakeError> {
             path: file.path.clone(),
             reason: format!("not a file of {table_dir}/"),
         })?;
-    let mut values = HashMap::new();
+    let mut partition = None;
     if table_dir == ATTEMPTS_DIR {
         let mut parts = in_table.split('/');
-        let partition = match (parts.next(), parts.next()) {
+        let found = match (parts.next(), parts.next()) {
             (Some(date), Some(hour)) => date
                 .strip_prefix("date=")
                 .zip(hour.strip_prefix("hour="))
@@ -50,11 +50,15 @@ fn add_for(file: &FileEntry, table_dir: &str) -> Result<Action, LakeError> {
             path: file.path.clone(),
             reason: "no date=/hour= partition in its path".to_owned(),
         })?;
-        values.insert("date".to_owned(), Some(partition.date_value()));
-        values.insert("hour".to_owned(), Some(partition.hour.to_string()));
+        partition = Some(found);
     }
     let stats = bounds_stats(file.rows, file.min_request_start, file.max_request_start);
-    Ok(Action::Add(add_action(in_table, file.bytes as i64, values, stats)))
+    Ok(Action::Add(add_action(
+        in_table,
+        file.bytes as i64,
+        partition_values(partition),
+        stats,
+    )))
 }
 
 impl Lake {

@@ -10,6 +10,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use arrow::array::{Array, AsArray, Int64Array, StringArray};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Int64Type, TimeUnit};
 use arrow_schema::Schema;
 use deltalake_core::kernel::engine::arrow_conversion::TryFromArrow;
 use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
@@ -22,6 +25,7 @@ use futures::TryStreamExt;
 use url::Url;
 
 use crate::error::LakeError;
+use crate::paths::HourPartition;
 
 /// A file the table's current snapshot names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,8 +33,13 @@ pub(crate) struct LiveFile {
     /// Relative to the table folder.
     pub path: String,
     pub size: i64,
-    pub stats: Option<String>,
-    pub partition_values: HashMap<String, Option<String>>,
+    /// `numRecords` of its stats.
+    pub rows: Option<u64>,
+    /// Bounds of `request_start` (µs) from its stats; `attempts` only.
+    pub min_request_start: Option<i64>,
+    pub max_request_start: Option<i64>,
+    /// Its `date`/`hour` partition values; `attempts` only.
+    pub partition: Option<HourPartition>,
 }
 
 /// How one commit try ended.
@@ -49,6 +58,17 @@ pub(crate) struct Table {
 /// The folder of a local table; `None` for an object-store URL.
 fn local_dir(url: &Url) -> Option<std::path::PathBuf> {
     (url.scheme() == "file").then(|| url.to_file_path().ok()).flatten()
+}
+
+/// A log path with its percent-escapes decoded, as the files are named on
+/// storage.
+fn percent_decode(path: &str) -> String {
+    if !path.contains('%') {
+        return path.to_owned();
+    }
+    url::form_urlencoded::parse(format!("p={}", path.replace('+', "%2B")).as_bytes())
+        .next()
+        .map_or_else(|| path.to_owned(), |(_, value)| value.into_owned())
 }
 
 fn delta_error(table: &str, error: DeltaTableError) -> LakeError {
@@ -152,20 +172,62 @@ impl Table {
         Ok((self.version() - before).max(0) as u64)
     }
 
-    /// The files of the loaded snapshot.
+    /// The files of the loaded snapshot, read column by column from the
+    /// log's Add actions.
     pub fn live_files(&self) -> Result<Vec<LiveFile>, LakeError> {
         let state = self
             .inner
             .snapshot()
             .map_err(|e| delta_error(self.name, e))?;
-        Ok(state
-            .log_data()
-            .iter()
-            .map(|file| LiveFile {
-                path: file.path().into_owned(),
-                size: file.size(),
-                stats: file.stats(),
-                partition_values: file.partition_values_map(),
+        if state.log_data().num_files() == 0 {
+            return Ok(Vec::new());
+        }
+        let actions = state
+            .add_actions_table(true)
+            .map_err(|e| delta_error(self.name, e))?;
+        let column = |name: &str| actions.column_by_name(name);
+        let int64 = |name: &str| -> Result<Option<Int64Array>, LakeError> {
+            column(name)
+                .map(|c| Ok(cast(c, &DataType::Int64)?.as_primitive::<Int64Type>().clone()))
+                .transpose()
+        };
+        let micros = |name: &str| -> Result<Option<Int64Array>, LakeError> {
+            column(name)
+                .map(|c| {
+                    let plain = cast(c, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
+                    Ok(cast(&plain, &DataType::Int64)?.as_primitive::<Int64Type>().clone())
+                })
+                .transpose()
+        };
+        let text = |name: &str| -> Result<Option<StringArray>, LakeError> {
+            column(name)
+                .map(|c| Ok(cast(c, &DataType::Utf8)?.as_string::<i32>().clone()))
+                .transpose()
+        };
+        let paths = text("path")?.ok_or_else(|| LakeError::Delta {
+            table: self.name.to_owned(),
+            reason: "the log's Add actions have no path".to_owned(),
+        })?;
+        let sizes = int64("size_bytes")?;
+        let rows = int64("num_records")?;
+        let (low, high) = (micros("min.request_start")?, micros("max.request_start")?);
+        let (dates, hours) = (text("partition.date")?, text("partition.hour")?);
+        let at = |values: &Option<Int64Array>, i: usize| {
+            values.as_ref().filter(|v| v.is_valid(i)).map(|v| v.value(i))
+        };
+        let text_at = |values: &Option<StringArray>, i: usize| {
+            values.as_ref().filter(|v| v.is_valid(i)).map(|v| v.value(i).to_owned())
+        };
+        Ok((0..actions.num_rows())
+            .map(|i| LiveFile {
+                path: percent_decode(paths.value(i)),
+                size: at(&sizes, i).unwrap_or(0),
+                rows: at(&rows, i).and_then(|n| u64::try_from(n).ok()),
+                min_request_start: at(&low, i),
+                max_request_start: at(&high, i),
+                partition: text_at(&dates, i)
+                    .zip(text_at(&hours, i))
+                    .and_then(|(date, hour)| HourPartition::from_values(&date, &hour)),
             })
             .collect())
     }
