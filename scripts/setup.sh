@@ -8,7 +8,7 @@ GATEMETER_SETUP="${GATEMETER_SETUP:-all}"
 APT_PACKAGES=(build-essential pkg-config zlib1g-dev libssl-dev python3)
 # Real peers the tests start: Prometheus, promtool and Alertmanager.
 TEST_APT_PACKAGES=(prometheus prometheus-alertmanager postgresql-client)
-PY_PACKAGES=(duckdb==2.0.0 confluent-kafka==2.16.1 pytest==9.2.0 pyarrow==26.0.1 openapi-spec-validator==0.9.0 pyyaml==6.0.3 deltalake==1.6.6)
+PY_PACKAGES=(duckdb==2.0.0 confluent-kafka==2.16.1 pytest==9.2.0 pyarrow==26.0.1 openapi-spec-validator==0.9.0 pyyaml==6.0.3 deltalake==1.6.6 moto[server]==5.2.5)
 TANSU_VERSION=0.6.0
 VENV="${GATEMETER_VENV:-$HOME/.cache/gatemeter-venv}"
 
@@ -45,7 +45,7 @@ import sys
 from importlib.metadata import version
 for spec in sys.argv[1:]:
     name, wanted = spec.split("==")
-    if version(name) != wanted:
+    if version(name.split("[")[0]) != wanted:
         sys.exit(1)
 PY
 then

@@ -156,6 +156,7 @@ impl Lake {
 
     /// Both tables at `location`, created if missing.
     pub(crate) async fn create_tables(location: &LakeLocation) -> Result<(Table, Table), LakeError> {
+        crate::storage::register_object_stores()?;
         let options = location.storage_options();
         let attempts = Table::open_or_create(
             ATTEMPTS_DIR,
@@ -180,6 +181,7 @@ impl Lake {
     /// created its tables; never creates or deletes anything.
     pub async fn open_existing(location: &LakeLocation) -> Result<Option<Lake>, LakeError> {
         refuse_legacy(location)?;
+        crate::storage::register_object_stores()?;
         let options = location.storage_options();
         let Some(attempts) =
             Table::open(ATTEMPTS_DIR, location.table_url(ATTEMPTS_DIR)?, options).await?

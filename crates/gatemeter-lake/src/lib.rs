@@ -28,6 +28,7 @@ pub mod manifest;
 mod parquet_file;
 pub mod paths;
 mod stats;
+mod storage;
 mod table;
 
 pub use compact::{deduplicate, CompactionPlan, CompactionSummary};
@@ -35,6 +36,7 @@ pub use error::LakeError;
 pub use lake::{app_id, CommitSummary, FailPoint, Lake, OpenReport, PendingCommit};
 pub use location::LakeLocation;
 pub use migrate::MigrateReport;
+pub use storage::register_object_stores;
 pub use manifest::{FileEntry, SourceOffsets};
 
 #[cfg(test)]

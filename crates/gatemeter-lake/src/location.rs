@@ -86,16 +86,47 @@ impl LakeLocation {
     pub fn storage_options(&self) -> &HashMap<String, String> {
         &self.storage_options
     }
+
+    /// For a lake on object storage: the store of its bucket and the
+    /// bucket's URL (`s3://bucket/`), for readers that read the data files
+    /// themselves. `None` for a local lake.
+    pub fn remote_store(
+        &self,
+    ) -> Result<Option<(std::sync::Arc<dyn object_store::ObjectStore>, Url)>, LakeError> {
+        if self.local_dir().is_some() {
+            return Ok(None);
+        }
+        let store_error = |reason: String| LakeError::StoreUrl {
+            url: self.root.to_string(),
+            reason,
+        };
+        let bucket = Url::parse(&format!(
+            "{}://{}/",
+            self.root.scheme(),
+            self.root.host_str().unwrap_or_default()
+        ))
+        .map_err(|e| store_error(e.to_string()))?;
+        match self.root.scheme() {
+            "s3" | "s3a" => {
+                let store = crate::storage::s3_store(&bucket, &self.storage_options)
+                    .map_err(|e| store_error(e.to_string()))?;
+                Ok(Some((store, bucket)))
+            }
+            other => Err(store_error(format!(
+                "`{other}://` is not supported; use a local folder or s3://bucket/prefix"
+            ))),
+        }
+    }
 }
 
-/// Options for S3-compatible stores that object_store does not read from
-/// the environment by itself.
+/// Options for S3-compatible stores that object_store does not take from
+/// the environment by itself: plain HTTP to an endpoint given as `http://`
+/// (a local MinIO or test server).
 fn storage_options_from_env() -> HashMap<String, String> {
     let mut options = HashMap::new();
-    if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
-        if endpoint.starts_with("http://") {
-            options.insert("allow_http".to_owned(), "true".to_owned());
-        }
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("AWS_ENDPOINT"));
+    if endpoint.is_ok_and(|e| e.starts_with("http://")) {
+        options.insert("allow_http".to_owned(), "true".to_owned());
     }
     options
 }

@@ -152,6 +152,8 @@ pub struct QueryEngine {
     /// The planned views, one template per [`TablesPresent`], built when
     /// first needed.
     templates: [tokio::sync::OnceCell<SessionContext>; 4],
+    /// The store and bucket URL of a lake on object storage.
+    remote_store: Option<(Arc<dyn object_store::ObjectStore>, url::Url)>,
 }
 
 /// The committed data files as of the engine's last refresh, shared with
@@ -222,10 +224,53 @@ impl TablesPresent {
 
 /// The lake's committed data files, or none while no writer created it.
 async fn load_lake(data_dir: &Path) -> Result<Option<Lake>, QueryError> {
-    if !data_dir.is_dir() {
-        return Ok(None);
+    let location = match LakeRoot::of(data_dir) {
+        LakeRoot::Local(dir) if !dir.is_dir() => return Ok(None),
+        LakeRoot::Local(dir) => LakeLocation::local(&dir)?,
+        LakeRoot::Remote(url) => LakeLocation::parse(url.as_str())?,
+    };
+    Ok(Lake::open_existing(&location).await?)
+}
+
+/// Where the lake's files are read from: a local folder, or an object-store
+/// URL whose store is registered with every session's runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LakeRoot {
+    Local(PathBuf),
+    Remote(url::Url),
+}
+
+impl LakeRoot {
+    /// `data_dir` as `--data-dir` gives it: a path, or `s3://bucket/prefix`.
+    pub(crate) fn of(data_dir: &Path) -> LakeRoot {
+        let text = data_dir.to_string_lossy();
+        match url::Url::parse(&text) {
+            Ok(url) if url.scheme().len() > 1 && url.scheme() != "file" => {
+                let mut root = url;
+                if !root.path().ends_with('/') {
+                    let path = format!("{}/", root.path());
+                    root.set_path(&path);
+                }
+                LakeRoot::Remote(root)
+            }
+            _ => LakeRoot::Local(std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf())),
+        }
     }
-    Ok(Lake::open_existing(&LakeLocation::local(data_dir)?).await?)
+
+    /// The URL or path of a lake-relative file, as a listing table takes it.
+    pub(crate) fn file(&self, path: &str) -> String {
+        match self {
+            LakeRoot::Local(dir) => dir.join(path).to_string_lossy().into_owned(),
+            LakeRoot::Remote(root) => format!("{root}{path}"),
+        }
+    }
+
+    pub(crate) fn local_dir(&self) -> Option<&Path> {
+        match self {
+            LakeRoot::Local(dir) => Some(dir),
+            LakeRoot::Remote(_) => None,
+        }
+    }
 }
 
 impl QueryEngine {
@@ -245,6 +290,10 @@ impl QueryEngine {
             .as_ref()
             .map(|l| l.data_files().cloned().collect())
             .unwrap_or_default();
+        let remote_store = match LakeRoot::of(&config.data_dir) {
+            LakeRoot::Local(_) => None,
+            LakeRoot::Remote(url) => LakeLocation::parse(url.as_str())?.remote_store()?,
+        };
         let column_cache = (config.column_cache_bytes > 0)
             .then(|| Arc::new(ColumnCache::new(config.column_cache_bytes)));
         Ok(QueryEngine {
@@ -259,6 +308,7 @@ impl QueryEngine {
                 committed
             },
             templates: Default::default(),
+            remote_store,
         })
     }
 
@@ -327,12 +377,12 @@ impl QueryEngine {
     /// as empty.
     async fn build_template(&self, present: TablesPresent) -> Result<SessionContext, QueryError> {
         let ctx = self.new_context()?;
-        let data_dir = self.data_dir();
+        let root = LakeRoot::of(&self.config.data_dir);
         let tables = [FileSelection::Compacted, FileSelection::Fresh].map(|selection| {
             Arc::new(LiveLakeTable::new(
                 self.files.clone(),
                 selection,
-                data_dir.clone(),
+                root.clone(),
                 self.column_cache.clone(),
             )) as Arc<dyn TableProvider>
         });
@@ -425,13 +475,13 @@ impl QueryEngine {
         let caches = CacheManagerConfig::default()
             .with_file_metadata_cache(Some(self.file_caches.get_file_metadata_cache()))
             .with_file_statistics_cache(self.file_caches.get_file_statistic_cache());
-        Ok(runtime.with_cache_manager(caches).build_arc()?)
+        let runtime = runtime.with_cache_manager(caches).build_arc()?;
+        if let Some((store, bucket)) = &self.remote_store {
+            runtime.register_object_store(bucket, store.clone());
+        }
+        Ok(runtime)
     }
 
-    fn data_dir(&self) -> PathBuf {
-        std::fs::canonicalize(&self.config.data_dir)
-            .unwrap_or_else(|_| self.config.data_dir.clone())
-    }
 
     /// The raw tables (the lake's two kinds of files; a kind `present`
     /// does not hold reads as empty), the price book, the views and the
@@ -536,12 +586,12 @@ pub(crate) fn scan_schema() -> SchemaRef {
 /// Their statistics come from `statistics_cache` after the first scan:
 /// computing them from the footers was a fifth of planning a small query.
 pub(crate) fn lake_table<'a>(
-    data_dir: &Path,
+    root: &LakeRoot,
     files: impl Iterator<Item = &'a FileEntry>,
     statistics_cache: Option<Arc<FileStatisticsCache>>,
 ) -> Result<Arc<dyn TableProvider>, QueryError> {
     let urls: Vec<ListingTableUrl> = files
-        .map(|file| ListingTableUrl::parse(data_dir.join(&file.path).to_string_lossy()))
+        .map(|file| ListingTableUrl::parse(root.file(&file.path)))
         .collect::<Result<_, _>>()?;
     if urls.is_empty() {
         return Ok(Arc::new(MemTable::try_new(scan_schema(), vec![vec![]])?));

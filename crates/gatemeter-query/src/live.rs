@@ -11,7 +11,6 @@
 //! fit in it; a larger scan, and every scan of an open window (which relies
 //! on Parquet statistics to skip files), reads Parquet.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow_schema::SchemaRef;
@@ -28,7 +27,7 @@ use gatemeter_lake::FileEntry;
 use crate::cached_scan::{CachedLakeScan, ScanFile};
 use crate::column_cache::ColumnCache;
 use crate::engine::{
-    lake_table, scan_schema, CommittedFiles, FileSelection, SessionScope, Window,
+    lake_table, scan_schema, CommittedFiles, FileSelection, LakeRoot, SessionScope, Window,
 };
 
 /// Bytes a decoded value takes in the cache's estimate (a string view, a
@@ -42,7 +41,7 @@ const CACHED_BYTES_PER_VALUE: u64 = 16;
 pub(crate) struct LiveLakeTable {
     files: CommittedFiles,
     selection: FileSelection,
-    data_dir: PathBuf,
+    root: LakeRoot,
     column_cache: Option<Arc<ColumnCache>>,
 }
 
@@ -50,13 +49,13 @@ impl LiveLakeTable {
     pub(crate) fn new(
         files: CommittedFiles,
         selection: FileSelection,
-        data_dir: PathBuf,
+        root: LakeRoot,
         column_cache: Option<Arc<ColumnCache>>,
     ) -> LiveLakeTable {
         LiveLakeTable {
             files,
             selection,
-            data_dir,
+            root,
             column_cache,
         }
     }
@@ -76,15 +75,19 @@ impl LiveLakeTable {
         let estimate = files
             .iter()
             .fold(0u64, |sum, file| sum.saturating_add(file.rows.saturating_mul(bytes_per_row)));
+        // The cache reads local files itself; a lake on object storage is
+        // read through DataFusion's Parquet scan.
+        let local_dir = self.root.local_dir();
         let cache = self.column_cache.as_ref().filter(|cache| {
-            window.from.is_some()
+            local_dir.is_some()
+                && window.from.is_some()
                 && window.to.is_some()
                 && !files.is_empty()
                 && estimate <= cache.budget() as u64
         });
-        let Some(cache) = cache else {
+        let (Some(cache), Some(local_dir)) = (cache, local_dir) else {
             let statistics_cache = state.runtime_env().cache_manager.get_file_statistic_cache();
-            let table = lake_table(&self.data_dir, files.into_iter(), statistics_cache)
+            let table = lake_table(&self.root, files.into_iter(), statistics_cache)
                 .map_err(|e| DataFusionError::External(Box::new(e)))?;
             let projection = projection.to_vec();
             return table.scan(state, Some(&projection), filters, limit).await;
@@ -92,7 +95,7 @@ impl LiveLakeTable {
         let files = files
             .into_iter()
             .map(|file| ScanFile {
-                path: self.data_dir.join(&file.path),
+                path: local_dir.join(&file.path),
                 rows: file.rows,
             })
             .collect();

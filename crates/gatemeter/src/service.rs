@@ -162,7 +162,7 @@ pub fn start_alerts(
         alerts,
         engine,
         settings.kpi.clone(),
-        &settings.data_dir,
+        &settings.state_dir()?,
         registry,
     )
     .map_err(|e| CliError::Usage(format!("alerts: {e}")))?;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use gatemeter_ingest::{FlushPolicy, KafkaSource};
+use gatemeter_lake::LakeLocation;
 use gatemeter_query::KpiSettings;
 use serde::Deserialize;
 
@@ -287,6 +288,22 @@ fn parse_kafka_option(text: &str) -> Result<(String, String), CliError> {
 }
 
 impl Settings {
+    /// Where the lake lives: `--data-dir` as a local folder or an
+    /// `s3://bucket/prefix` URL (docs/lake.md, "Object storage").
+    pub fn lake_location(&self) -> Result<LakeLocation, CliError> {
+        Ok(LakeLocation::parse(&self.data_dir.to_string_lossy())?)
+    }
+
+    /// The folder gatemeter keeps its own state in (alert states):
+    /// `--data-dir` for a local lake, `./gatemeter-state` beside a lake on
+    /// object storage.
+    pub fn state_dir(&self) -> Result<PathBuf, CliError> {
+        Ok(self
+            .lake_location()?
+            .local_dir()
+            .unwrap_or_else(|| PathBuf::from("./gatemeter-state")))
+    }
+
     pub fn resolve(global: &GlobalOptions, flush: &FlushOptions) -> Result<Settings, CliError> {
         let file = match &global.config {
             Some(path) => read_file_config(path)?,

@@ -5,7 +5,7 @@
 
 use chrono::Utc;
 use clap::Args;
-use gatemeter_lake::{CompactionPlan, CompactionSummary, Lake, LakeError, LakeLocation};
+use gatemeter_lake::{CompactionPlan, CompactionSummary, Lake, LakeError};
 use gatemeter_query::scorecard::parse_duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -64,7 +64,7 @@ impl Totals {
 }
 
 pub async fn run(settings: &Settings, args: &CompactArgs) -> Result<(), CliError> {
-    let location = LakeLocation::local(&settings.data_dir)?;
+    let location = settings.lake_location()?;
     if Lake::open_existing(&location).await?.is_none() {
         println!(
             "nothing to compact: no lake in {}",

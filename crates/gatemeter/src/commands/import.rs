@@ -28,7 +28,7 @@ pub async fn run(settings: &Settings, args: &ImportArgs) -> Result<(), CliError>
             )));
         }
     }
-    let (mut lake, _) = Lake::open_local(&settings.data_dir, crate::fail_point()?).await?;
+    let (mut lake, _) = Lake::open(&settings.lake_location()?, crate::fail_point()?).await?;
     let metrics = IngestMetrics::register(&prometheus::Registry::new())?;
     let (mut stored, mut dead, mut skipped) = (0, 0, 0);
     for file in &args.files {

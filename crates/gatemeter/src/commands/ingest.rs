@@ -18,7 +18,7 @@ pub struct IngestArgs {
 
 pub async fn run(settings: &Settings, args: &IngestArgs) -> Result<(), CliError> {
     let source = settings.kafka_source()?;
-    let (lake, recovery) = Lake::open_local(&settings.data_dir, crate::fail_point()?).await?;
+    let (lake, recovery) = Lake::open(&settings.lake_location()?, crate::fail_point()?).await?;
     eprintln!(
         "lake {}: Delta table version {}, {} data files",
         settings.data_dir.display(),

@@ -119,7 +119,7 @@ pub async fn run(settings: &Settings, args: &ServeArgs) -> Result<(), CliError> 
     let outcome = match ingest_source {
         Some(source) => {
             let (lake, recovery) =
-                Lake::open_local(&settings.data_dir, crate::fail_point()?).await?;
+                Lake::open(&settings.lake_location()?, crate::fail_point()?).await?;
             eprintln!(
                 "lake {}: Delta table version {}, {} data files",
                 settings.data_dir.display(),
