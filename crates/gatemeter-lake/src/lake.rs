@@ -122,6 +122,9 @@ pub struct Lake {
     /// The table versions the file maps above were read at.
     attempt_files_at: i64,
     dead_letter_files_at: i64,
+    /// The `attempts` version at which every position in `offsets` that a
+    /// commit of this process holds was last known to match the log.
+    positions_checked_at: i64,
     fail_point: Option<FailPoint>,
     commits_by_this_process: u64,
 }
@@ -215,6 +218,7 @@ impl Lake {
             live: BTreeMap::new(),
             attempt_files_at: -1,
             dead_letter_files_at: -1,
+            positions_checked_at: -1,
             fail_point: None,
             commits_by_this_process: 0,
         };
@@ -432,6 +436,12 @@ impl Lake {
             .iter()
             .filter(|a| matches!(a, Action::Add(_)))
             .count();
+        if self.attempts.version() != self.positions_checked_at {
+            // The snapshot moved since this process last knew every held
+            // position to match it (a reload for an assignment, a reader's
+            // look): check them against it before committing on it.
+            self.check_positions(&expected).await?;
+        }
         let version = loop {
             let operation = DeltaOperation::StreamingUpdate {
                 output_mode: OutputMode::Append,
@@ -447,21 +457,11 @@ impl Lake {
                 Attempt::Conflict => {
                     self.attempts.refresh().await?;
                     self.read_attempt_files()?;
-                    for (topic, partition, before) in &expected {
-                        let now = self.attempts.app_version(&app_id(topic, *partition)).await?;
-                        if now != *before {
-                            // Another writer owns it now; the caller reads
-                            // the positions of what it holds again.
-                            return Err(LakeError::LostCommitRace {
-                                detail: format!(
-                                    "{topic} partition {partition} is at {now:?}, not {before:?}"
-                                ),
-                            });
-                        }
-                    }
+                    self.check_positions(&expected).await?;
                 }
             }
         };
+        self.positions_checked_at = version;
         if self.attempt_files_at == version - 1 {
             // Only this commit happened since the maps were read: add its
             // files rather than reading every file of the log again.
@@ -490,6 +490,26 @@ impl Lake {
             dead_letters,
             bytes: bytes_written + dead_letter_bytes,
         })
+    }
+
+    /// Fails with [`LakeError::LostCommitRace`] when the loaded snapshot
+    /// holds another position than `expected` for one of the partitions:
+    /// another writer owns it now, and the caller reads the positions of
+    /// what it holds again.
+    async fn check_positions(
+        &mut self,
+        expected: &[(String, i32, Option<i64>)],
+    ) -> Result<(), LakeError> {
+        for (topic, partition, before) in expected {
+            let now = self.attempts.app_version(&app_id(topic, *partition)).await?;
+            if now != *before {
+                return Err(LakeError::LostCommitRace {
+                    detail: format!("{topic} partition {partition} is at {now:?}, not {before:?}"),
+                });
+            }
+        }
+        self.positions_checked_at = self.attempts.version();
+        Ok(())
     }
 
     /// Commits the dead letters of `pending` that the dead-letter table

@@ -130,6 +130,37 @@ async fn a_second_writer_of_a_partition_loses_the_race_and_stores_nothing() {
 }
 
 #[tokio::test]
+async fn a_zombie_whose_snapshot_already_holds_the_move_is_refused_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut zombie = open(&dir).await;
+    let mut owner = open(&dir).await;
+    zombie.load_offsets("t", &[0]).await.expect("offsets");
+    owner.load_offsets("t", &[0]).await.expect("offsets");
+    owner
+        .commit(PendingCommit {
+            writer: "owner".into(),
+            rows: vec![row(1, "2026-11-01T10:00:00Z", 0)],
+            offsets: offsets(0, 1),
+            ..Default::default()
+        })
+        .await
+        .expect("commit");
+    // The zombie reloads for another partition: its snapshot now holds the
+    // owner's commit, so a commit on it would not conflict.
+    zombie.load_offsets("t", &[1]).await.expect("offsets");
+    let lost = zombie
+        .commit(PendingCommit {
+            writer: "zombie".into(),
+            rows: vec![row(1, "2026-11-01T10:00:00Z", 0)],
+            offsets: offsets(0, 1),
+            ..Default::default()
+        })
+        .await;
+    assert!(matches!(lost, Err(LakeError::LostCommitRace { .. })), "{lost:?}");
+    assert_eq!(zombie.data_files().map(|f| f.rows).sum::<u64>(), 1);
+}
+
+#[tokio::test]
 async fn writers_of_different_partitions_both_commit() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut a = open(&dir).await;
