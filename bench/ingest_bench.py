@@ -95,7 +95,8 @@ def main():
         import_lake = work / "import-lake"
         _, import_wall, import_cpu, import_rss = run_measured(
             [gatemeter, "--data-dir", str(import_lake), "import", str(events)], env=env)
-        parquet_bytes = sum(p.stat().st_size for p in (import_lake / "attempts").rglob("*.parquet"))
+        parquet_bytes = sum(p.stat().st_size for p in (import_lake / "attempts").rglob("*.parquet")
+                            if "_delta_log" not in p.parts)
         json_bytes = events.stat().st_size
 
         results = {

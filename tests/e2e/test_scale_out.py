@@ -1,7 +1,7 @@
 """Several ingesters in one consumer group on one lake, on a real tansu
 broker: killed with SIGKILL and restarted at random (every restart is a
-rebalance), and a rolling restart where the new process starts before the
-old one stops. Every good (partition, offset) ends up in the lake exactly
+rebalance), frozen past the session timeout and woken up (a zombie), and a
+rolling restart where the new process starts before the old one stops. Every good (partition, offset) ends up in the lake exactly
 once and every bad one is a dead letter."""
 
 import os
@@ -67,6 +67,14 @@ def test_a_consumer_group_of_ingesters_killed_and_restarted_stores_everything_on
         members[victim] = start(broker, topic, data_dir, group)
     assert kills >= 10, f"only {kills} kills in the time allowed"
 
+    # Zombies: a member frozen past the session timeout loses its partitions
+    # to the others, then wakes up with rows still buffered for them.
+    for victim in (0, 2):
+        members[victim].send_signal(signal.SIGSTOP)
+        time.sleep(10)
+        members[victim].send_signal(signal.SIGCONT)
+        time.sleep(rng.uniform(2.0, 4.0))
+
     # A rolling restart: each member's successor joins before it stops.
     for n in range(INGESTERS):
         successor = start(broker, topic, data_dir, group)
@@ -87,4 +95,4 @@ def test_a_consumer_group_of_ingesters_killed_and_restarted_stores_everything_on
         assert member.returncode == 0, err[-2000:]
     support.assert_exactly_once(data_dir, delivered)
     races = sum(log.count("another writer committed first") for log in logs)
-    print(f"{kills} SIGKILLs, {races} commits lost to another writer and re-read")
+    print(f"{kills} SIGKILLs, 2 frozen members, {races} commits lost to another writer and re-read")

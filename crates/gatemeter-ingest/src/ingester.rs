@@ -107,7 +107,12 @@ pub async fn run_ingest(
     // Positions of every partition of the topic, so the rebalance callback
     // starts each assigned partition at (or, when another writer moved it
     // since, just below) its committed offset.
-    let partitions = topic_partitions(&consumer_config, &options.source.topic)?;
+    let partitions = {
+        let (config, topic) = (consumer_config.clone(), options.source.topic.clone());
+        tokio::task::spawn_blocking(move || topic_partitions(&config, &topic))
+            .await
+            .map_err(|e| IngestError::Metadata(e.to_string()))??
+    };
     lake.load_offsets(&options.source.topic, &partitions).await?;
     let committed = Arc::new(Mutex::new(lake.offsets().clone()));
     let context = LakeSeekContext {

@@ -155,7 +155,12 @@ pub fn parse_duration(text: &str) -> Result<i64, String> {
     if n <= 0 {
         return Err(format!("`{text}`: must be positive"));
     }
-    Ok(n * unit_micros)
+    // Ten thousand years is past any window, retention or period a user
+    // means; a larger number would overflow the time arithmetic after it.
+    const MAX_MICROS: i64 = 10_000 * 366 * 86_400_000_000;
+    n.checked_mul(unit_micros)
+        .filter(|micros| *micros <= MAX_MICROS)
+        .ok_or_else(|| format!("`{text}`: longer than 10,000 years"))
 }
 
 /// The scorecard of the window ending at `end` (µs) of `length` (µs),
@@ -253,5 +258,9 @@ mod tests {
         assert!(parse_duration("7w").is_err());
         assert!(parse_duration("h").is_err());
         assert!(parse_duration("0h").is_err());
+        // Overflows refused with a reason, never a panic (a user-given window).
+        assert!(parse_duration("99999999999999d").is_err());
+        assert!(parse_duration("9223372036854775807m").is_err());
+        assert!(parse_duration("3660000d").is_ok());
     }
 }
