@@ -211,6 +211,28 @@ def test_forbidden_statements_are_refused_and_change_nothing(api):
     assert status == 400 and "nope" in json.loads(body)["error"]["message"]
 
 
+def test_statements_nested_too_deep_are_refused_and_the_service_lives(api):
+    """A client-chosen depth once overflowed a query thread's stack and
+    aborted the process; now it is a 400 naming the limit, fast."""
+    base = api["base"]
+    deep = {
+        "4,000-term sum": "SELECT " + "+".join(["1"] * 4000),
+        "2,000 UNION ALL": " UNION ALL ".join(["SELECT 1"] * 2000),
+        "100,000 parentheses": "SELECT " + "(" * 100_000 + "1" + ")" * 100_000,
+        "deep CASE": "SELECT " + "CASE WHEN true THEN " * 300 + "1" + " END" * 300,
+    }
+    for name, sql in deep.items():
+        started = time.perf_counter()
+        status, _, body = http("POST", base + "/api/v1/sql", {"sql": sql}, timeout=60)
+        assert status == 400, (name, status, body[:300])
+        assert json.loads(body)["error"]["code"] == "bad_query", name
+        assert time.perf_counter() - started < 10, name
+        assert get_json(base + "/healthz") == {"status": "ok"}, name
+    # Within the limit, the same shapes still answer.
+    status, _, body = http("POST", base + "/api/v1/sql", {"sql": "SELECT " + "+".join(["1"] * 200) + " AS n"})
+    assert status == 200 and json.loads(body)["rows"] == [{"n": 200}], body[:300]
+
+
 def test_query_bombs_stop_within_their_limits_while_health_answers(api):
     base = api["base"]
     latencies, stop = [], threading.Event()

@@ -33,6 +33,13 @@ impl Default for QueryLimits {
     }
 }
 
+/// Stack of a query thread. Parsing, the read-only check, planning and
+/// optimizing recurse over the statement's tree, whose depth a client
+/// chooses (`1+1+…+1`, a chain of `UNION ALL`); a thread's default 2 MiB
+/// let one such statement overflow and abort the whole process. The space
+/// is reserved, not used, until a deep statement needs it.
+const QUERY_THREAD_STACK_BYTES: usize = 256 << 20;
+
 /// A result: its schema (also when it has no rows) and batches.
 #[derive(Debug, Clone)]
 pub struct QueryResult {
@@ -51,6 +58,7 @@ impl QueryExecutor {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.max(1))
             .thread_name("gatemeter-query")
+            .thread_stack_size(QUERY_THREAD_STACK_BYTES)
             .enable_all()
             .build()
             .map_err(|e| QueryError::Runtime(e.to_string()))?;
@@ -102,9 +110,10 @@ impl QueryExecutor {
         window: Window,
         sql: String,
     ) -> Result<QueryResult, QueryError> {
-        check_read_only(&sql)?;
         let max_rows = self.limits.max_rows;
         self.run(async move {
+            // On the query pool's large stacks, like the planning after it.
+            check_read_only(&sql)?;
             engine.refresh().await?;
             let ctx = engine.session(window).await?;
             let frame = ctx.sql_with_options(&sql, read_only_options()).await?;

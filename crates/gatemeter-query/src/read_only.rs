@@ -10,7 +10,7 @@ use std::ops::ControlFlow;
 use datafusion::execution::context::SQLOptions;
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{
-    ObjectName, Query, SetExpr, Statement, TableFactor, Visit, Visitor,
+    Expr, ObjectName, Query, SetExpr, Statement, TableFactor, Visit, Visitor,
 };
 
 use crate::error::QueryError;
@@ -37,11 +37,54 @@ fn verb(statement: &impl std::fmt::Display) -> String {
         .to_uppercase()
 }
 
-/// Walks a query for anything that writes or reads outside the lake.
-struct ReadOnlyVisitor;
+/// How deep a statement may nest: expressions inside expressions, and set
+/// operations (`UNION ALL` chains). Planning recurses over both, and a
+/// client-chosen depth must end as a clear error, never as a stack overflow
+/// or minutes of planning; dashboards and reports stay far below it.
+pub const MAX_NESTING: usize = 256;
+
+fn too_complex(what: &str, depth: usize) -> QueryError {
+    QueryError::BadSql(format!(
+        "statement too complex: {what} nested deeper than {MAX_NESTING} (found {depth})"
+    ))
+}
+
+/// How many set operations are nested in `body`, walked without recursion.
+fn set_operation_depth(body: &SetExpr) -> usize {
+    let mut deepest = 0;
+    let mut pending = vec![(body, 0usize)];
+    while let Some((expr, depth)) = pending.pop() {
+        deepest = deepest.max(depth);
+        if let SetExpr::SetOperation { left, right, .. } = expr {
+            pending.push((left, depth + 1));
+            pending.push((right, depth + 1));
+        }
+    }
+    deepest
+}
+
+/// Walks a query for anything that writes or reads outside the lake, and
+/// for nesting past [`MAX_NESTING`].
+#[derive(Default)]
+struct ReadOnlyVisitor {
+    expression_depth: usize,
+}
 
 impl Visitor for ReadOnlyVisitor {
     type Break = QueryError;
+
+    fn pre_visit_expr(&mut self, _expr: &Expr) -> ControlFlow<QueryError> {
+        self.expression_depth += 1;
+        if self.expression_depth > MAX_NESTING {
+            return ControlFlow::Break(too_complex("expressions", self.expression_depth));
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, _expr: &Expr) -> ControlFlow<QueryError> {
+        self.expression_depth = self.expression_depth.saturating_sub(1);
+        ControlFlow::Continue(())
+    }
 
     fn pre_visit_statement(&mut self, statement: &Statement) -> ControlFlow<QueryError> {
         match statement {
@@ -54,6 +97,10 @@ impl Visitor for ReadOnlyVisitor {
     }
 
     fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<QueryError> {
+        let depth = set_operation_depth(&query.body);
+        if depth > MAX_NESTING {
+            return ControlFlow::Break(too_complex("set operations", depth));
+        }
         if let SetExpr::Select(select) = query.body.as_ref() {
             if select.into.is_some() {
                 return ControlFlow::Break(forbidden(
@@ -149,7 +196,7 @@ fn check_statement(statement: &DfStatement, explained: bool) -> Result<(), Query
             return Err(forbidden("RESET is not allowed; SQL here is read-only"))
         }
     };
-    match query.visit(&mut ReadOnlyVisitor) {
+    match query.visit(&mut ReadOnlyVisitor::default()) {
         ControlFlow::Break(error) => Err(error),
         ControlFlow::Continue(()) => Ok(()),
     }
@@ -168,6 +215,7 @@ mod tests {
             "EXPLAIN SELECT * FROM attempts",
             "SELECT * FROM information_schema.tables",
             "SELECT * FROM attempts UNION ALL SELECT * FROM attempts",
+            format!("SELECT {}", vec!["1"; 200].join("+")).as_str(),
         ] {
             assert!(
                 check_read_only(sql).is_ok(),
@@ -193,6 +241,14 @@ mod tests {
             ("SELECT * FROM '/etc/passwd'", "path or URL"),
             ("EXPLAIN DELETE FROM attempts", "DELETE"),
             ("EXPLAIN COPY attempts TO '/tmp/x'", "COPY"),
+            (
+                format!("SELECT {}", vec!["1"; 4000].join("+")).as_str(),
+                "too complex",
+            ),
+            (
+                vec!["SELECT 1"; 2000].join(" UNION ALL ").as_str(),
+                "too complex",
+            ),
         ] {
             let error = check_read_only(sql).expect_err(sql).to_string();
             assert!(error.contains(reason), "{sql}: {error}");
