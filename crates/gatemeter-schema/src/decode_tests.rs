@@ -305,3 +305,22 @@ fn the_json_schema_file_lists_every_field() {
     }
     assert_eq!(properties.len(), EVENT_FIELDS.len() + 1);
 }
+
+#[test]
+fn an_error_names_the_field_but_never_repeats_the_value() {
+    let secret = "sk-or-v1-0123456789abcdef0123456789abcdef";
+    for (field, value) in [
+        ("outcome", json!(secret)),
+        ("attempt_kind", json!(secret)),
+        ("request_start", json!(secret)),
+        ("cost_usd", json!(secret)),
+        ("http_status", json!(987_654_321)),
+        ("input_tokens", json!(-987_654_321)),
+    ] {
+        let error = decode_event(&with(field, value)).expect_err(field);
+        let message = error.to_string();
+        assert_eq!(error.field(), Some(field), "{message}");
+        assert!(!message.contains(secret), "{field}: {message}");
+        assert!(!message.contains("987654321"), "{field}: {message}");
+    }
+}

@@ -1,5 +1,6 @@
 //! The closed set of reasons an event is bad (SPEC 2.4). Every variant that
-//! concerns a field names it, so a dead letter tells the producer what to fix.
+//! concerns a field names it, so a dead letter tells the producer what to fix;
+//! none carries the bad value, which may be a secret or personal data.
 
 /// Why one gateway event was rejected. The set is closed: ingest maps each
 /// variant to a dead-letter `error_class` with [`DecodeError::class`].
@@ -19,14 +20,13 @@ pub enum DecodeError {
         expected: &'static str,
         found: &'static str,
     },
-    #[error("field `{field}` has value `{value}` outside its list: {allowed}")]
+    #[error("field `{field}` has a value outside its list: {allowed}")]
     InvalidEnum {
         field: &'static str,
-        value: String,
         allowed: &'static str,
     },
-    #[error("field `{field}` is not an RFC 3339 timestamp or epoch milliseconds: `{value}`")]
-    BadTimestamp { field: &'static str, value: String },
+    #[error("field `{field}` is not an RFC 3339 timestamp or epoch milliseconds")]
+    BadTimestamp { field: &'static str },
     #[error("field `{field}` is out of range: {reason}")]
     OutOfRange { field: &'static str, reason: String },
     #[error("field `schema_version` is {0}, this build reads version 1")]
