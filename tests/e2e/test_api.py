@@ -213,13 +213,17 @@ def test_forbidden_statements_are_refused_and_change_nothing(api):
 
 def test_statements_nested_too_deep_are_refused_and_the_service_lives(api):
     """A client-chosen depth once overflowed a query thread's stack and
-    aborted the process; now it is a 400 naming the limit, fast."""
+    aborted the process, and a client-chosen string length kept a query
+    thread busy past the timeout; now each is a 400 naming the limit, fast."""
     base = api["base"]
     deep = {
         "4,000-term sum": "SELECT " + "+".join(["1"] * 4000),
         "2,000 UNION ALL": " UNION ALL ".join(["SELECT 1"] * 2000),
         "100,000 parentheses": "SELECT " + "(" * 100_000 + "1" + ")" * 100_000,
         "deep CASE": "SELECT " + "CASE WHEN true THEN " * 300 + "1" + " END" * 300,
+        # Results whose size the caller chooses are bounded before any work.
+        "2 GB lpad": "SELECT lpad('x', 2000000000, 'y')",
+        "1 GB repeat": "SELECT length(repeat('x', 1000000000))",
     }
     for name, sql in deep.items():
         started = time.perf_counter()

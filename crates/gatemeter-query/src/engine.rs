@@ -521,6 +521,9 @@ impl QueryEngine {
         ctx.register_table("price_book", Arc::new(price_book_table(&self.price_book)?))?;
         ctx.register_udf(crate::attempt_cost::attempt_cost(&self.price_book));
         ctx.register_udf(crate::attempt_cost::attempt_cost_source(&self.price_book));
+        for function in crate::bounded_strings::bounded_string_functions() {
+            ctx.register_udf(function);
+        }
         for (name, body) in VIEWS {
             register_view(ctx, name, body).await?;
         }

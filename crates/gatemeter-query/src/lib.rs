@@ -3,6 +3,7 @@
 //! of the SPEC 3 table, and the named queries of `queries/`.
 
 mod attempt_cost;
+pub mod bounded_strings;
 mod cached_scan;
 pub mod column_cache;
 pub mod engine;
