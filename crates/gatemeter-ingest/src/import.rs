@@ -22,7 +22,9 @@ use crate::policy::FlushPolicy;
 pub struct ImportReport {
     pub stored: u64,
     pub dead_letters: u64,
-    /// Lines skipped because an earlier import of the same file stored them.
+    /// Lines skipped because the lake already held them: stored by an
+    /// earlier import of the same file, by one running at the same time, or
+    /// by this import before it lost a commit race and read the file again.
     pub already_imported: u64,
 }
 
