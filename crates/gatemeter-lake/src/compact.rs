@@ -9,7 +9,7 @@
 //! beside the compacted file until the next compaction; the query layer
 //! compares the compacted rows only with those.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use arrow::array::{AsArray, PrimitiveArray, RecordBatch};
 use arrow::compute::{
@@ -25,7 +25,7 @@ use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::error::LakeError;
-use crate::lake::{partition_values, Lake};
+use crate::lake::{commit_metadata, partition_values, Lake};
 use crate::manifest::FileEntry;
 use crate::paths::{object_path, DataFilePath, HourPartition};
 use crate::table::Attempt;
@@ -167,22 +167,18 @@ impl Lake {
                 )),
                 target_size: 0,
             };
-            let metadata = HashMap::from([(
-                "gatemeter.writer".to_owned(),
-                serde_json::Value::String("compact".to_owned()),
-            )]);
             match self
                 .attempts_table()
-                .try_commit(actions.clone(), operation, metadata)
+                .try_commit(actions.clone(), operation, commit_metadata("compact"))
                 .await?
             {
                 Attempt::Committed { version } => {
-                    self.refresh_attempt_files()?;
+                    self.read_attempt_files()?;
                     return Ok(CompactionSummary { version, ..summary });
                 }
                 Attempt::Conflict => {
                     self.attempts_table().refresh().await?;
-                    self.refresh_attempt_files()?;
+                    self.read_attempt_files()?;
                     if plan.files.iter().any(|f| self.live_file(&f.path).is_none()) {
                         return Err(LakeError::LostCommitRace {
                             detail: format!("{} was compacted by another writer", plan.partition.dir()),

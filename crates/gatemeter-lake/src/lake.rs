@@ -101,7 +101,8 @@ fn partition_columns() -> [(&'static str, DeltaType); 2] {
     ]
 }
 
-fn commit_metadata(writer: &str) -> HashMap<String, serde_json::Value> {
+/// What a commit says of its writer in the log's commitInfo.
+pub(crate) fn commit_metadata(writer: &str) -> HashMap<String, serde_json::Value> {
     HashMap::from([(
         "gatemeter.writer".to_owned(),
         serde_json::Value::String(writer.to_owned()),
@@ -227,7 +228,7 @@ impl Lake {
         Ok(lake)
     }
 
-    fn read_attempt_files(&mut self) -> Result<(), LakeError> {
+    pub(crate) fn read_attempt_files(&mut self) -> Result<(), LakeError> {
         self.attempt_files_at = self.attempts.version();
         let live = self.attempts.live_files()?;
         self.data_files = live
@@ -332,10 +333,6 @@ impl Lake {
         self.live.get(in_table)
     }
 
-    pub(crate) fn refresh_attempt_files(&mut self) -> Result<(), LakeError> {
-        self.read_attempt_files()
-    }
-
     /// Deletes, in both tables, files no version within `retention` names:
     /// files compaction replaced, and files of flushes that never committed
     /// (a crash, a lost race). Returns their lake-relative paths.
@@ -393,7 +390,7 @@ impl Lake {
     /// [`LakeError::LostCommitRace`]: the caller re-reads from the offsets
     /// the log now holds.
     pub async fn commit(&mut self, pending: PendingCommit) -> Result<CommitSummary, LakeError> {
-        self.commits_by_this_process += 1;
+        self.begin_commit();
         let ingested_at = Utc::now().timestamp_micros();
         let (dead_letters, dead_letter_bytes) = self
             .commit_dead_letters(&pending, ingested_at)
@@ -443,14 +440,13 @@ impl Lake {
             self.check_positions(&expected).await?;
         }
         let version = loop {
-            let operation = DeltaOperation::StreamingUpdate {
-                output_mode: OutputMode::Append,
-                query_id: pending.writer.clone(),
-                epoch_id: self.commits_by_this_process as i64,
-            };
             match self
                 .attempts
-                .try_commit(actions.clone(), operation, commit_metadata(&pending.writer))
+                .try_commit(
+                    actions.clone(),
+                    self.streaming_update(&pending.writer),
+                    commit_metadata(&pending.writer),
+                )
                 .await?
             {
                 Attempt::Committed { version } => break version,
@@ -568,14 +564,13 @@ impl Lake {
                     actions.push(Action::Txn(txn(topic, *partition, next)));
                 }
             }
-            let operation = DeltaOperation::StreamingUpdate {
-                output_mode: OutputMode::Append,
-                query_id: pending.writer.clone(),
-                epoch_id: self.commits_by_this_process as i64,
-            };
             if let Attempt::Committed { .. } = self
                 .dead_letters
-                .try_commit(actions, operation, commit_metadata(&pending.writer))
+                .try_commit(
+                    actions,
+                    self.streaming_update(&pending.writer),
+                    commit_metadata(&pending.writer),
+                )
                 .await?
             {
                 self.read_dead_letter_files()?;
@@ -624,6 +619,16 @@ impl Lake {
     /// The `after_data_files` fail point, for every writer of this lake.
     pub(crate) fn maybe_crash_after_data_files(&self) {
         self.maybe_crash(|fp| matches!(fp, FailPoint::AfterDataFiles { on_commit } if on_commit == self.commits_by_this_process));
+    }
+
+    /// The operation a flush's commits record: an append by `writer`, the
+    /// epoch being this process's commit count.
+    fn streaming_update(&self, writer: &str) -> DeltaOperation {
+        DeltaOperation::StreamingUpdate {
+            output_mode: OutputMode::Append,
+            query_id: writer.to_owned(),
+            epoch_id: self.commits_by_this_process as i64,
+        }
     }
 
     /// Counts a commit this process is about to write (for fail points).

@@ -36,20 +36,30 @@ impl LakeLocation {
         })
     }
 
+    /// The root URL (ending in `/`) when `text` names an object store
+    /// (`s3://…`); `None` for a local path or a `file://` URL.
+    pub fn object_store_root(text: &str) -> Option<Url> {
+        let mut root = Url::parse(text).ok()?;
+        // One letter is a Windows drive (`C:\lake`), not a scheme.
+        if root.scheme().len() <= 1 || root.scheme() == "file" {
+            return None;
+        }
+        if !root.path().ends_with('/') {
+            let path = format!("{}/", root.path());
+            root.set_path(&path);
+        }
+        Some(root)
+    }
+
     /// A local path or an object-store URL, as `--data-dir` takes it.
     pub fn parse(text: &str) -> Result<LakeLocation, LakeError> {
+        if let Some(root) = LakeLocation::object_store_root(text) {
+            return Ok(LakeLocation {
+                root,
+                storage_options: storage_options_from_env(),
+            });
+        }
         match Url::parse(text) {
-            Ok(url) if url.scheme().len() > 1 && url.scheme() != "file" => {
-                let mut root = url;
-                if !root.path().ends_with('/') {
-                    let path = format!("{}/", root.path());
-                    root.set_path(&path);
-                }
-                Ok(LakeLocation {
-                    root,
-                    storage_options: storage_options_from_env(),
-                })
-            }
             Ok(url) if url.scheme() == "file" => {
                 let path = url.to_file_path().map_err(|()| LakeError::StoreUrl {
                     url: text.to_owned(),

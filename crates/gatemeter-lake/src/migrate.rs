@@ -3,14 +3,12 @@
 //! per table names the live ones with their statistics and every source
 //! partition's next offset, so ingest resumes exactly where it stopped.
 
-use std::collections::HashMap;
-
 use chrono::Utc;
 use deltalake_core::kernel::Action;
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
 
 use crate::error::LakeError;
-use crate::lake::{add_action, partition_values, txn_actions, Lake};
+use crate::lake::{add_action, commit_metadata, partition_values, txn_actions, Lake};
 use crate::legacy::read_legacy;
 use crate::location::LakeLocation;
 use crate::manifest::FileEntry;
@@ -85,12 +83,7 @@ impl Lake {
             partition_by: None,
             predicate: None,
         };
-        let metadata = || {
-            HashMap::from([(
-                "gatemeter.writer".to_owned(),
-                serde_json::Value::String(format!("migrate {}", Utc::now().to_rfc3339())),
-            )])
-        };
+        let metadata = || commit_metadata(&format!("migrate {}", Utc::now().to_rfc3339()));
         for (table, files, dir_name) in [
             (&mut attempts, &legacy.data_files, ATTEMPTS_DIR),
             (&mut dead_letters, &legacy.dead_letter_files, DEAD_LETTERS_DIR),

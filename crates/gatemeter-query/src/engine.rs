@@ -243,17 +243,11 @@ pub(crate) enum LakeRoot {
 impl LakeRoot {
     /// `data_dir` as `--data-dir` gives it: a path, or `s3://bucket/prefix`.
     pub(crate) fn of(data_dir: &Path) -> LakeRoot {
-        let text = data_dir.to_string_lossy();
-        match url::Url::parse(&text) {
-            Ok(url) if url.scheme().len() > 1 && url.scheme() != "file" => {
-                let mut root = url;
-                if !root.path().ends_with('/') {
-                    let path = format!("{}/", root.path());
-                    root.set_path(&path);
-                }
-                LakeRoot::Remote(root)
-            }
-            _ => LakeRoot::Local(std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf())),
+        match LakeLocation::object_store_root(&data_dir.to_string_lossy()) {
+            Some(root) => LakeRoot::Remote(root),
+            None => LakeRoot::Local(
+                std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf()),
+            ),
         }
     }
 
