@@ -11,6 +11,8 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 
 import duckdb
 import pyarrow
@@ -43,6 +45,30 @@ def wait_for_port(port, timeout=30.0):
                 return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def http(method, url, body=None, accept=None, timeout=30):
+    """(status, content type, body bytes) of one request."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        request.add_header("content-type", "application/json")
+    if accept:
+        request.add_header("accept", accept)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.headers.get("content-type", ""), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers.get("content-type", ""), error.read()
+
+
+def wait_ready(port, timeout=30.0):
+    """Waits until gatemeter on `port` answers /readyz with 200."""
+    wait_for_port(port, timeout)
+    deadline = time.time() + timeout
+    while http("GET", f"http://127.0.0.1:{port}/readyz")[0] != 200:
+        assert time.time() < deadline, "never ready"
+        time.sleep(0.1)
 
 
 def start_prometheus(folder, target):

@@ -10,36 +10,19 @@ import signal
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 
 import pyarrow.ipc
 import pytest
 from openapi_spec_validator import validate
 
 import support
-from support import ROOT, gatemeter
+from support import ROOT, gatemeter, http
 
 PRICES = ROOT / "config" / "prices.csv"
 # The debug build the suite runs needs about 4 s on this 2-core machine for
 # a scorecard (current window, previous window and the trailing-week
 # baseline); the bombs below show the limit holds whatever its value.
 TIMEOUT_MS = 8000
-
-
-def http(method, url, body=None, accept=None, timeout=30):
-    """(status, content type, body bytes) of one request."""
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        request.add_header("content-type", "application/json")
-    if accept:
-        request.add_header("accept", accept)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.headers.get("content-type", ""), response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers.get("content-type", ""), error.read()
 
 
 def get_json(url):
@@ -65,11 +48,7 @@ def api(tmp_path_factory):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        support.wait_for_port(port)
-        deadline = time.time() + 30
-        while http("GET", base + "/readyz")[0] != 200:
-            assert time.time() < deadline, "never ready"
-            time.sleep(0.1)
+        support.wait_ready(port)
         yield {"base": base, "data_dir": data_dir, "process": process}
     finally:
         process.send_signal(signal.SIGTERM)

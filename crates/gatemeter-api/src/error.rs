@@ -20,6 +20,10 @@ pub enum ApiError {
     #[error("{0}")]
     NotAcceptable(String),
     #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    RequestTimeout(String),
+    #[error("{0}")]
     Query(#[from] QueryError),
     #[error("{0}")]
     Metrics(#[from] prometheus::Error),
@@ -87,6 +91,9 @@ pub fn classify_query(error: &QueryError) -> Classified {
         QueryError::UnknownQuery(_) => class(StatusCode::NOT_FOUND, "not_found", true),
         QueryError::Timeout(_) => class(StatusCode::GATEWAY_TIMEOUT, "timeout", true),
         QueryError::TooManyRows(_) => class(StatusCode::PAYLOAD_TOO_LARGE, "too_many_rows", true),
+        QueryError::ResultTooLarge(_) => {
+            class(StatusCode::PAYLOAD_TOO_LARGE, "result_too_large", true)
+        }
         QueryError::Arrow(_)
         | QueryError::Lake(_)
         | QueryError::Io { .. }
@@ -101,6 +108,10 @@ impl ApiError {
             ApiError::BadRequest(_) => class(StatusCode::BAD_REQUEST, "bad_parameter", true),
             ApiError::NotFound(_) => class(StatusCode::NOT_FOUND, "not_found", true),
             ApiError::NotAcceptable(_) => class(StatusCode::NOT_ACCEPTABLE, "not_acceptable", true),
+            ApiError::PayloadTooLarge(_) => {
+                class(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", true)
+            }
+            ApiError::RequestTimeout(_) => class(StatusCode::REQUEST_TIMEOUT, "body_timeout", true),
             ApiError::Query(error) => classify_query(error),
             ApiError::Metrics(_) => INTERNAL,
         }

@@ -7,6 +7,7 @@ pub mod encode;
 pub mod error;
 mod handlers;
 pub mod http_metrics;
+pub mod listener;
 pub mod openapi;
 pub mod state;
 
@@ -59,6 +60,7 @@ pub fn router(state: AppState) -> Router {
     }
     router
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(listener::read_body_in_time))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             http_metrics::track,
@@ -80,9 +82,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    listener::serve_router(listener, router(state), shutdown).await
 }
 
 #[cfg(test)]

@@ -3,10 +3,12 @@
 //! committed position of its partition is dropped, never stored twice.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use gatemeter_lake::{PendingCommit, SourceOffsets};
-use gatemeter_schema::{decode_message, AttemptRow, DeadLetter, SourcePosition};
+use gatemeter_schema::privacy::Redaction;
+use gatemeter_schema::{decode_message, AttemptRow, DeadLetter, PrivacyPolicy, SourcePosition};
 
 use crate::policy::BufferStats;
 
@@ -27,20 +29,31 @@ struct PartitionBuffer {
 }
 
 /// What happened to one message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Accepted {
     pub rows: usize,
     pub dead_letters: usize,
     /// The message was at or below the committed position and was dropped.
     pub replayed: bool,
+    /// Values the privacy policy replaced (secrets, e-mails).
+    pub redactions: Vec<Redaction>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Buffers {
     partitions: BTreeMap<PartitionKey, PartitionBuffer>,
+    /// Applied to every decoded event before it is buffered.
+    privacy: Arc<PrivacyPolicy>,
 }
 
 impl Buffers {
+    pub fn new(privacy: Arc<PrivacyPolicy>) -> Buffers {
+        Buffers {
+            partitions: BTreeMap::new(),
+            privacy,
+        }
+    }
+
     /// Starts (or restarts) a partition at the lake's committed position,
     /// dropping anything buffered for it.
     pub fn reset_partition(&mut self, key: PartitionKey, committed_next: Option<i64>) {
@@ -74,7 +87,8 @@ impl Buffers {
                 let batch = events.len() > 1 || payload.first() == Some(&b'[');
                 for (index, event) in events.into_iter().enumerate() {
                     match event {
-                        Ok(event) => {
+                        Ok(mut event) => {
+                            accepted.redactions.extend(self.privacy.apply(&mut event));
                             buffer.rows.push(AttemptRow {
                                 event,
                                 source: source.clone(),
@@ -177,6 +191,14 @@ mod tests {
         "attempt_start":"2026-11-01T10:00:00Z","attempt_end":"2026-11-01T10:00:01Z",
         "requested_model":"m","provider":"p","api_key_id":"k","environment":"prod","outcome":"success"}"#;
 
+    fn buffers() -> Buffers {
+        Buffers::new(Arc::new(PrivacyPolicy::new(
+            b"test".to_vec(),
+            gatemeter_schema::FieldHandling::Keep,
+            gatemeter_schema::FieldHandling::Keep,
+        )))
+    }
+
     fn at(partition: i32, offset: i64) -> SourcePosition {
         SourcePosition {
             topic: "t".into(),
@@ -187,7 +209,7 @@ mod tests {
 
     #[test]
     fn good_and_bad_neighbours_are_both_kept() {
-        let mut buffers = Buffers::default();
+        let mut buffers = buffers();
         let now = Instant::now();
         assert_eq!(buffers.accept(at(0, 0), GOOD.as_bytes(), now).rows, 1);
         assert_eq!(buffers.accept(at(0, 1), b"{not json", now).dead_letters, 1);
@@ -210,7 +232,7 @@ mod tests {
 
     #[test]
     fn offsets_below_the_committed_position_are_dropped() {
-        let mut buffers = Buffers::default();
+        let mut buffers = buffers();
         let now = Instant::now();
         buffers.reset_partition(("t".into(), 0), Some(10));
         assert!(buffers.accept(at(0, 9), GOOD.as_bytes(), now).replayed);
@@ -222,7 +244,7 @@ mod tests {
 
     #[test]
     fn reset_all_drops_buffered_data_and_reseats() {
-        let mut buffers = Buffers::default();
+        let mut buffers = buffers();
         let now = Instant::now();
         buffers.accept(at(0, 0), GOOD.as_bytes(), now);
         let offsets = BTreeMap::from([("t".to_owned(), BTreeMap::from([(0, 5)]))]);

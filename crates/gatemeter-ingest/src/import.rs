@@ -8,10 +8,11 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use gatemeter_lake::{Lake, LakeError};
-use gatemeter_schema::SourcePosition;
+use gatemeter_schema::{PrivacyPolicy, SourcePosition};
 
 use crate::buffer::Buffers;
 use crate::error::IngestError;
@@ -42,6 +43,7 @@ pub async fn import_file(
     lake: &mut Lake,
     path: &Path,
     policy: FlushPolicy,
+    privacy: &Arc<PrivacyPolicy>,
     metrics: &IngestMetrics,
     mut progress: impl FnMut(u64),
 ) -> Result<ImportReport, IngestError> {
@@ -49,7 +51,16 @@ pub async fn import_file(
     // Every lost race means another import of this file moved its offset
     // forward, so the passes end once the file is stored.
     loop {
-        match import_pass(lake, path, policy, metrics, &mut progress, &mut report).await {
+        let pass = import_pass(
+            lake,
+            path,
+            policy,
+            privacy,
+            metrics,
+            &mut progress,
+            &mut report,
+        );
+        match pass.await {
             Err(IngestError::Lake(LakeError::LostCommitRace { detail })) => {
                 tracing::warn!(%detail, file = %path.display(), "another import stored part of this file first; reading it again");
             }
@@ -64,6 +75,7 @@ async fn import_pass(
     lake: &mut Lake,
     path: &Path,
     policy: FlushPolicy,
+    privacy: &Arc<PrivacyPolicy>,
     metrics: &IngestMetrics,
     progress: &mut impl FnMut(u64),
     report: &mut ImportReport,
@@ -75,7 +87,7 @@ async fn import_pass(
     let mut reader = BufReader::with_capacity(1 << 20, File::open(path).map_err(input_error)?);
     let topic = import_topic(path);
     let committed = lake.load_offsets(&topic, &[0]).await?;
-    let mut buffers = Buffers::default();
+    let mut buffers = Buffers::new(privacy.clone());
     buffers.reset_partition((topic.clone(), 0), committed.get(&0).copied().flatten());
     report.already_imported = 0;
     let mut line = Vec::with_capacity(4096);
@@ -95,10 +107,12 @@ async fn import_pass(
                 partition: 0,
                 offset,
             };
-            if buffers.accept(source, payload, Instant::now()).replayed {
+            let accepted = buffers.accept(source, payload, Instant::now());
+            if accepted.replayed {
                 report.already_imported += 1;
                 metrics.events.with_label_values(&["replayed"]).inc();
             }
+            metrics.record_redactions(&accepted.redactions);
         }
         offset += 1;
         let stats = buffers.stats();

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use gatemeter_lake::{Lake, LakeError, SourceOffsets};
-use gatemeter_schema::SourcePosition;
+use gatemeter_schema::{PrivacyPolicy, SourcePosition};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -41,6 +41,8 @@ pub struct IngestOptions {
     pub policy: FlushPolicy,
     /// Stop once every assigned partition is read to its end and flushed.
     pub until_caught_up: bool,
+    /// What of each event may be stored (docs/privacy.md).
+    pub privacy: Arc<PrivacyPolicy>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -113,7 +115,8 @@ pub async fn run_ingest(
             .await
             .map_err(|e| IngestError::Metadata(e.to_string()))??
     };
-    lake.load_offsets(&options.source.topic, &partitions).await?;
+    lake.load_offsets(&options.source.topic, &partitions)
+        .await?;
     let committed = Arc::new(Mutex::new(lake.offsets().clone()));
     let context = LakeSeekContext {
         committed: committed.clone(),
@@ -126,7 +129,7 @@ pub async fn run_ingest(
         changes,
         committed,
         lake,
-        buffers: Buffers::default(),
+        buffers: Buffers::new(options.privacy.clone()),
         metrics,
         traffic,
         policy: options.policy,
@@ -159,6 +162,7 @@ pub async fn run_ingest(
                         if accepted.replayed {
                             ingest.metrics.events.with_label_values(&["replayed"]).inc();
                         }
+                        ingest.metrics.record_redactions(&accepted.redactions);
                     }
                     Err(KafkaError::PartitionEOF(partition)) => {
                         ingest.at_end.insert((ingest.topic.clone(), partition));
@@ -190,7 +194,10 @@ pub async fn run_ingest(
 }
 
 impl Ingest {
-    async fn apply_assignment_changes(&mut self, consumer: &LakeConsumer) -> Result<(), IngestError> {
+    async fn apply_assignment_changes(
+        &mut self,
+        consumer: &LakeConsumer,
+    ) -> Result<(), IngestError> {
         while let Ok(change) = self.changes.try_recv() {
             match change {
                 AssignmentChange::Assigned(partitions) => {

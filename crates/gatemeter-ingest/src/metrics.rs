@@ -14,6 +14,7 @@ pub const BYTES_TOTAL: &str = "gatemeter_ingest_bytes_written_total";
 pub const COMMITS_TOTAL: &str = "gatemeter_ingest_commits_total";
 pub const LAG: &str = "gatemeter_ingest_partition_lag_messages";
 pub const CONSUMER_ERRORS_TOTAL: &str = "gatemeter_ingest_consumer_errors_total";
+pub const REDACTIONS_TOTAL: &str = "gatemeter_privacy_redactions_total";
 
 #[derive(Clone)]
 pub struct IngestMetrics {
@@ -27,6 +28,9 @@ pub struct IngestMetrics {
     pub commits: IntCounter,
     pub lag: IntGaugeVec,
     pub consumer_errors: IntCounter,
+    /// Values replaced before storage because they looked like a secret or
+    /// an e-mail, by field and finding.
+    pub redactions: IntCounterVec,
 }
 
 impl IngestMetrics {
@@ -69,6 +73,13 @@ impl IngestMetrics {
                 CONSUMER_ERRORS_TOTAL,
                 "Errors reported by the Kafka consumer",
             )?,
+            redactions: IntCounterVec::new(
+                Opts::new(
+                    REDACTIONS_TOTAL,
+                    "Event values replaced by a keyed hash before storage because they looked like a secret or an e-mail, by field and finding",
+                ),
+                &["field", "finding"],
+            )?,
         };
         registry.register(Box::new(metrics.events.clone()))?;
         registry.register(Box::new(metrics.dead_letters.clone()))?;
@@ -78,7 +89,17 @@ impl IngestMetrics {
         registry.register(Box::new(metrics.commits.clone()))?;
         registry.register(Box::new(metrics.lag.clone()))?;
         registry.register(Box::new(metrics.consumer_errors.clone()))?;
+        registry.register(Box::new(metrics.redactions.clone()))?;
         Ok(metrics)
+    }
+
+    /// Counts what the privacy policy replaced in one message.
+    pub fn record_redactions(&self, redactions: &[gatemeter_schema::privacy::Redaction]) {
+        for redaction in redactions {
+            self.redactions
+                .with_label_values(&[redaction.field, redaction.finding.as_str()])
+                .inc();
+        }
     }
 
     /// Counts what one lake commit wrote (ingest and import alike).

@@ -104,6 +104,11 @@ async fn fetch_errors_and_a_broker_outage_lose_nothing_and_duplicate_nothing() {
             max_bytes: 1 << 20,
             max_age: Duration::from_millis(300),
         },
+        privacy: std::sync::Arc::new(gatemeter_schema::PrivacyPolicy::new(
+            b"mock cluster privacy key".to_vec(),
+            gatemeter_schema::FieldHandling::KeyedHash,
+            gatemeter_schema::FieldHandling::Keep,
+        )),
         until_caught_up: false,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -147,7 +152,11 @@ async fn fetch_errors_and_a_broker_outage_lose_nothing_and_duplicate_nothing() {
     let (lake, _) = Lake::open_local(dir.path(), None).await.expect("reopen");
     let stored = lake.stored_files().await.expect("list");
     let named = lake.data_files().count() + lake.dead_letter_files().count();
-    assert_eq!(stored.len(), named, "every file written was committed: {stored:?}");
+    assert_eq!(
+        stored.len(),
+        named,
+        "every file written was committed: {stored:?}"
+    );
     let positions = lake_positions(&lake, dir.path());
     let unique: BTreeSet<(i32, i64)> = positions.iter().copied().collect();
     assert_eq!(positions.len(), unique.len(), "no message stored twice");

@@ -63,7 +63,14 @@ async fn main() {
     let built = Instant::now();
     // The month, one row per hour (so one file per hour partition).
     let month: Vec<AttemptRow> = (0..HOURS)
-        .map(|h| row(h, start + Duration::hours(h), (h % i64::from(PARTITIONS)) as i32, h))
+        .map(|h| {
+            row(
+                h,
+                start + Duration::hours(h),
+                (h % i64::from(PARTITIONS)) as i32,
+                h,
+            )
+        })
         .collect();
     lake.commit(PendingCommit {
         writer: "bench".into(),
@@ -103,14 +110,20 @@ async fn main() {
         let t = Instant::now();
         let (mut lake, report) = Lake::open(&location, None).await.expect("open");
         open_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-        assert_eq!(report.data_files as i64, HOURS + TRAILING_COMMITS, "every file is live");
+        assert_eq!(
+            report.data_files as i64,
+            HOURS + TRAILING_COMMITS,
+            "every file is live"
+        );
         let t = Instant::now();
         let found = lake
             .load_offsets("gateway.attempts", &partitions)
             .await
             .expect("offsets");
         offsets_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-        assert!(found.values().all(|next| *next == Some(HOURS + TRAILING_COMMITS + 1)));
+        assert!(found
+            .values()
+            .all(|next| *next == Some(HOURS + TRAILING_COMMITS + 1)));
         let t = Instant::now();
         assert_eq!(lake.reload().await.expect("reload"), 0);
         reload_ms.push(t.elapsed().as_secs_f64() * 1000.0);

@@ -107,12 +107,12 @@ impl Lake {
         let mut batches = Vec::with_capacity(plan.files.len());
         let mut removes = Vec::with_capacity(plan.files.len());
         for file in &plan.files {
-            let live = self
-                .live_file(&file.path)
-                .cloned()
-                .ok_or_else(|| LakeError::LostCommitRace {
-                    detail: format!("{} is no longer live", file.path),
-                })?;
+            let live =
+                self.live_file(&file.path)
+                    .cloned()
+                    .ok_or_else(|| LakeError::LostCommitRace {
+                        detail: format!("{} is no longer live", file.path),
+                    })?;
             removes.push(Action::Remove(Remove {
                 path: live.path.clone(),
                 data_change: true,
@@ -181,7 +181,10 @@ impl Lake {
                     self.read_attempt_files()?;
                     if plan.files.iter().any(|f| self.live_file(&f.path).is_none()) {
                         return Err(LakeError::LostCommitRace {
-                            detail: format!("{} was compacted by another writer", plan.partition.dir()),
+                            detail: format!(
+                                "{} was compacted by another writer",
+                                plan.partition.dir()
+                            ),
                         });
                     }
                 }

@@ -151,7 +151,10 @@ async fn compaction_keeps_one_winning_copy_per_attempt_in_one_commit() {
         .expect("load")
         .expect("a lake");
     assert_eq!(reader.data_files().count(), 2);
-    assert_eq!(reader.load_offsets("t", &[0]).await.expect("offsets")[&0], Some(6));
+    assert_eq!(
+        reader.load_offsets("t", &[0]).await.expect("offsets")[&0],
+        Some(6)
+    );
 }
 
 #[tokio::test]
@@ -190,7 +193,12 @@ async fn a_late_file_committed_during_compaction_stays_beside_it() {
     let (mut ingest, _) = Lake::open_local(dir.path(), None).await.expect("open");
     ingest.load_offsets("t", &[0]).await.expect("offsets");
     let plan = compactor.compaction_plans(micros("2026-11-01T11:00:00Z"))[0].clone();
-    commit(&mut ingest, vec![copy("e", 1, "2026-11-01T10:59:00Z", 6)], 7).await;
+    commit(
+        &mut ingest,
+        vec![copy("e", 1, "2026-11-01T10:59:00Z", 6)],
+        7,
+    )
+    .await;
 
     let summary = compactor.compact(&plan).await.expect("compact");
     assert_eq!(summary.files_replaced, 3);
@@ -212,7 +220,10 @@ async fn a_compaction_that_loses_the_race_changes_nothing() {
     first.compact(&plan).await.expect("first compacts");
 
     let lost = second.compact(&plan).await;
-    assert!(matches!(lost, Err(LakeError::LostCommitRace { .. })), "{lost:?}");
+    assert!(
+        matches!(lost, Err(LakeError::LostCommitRace { .. })),
+        "{lost:?}"
+    );
     // The first compaction's file is live; nothing is left to plan.
     assert!(second
         .compaction_plans(micros("2026-11-01T11:00:00Z"))

@@ -159,7 +159,9 @@ impl Lake {
     }
 
     /// Both tables at `location`, created if missing.
-    pub(crate) async fn create_tables(location: &LakeLocation) -> Result<(Table, Table), LakeError> {
+    pub(crate) async fn create_tables(
+        location: &LakeLocation,
+    ) -> Result<(Table, Table), LakeError> {
         crate::storage::register_object_stores()?;
         let options = location.storage_options();
         let attempts = Table::open_or_create(
@@ -192,8 +194,12 @@ impl Lake {
         else {
             return Ok(None);
         };
-        let Some(dead_letters) =
-            Table::open(DEAD_LETTERS_DIR, location.table_url(DEAD_LETTERS_DIR)?, options).await?
+        let Some(dead_letters) = Table::open(
+            DEAD_LETTERS_DIR,
+            location.table_url(DEAD_LETTERS_DIR)?,
+            options,
+        )
+        .await?
         else {
             return Ok(None);
         };
@@ -392,9 +398,8 @@ impl Lake {
     pub async fn commit(&mut self, pending: PendingCommit) -> Result<CommitSummary, LakeError> {
         self.begin_commit();
         let ingested_at = Utc::now().timestamp_micros();
-        let (dead_letters, dead_letter_bytes) = self
-            .commit_dead_letters(&pending, ingested_at)
-            .await?;
+        let (dead_letters, dead_letter_bytes) =
+            self.commit_dead_letters(&pending, ingested_at).await?;
 
         let mut by_partition: BTreeMap<HourPartition, Vec<&AttemptRow>> = BTreeMap::new();
         for row in &pending.rows {
@@ -497,7 +502,10 @@ impl Lake {
         expected: &[(String, i32, Option<i64>)],
     ) -> Result<(), LakeError> {
         for (topic, partition, before) in expected {
-            let now = self.attempts.app_version(&app_id(topic, *partition)).await?;
+            let now = self
+                .attempts
+                .app_version(&app_id(topic, *partition))
+                .await?;
             if now != *before {
                 return Err(LakeError::LostCommitRace {
                     detail: format!("{topic} partition {partition} is at {now:?}, not {before:?}"),
@@ -539,8 +547,7 @@ impl Lake {
                 .dead_letters
                 .iter()
                 .filter(|l| {
-                    l.source.offset
-                        >= stored_below[&(l.source.topic.as_str(), l.source.partition)]
+                    l.source.offset >= stored_below[&(l.source.topic.as_str(), l.source.partition)]
                 })
                 .cloned()
                 .collect();
@@ -613,7 +620,12 @@ impl Lake {
             .store()
             .put(&object_path(&in_table), PutPayload::from(bytes))
             .await?;
-        Ok(add_action(in_table, size, HashMap::new(), file_stats(batch)))
+        Ok(add_action(
+            in_table,
+            size,
+            HashMap::new(),
+            file_stats(batch),
+        ))
     }
 
     /// The `after_data_files` fail point, for every writer of this lake.
@@ -648,7 +660,9 @@ impl Lake {
 
 /// The Delta partition values of a file of `partition` (none for a table
 /// without partitions).
-pub(crate) fn partition_values(partition: Option<HourPartition>) -> HashMap<String, Option<String>> {
+pub(crate) fn partition_values(
+    partition: Option<HourPartition>,
+) -> HashMap<String, Option<String>> {
     partition
         .map(|p| {
             HashMap::from([

@@ -72,7 +72,12 @@ async fn a_commit_splits_rows_by_hour_and_survives_reopening() {
         .await
         .expect("commit");
     assert_eq!(
-        (summary.version, summary.files, summary.rows, summary.dead_letters),
+        (
+            summary.version,
+            summary.files,
+            summary.rows,
+            summary.dead_letters
+        ),
         (1, 3, 3, 1)
     );
     let stored = lake.stored_files().await.expect("list");
@@ -82,7 +87,10 @@ async fn a_commit_splits_rows_by_hour_and_survives_reopening() {
     assert!(stored[2].starts_with("dead_letters/part-"));
 
     let (mut reopened, report) = Lake::open_local(dir.path(), None).await.expect("reopen");
-    assert_eq!((report.version, report.data_files, report.dead_letter_files), (1, 2, 1));
+    assert_eq!(
+        (report.version, report.data_files, report.dead_letter_files),
+        (1, 2, 1)
+    );
     assert_eq!(reopened.next_offset("t", 0), None, "not asked yet");
     let found = reopened.load_offsets("t", &[0, 1]).await.expect("offsets");
     assert_eq!(found, BTreeMap::from([(0, Some(4)), (1, None)]));
@@ -121,12 +129,18 @@ async fn a_second_writer_of_a_partition_loses_the_race_and_stores_nothing() {
             offsets: offsets(0, 2),
         })
         .await;
-    assert!(matches!(lost, Err(LakeError::LostCommitRace { .. })), "{lost:?}");
+    assert!(
+        matches!(lost, Err(LakeError::LostCommitRace { .. })),
+        "{lost:?}"
+    );
     // Nothing of the zombie's is visible; it learns the winner's position.
     assert_eq!(zombie.data_files().count(), 1);
     zombie.reload().await.expect("reload");
     assert_eq!(zombie.dead_letter_files().map(|f| f.rows).sum::<u64>(), 1);
-    assert_eq!(zombie.load_offsets("t", &[0]).await.expect("offsets")[&0], Some(2));
+    assert_eq!(
+        zombie.load_offsets("t", &[0]).await.expect("offsets")[&0],
+        Some(2)
+    );
 }
 
 #[tokio::test]
@@ -156,7 +170,10 @@ async fn a_zombie_whose_snapshot_already_holds_the_move_is_refused_too() {
             ..Default::default()
         })
         .await;
-    assert!(matches!(lost, Err(LakeError::LostCommitRace { .. })), "{lost:?}");
+    assert!(
+        matches!(lost, Err(LakeError::LostCommitRace { .. })),
+        "{lost:?}"
+    );
     assert_eq!(zombie.data_files().map(|f| f.rows).sum::<u64>(), 1);
 }
 
@@ -243,7 +260,11 @@ async fn a_legacy_lake_is_refused_until_migrated() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir_all(dir.path().join("_gatemeter/commits")).expect("dir");
     let refused = Lake::open_local(dir.path(), None).await;
-    assert!(matches!(refused, Err(LakeError::LegacyFormat { .. })), "{:?}", refused.err());
+    assert!(
+        matches!(refused, Err(LakeError::LegacyFormat { .. })),
+        "{:?}",
+        refused.err()
+    );
 }
 
 #[test]
@@ -264,7 +285,10 @@ fn fail_points_parse() {
 #[tokio::test]
 async fn migrate_names_the_legacy_files_with_their_offsets() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let rows = [row(1, "2026-11-01T10:01:00Z", 0), row(2, "2026-11-01T10:02:00Z", 1)];
+    let rows = [
+        row(1, "2026-11-01T10:01:00Z", 0),
+        row(2, "2026-11-01T10:02:00Z", 1),
+    ];
     let batch = gatemeter_schema::attempts_batch(rows.iter(), 0).expect("batch");
     let bytes = crate::parquet_file::encode(&batch, Some("request_start")).expect("parquet");
     let path = "attempts/date=2026-11-01/hour=10/00000000000000000000-0000.parquet";
@@ -279,18 +303,28 @@ async fn migrate_names_the_legacy_files_with_their_offsets() {
         "dead_letter_files": [], "offsets": {"t": {"0": 2}}
     });
     std::fs::write(
-        dir.path().join("_gatemeter/commits/00000000000000000000.json"),
+        dir.path()
+            .join("_gatemeter/commits/00000000000000000000.json"),
         record.to_string(),
     )
     .expect("record");
 
     let report = Lake::migrate_local(dir.path()).await.expect("migrate");
-    assert_eq!((report.legacy_commits, report.data_files, report.partitions), (1, 1, 1));
+    assert_eq!(
+        (report.legacy_commits, report.data_files, report.partitions),
+        (1, 1, 1)
+    );
     let mut lake = open(&dir).await;
     let files: Vec<_> = lake.data_files().cloned().collect();
     assert_eq!(files.len(), 1);
     assert_eq!((files[0].path.as_str(), files[0].rows), (path, 2));
-    assert_eq!(files[0].min_request_start, Some(rows[0].event.request_start));
-    assert_eq!(lake.load_offsets("t", &[0]).await.expect("offsets")[&0], Some(2));
+    assert_eq!(
+        files[0].min_request_start,
+        Some(rows[0].event.request_start)
+    );
+    assert_eq!(
+        lake.load_offsets("t", &[0]).await.expect("offsets")[&0],
+        Some(2)
+    );
     assert!(Lake::migrate_local(dir.path()).await.is_err(), "only once");
 }

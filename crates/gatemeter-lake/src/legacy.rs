@@ -54,7 +54,10 @@ pub fn read_legacy(data_dir: &Path) -> Result<LegacyState, LakeError> {
         if record.sequence != state.commits {
             return Err(unreadable(
                 &path,
-                format!("sequence {} where {} was expected", record.sequence, state.commits),
+                format!(
+                    "sequence {} where {} was expected",
+                    record.sequence, state.commits
+                ),
             ));
         }
         for file in record.files {

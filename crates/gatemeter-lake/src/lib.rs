@@ -23,8 +23,8 @@ mod error;
 mod lake;
 pub mod legacy;
 mod location;
-mod migrate;
 pub mod manifest;
+mod migrate;
 mod parquet_file;
 pub mod paths;
 mod stats;
@@ -35,9 +35,9 @@ pub use compact::{deduplicate, CompactionPlan, CompactionSummary};
 pub use error::LakeError;
 pub use lake::{app_id, CommitSummary, FailPoint, Lake, OpenReport, PendingCommit};
 pub use location::LakeLocation;
+pub use manifest::{FileEntry, SourceOffsets};
 pub use migrate::MigrateReport;
 pub use storage::register_object_stores;
-pub use manifest::{FileEntry, SourceOffsets};
 
 #[cfg(test)]
 mod compact_tests;

@@ -27,4 +27,3 @@ pub struct FileEntry {
 
 /// The next offset to read for each partition of each source topic.
 pub type SourceOffsets = BTreeMap<String, BTreeMap<i32, i64>>;
-

@@ -12,7 +12,9 @@ use crate::lake::{add_action, commit_metadata, partition_values, txn_actions, La
 use crate::legacy::read_legacy;
 use crate::location::LakeLocation;
 use crate::manifest::FileEntry;
-use crate::paths::{HourPartition, ATTEMPTS_DIR, DEAD_LETTERS_DIR, DELTA_LOG_DIR, LEGACY_COMMITS_DIR};
+use crate::paths::{
+    HourPartition, ATTEMPTS_DIR, DEAD_LETTERS_DIR, DELTA_LOG_DIR, LEGACY_COMMITS_DIR,
+};
 use crate::stats::bounds_stats;
 use crate::table::Attempt;
 
@@ -66,7 +68,8 @@ impl Lake {
         if !dir.join(LEGACY_COMMITS_DIR).is_dir() {
             return Err(LakeError::DataDir {
                 path: dir.display().to_string(),
-                reason: "no legacy lake here (no _gatemeter/commits); nothing to migrate".to_owned(),
+                reason: "no legacy lake here (no _gatemeter/commits); nothing to migrate"
+                    .to_owned(),
             });
         }
         if dir.join(ATTEMPTS_DIR).join(DELTA_LOG_DIR).is_dir() {
@@ -86,7 +89,11 @@ impl Lake {
         let metadata = || commit_metadata(&format!("migrate {}", Utc::now().to_rfc3339()));
         for (table, files, dir_name) in [
             (&mut attempts, &legacy.data_files, ATTEMPTS_DIR),
-            (&mut dead_letters, &legacy.dead_letter_files, DEAD_LETTERS_DIR),
+            (
+                &mut dead_letters,
+                &legacy.dead_letter_files,
+                DEAD_LETTERS_DIR,
+            ),
         ] {
             let mut actions = files
                 .values()

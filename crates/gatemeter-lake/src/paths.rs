@@ -138,7 +138,11 @@ impl DataFilePath {
         } else {
             PART_PREFIX
         };
-        format!("{}/{prefix}{}.parquet", self.partition.dir_in_table(), self.id)
+        format!(
+            "{}/{prefix}{}.parquet",
+            self.partition.dir_in_table(),
+            self.id
+        )
     }
 
     pub fn parse(path: &str) -> Option<Self> {

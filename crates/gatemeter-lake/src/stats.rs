@@ -79,7 +79,11 @@ fn bounds(column: &dyn Array) -> Option<(Value, Value)> {
 
 /// Stats that hold only the row count and the `request_start` bounds (µs),
 /// for files whose rows are not at hand (a migrated lake's).
-pub fn bounds_stats(rows: u64, min_request_start: Option<EpochMicros>, max_request_start: Option<EpochMicros>) -> String {
+pub fn bounds_stats(
+    rows: u64,
+    min_request_start: Option<EpochMicros>,
+    max_request_start: Option<EpochMicros>,
+) -> String {
     let mut mins = Map::new();
     let mut maxs = Map::new();
     if let (Some(low), Some(high)) = (
@@ -93,7 +97,12 @@ pub fn bounds_stats(rows: u64, min_request_start: Option<EpochMicros>, max_reque
 }
 
 fn ceil_to_millis(micros: EpochMicros) -> EpochMicros {
-    micros.div_euclid(1000) * 1000 + if micros.rem_euclid(1000) == 0 { 0 } else { 1000 }
+    micros.div_euclid(1000) * 1000
+        + if micros.rem_euclid(1000) == 0 {
+            0
+        } else {
+            1000
+        }
 }
 
 fn millis_text(micros: EpochMicros) -> Option<String> {
@@ -155,7 +164,8 @@ mod tests {
             Arc::new(schema),
             vec![
                 Arc::new(
-                    TimestampMicrosecondArray::from(vec![1_000_500, 2_000_001]).with_timezone("UTC"),
+                    TimestampMicrosecondArray::from(vec![1_000_500, 2_000_001])
+                        .with_timezone("UTC"),
                 ),
                 Arc::new(Int64Array::from(vec![Some(5), None])),
                 Arc::new(StringArray::from(vec!["b", "a"])),
@@ -170,8 +180,14 @@ mod tests {
         .expect("batch");
         let stats: Value = serde_json::from_str(&file_stats(&batch)).expect("json");
         assert_eq!(stats["numRecords"], 2);
-        assert_eq!(stats["minValues"]["request_start"], "1970-01-01T00:00:01.000Z");
-        assert_eq!(stats["maxValues"]["request_start"], "1970-01-01T00:00:02.001Z");
+        assert_eq!(
+            stats["minValues"]["request_start"],
+            "1970-01-01T00:00:01.000Z"
+        );
+        assert_eq!(
+            stats["maxValues"]["request_start"],
+            "1970-01-01T00:00:02.001Z"
+        );
         assert_eq!(stats["minValues"]["input_tokens"], 5);
         assert_eq!(stats["nullCount"]["input_tokens"], 1);
         assert_eq!(stats["minValues"]["team"], "a");

@@ -45,7 +45,9 @@ pub(crate) struct LiveFile {
 /// How one commit try ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Attempt {
-    Committed { version: i64 },
+    Committed {
+        version: i64,
+    },
     /// Another writer committed first; nothing of this try is visible.
     Conflict,
 }
@@ -57,7 +59,9 @@ pub(crate) struct Table {
 
 /// The folder of a local table; `None` for an object-store URL.
 fn local_dir(url: &Url) -> Option<std::path::PathBuf> {
-    (url.scheme() == "file").then(|| url.to_file_path().ok()).flatten()
+    (url.scheme() == "file")
+        .then(|| url.to_file_path().ok())
+        .flatten()
 }
 
 /// A log path with its percent-escapes decoded, as the files are named on
@@ -188,14 +192,20 @@ impl Table {
         let column = |name: &str| actions.column_by_name(name);
         let int64 = |name: &str| -> Result<Option<Int64Array>, LakeError> {
             column(name)
-                .map(|c| Ok(cast(c, &DataType::Int64)?.as_primitive::<Int64Type>().clone()))
+                .map(|c| {
+                    Ok(cast(c, &DataType::Int64)?
+                        .as_primitive::<Int64Type>()
+                        .clone())
+                })
                 .transpose()
         };
         let micros = |name: &str| -> Result<Option<Int64Array>, LakeError> {
             column(name)
                 .map(|c| {
                     let plain = cast(c, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
-                    Ok(cast(&plain, &DataType::Int64)?.as_primitive::<Int64Type>().clone())
+                    Ok(cast(&plain, &DataType::Int64)?
+                        .as_primitive::<Int64Type>()
+                        .clone())
                 })
                 .transpose()
         };
@@ -213,10 +223,16 @@ impl Table {
         let (low, high) = (micros("min.request_start")?, micros("max.request_start")?);
         let (dates, hours) = (text("partition.date")?, text("partition.hour")?);
         let at = |values: &Option<Int64Array>, i: usize| {
-            values.as_ref().filter(|v| v.is_valid(i)).map(|v| v.value(i))
+            values
+                .as_ref()
+                .filter(|v| v.is_valid(i))
+                .map(|v| v.value(i))
         };
         let text_at = |values: &Option<StringArray>, i: usize| {
-            values.as_ref().filter(|v| v.is_valid(i)).map(|v| v.value(i).to_owned())
+            values
+                .as_ref()
+                .filter(|v| v.is_valid(i))
+                .map(|v| v.value(i).to_owned())
         };
         Ok((0..actions.num_rows())
             .map(|i| LiveFile {

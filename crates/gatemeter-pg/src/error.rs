@@ -49,6 +49,16 @@ pub fn too_many_rows(max_rows: usize) -> PgWireError {
     )
 }
 
+/// SQLSTATE 54000 `program_limit_exceeded`, for bytes.
+pub fn result_too_large(max_bytes: usize) -> PgWireError {
+    user_error(
+        "54000",
+        format!(
+            "the result is larger than {max_bytes} bytes; select fewer columns, add a LIMIT or aggregate"
+        ),
+    )
+}
+
 /// SQLSTATE XX000 with no internal detail; the detail goes to the log.
 pub fn server_error(error: &dyn std::fmt::Display) -> PgWireError {
     tracing::error!(%error, "pg endpoint");

@@ -14,12 +14,14 @@ use datafusion_postgres::hooks::{HookClient, QueryHook};
 use datafusion_postgres::pgwire::api::results::{Response, Tag};
 use datafusion_postgres::pgwire::api::ClientInfo;
 use datafusion_postgres::pgwire::error::PgWireResult;
-use gatemeter_query::read_only::check_read_only;
+use gatemeter_query::read_only::check_parsed_statement;
 use gatemeter_query::QueryEngine;
 
 use crate::error::{read_only_violation, server_error};
 
-/// Client settings the built-in `SET` hook keeps per connection.
+/// Client settings the built-in `SET` hook keeps per connection. Only
+/// these reach it: for any other name it would hand the statement to
+/// DataFusion, which changes the session's engine options.
 const CLIENT_SETTINGS: &[&str] = &[
     "statement_timeout",
     "datestyle",
@@ -35,22 +37,36 @@ const CLIENT_SETTINGS: &[&str] = &[
 enum SetVerdict {
     /// A client setting: the built-in hook stores it for the connection.
     ClientSetting,
-    /// Anything else clients send on connect (`client_encoding`, time
-    /// zone, …): answered `SET`, changes nothing.
+    /// Anything else clients send on connect (`client_encoding`, the time
+    /// zone, …):
+    /// answered `SET` here, changes nothing.
     Acknowledge,
-    /// An engine option (`datafusion.*`): memory, threads and spilling are
-    /// the server's limits, not the client's.
+    /// An engine option (`datafusion.*`, however quoted or spaced): memory,
+    /// threads, spilling, paths and the dialect are the server's.
     Refuse,
 }
 
+/// `set` as one lowercase word run, quotes and spaces gone, so
+/// `SET "DataFusion" . "execution"…` reads as `setdatafusion.execution…`.
+fn normalized(set: &Set) -> String {
+    set.to_string()
+        .chars()
+        .filter(|c| !c.is_whitespace() && !matches!(c, '"' | '`' | '[' | ']'))
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
 fn judge_set(set: &Set) -> SetVerdict {
-    if set.to_string().to_lowercase().contains("datafusion.") {
+    if normalized(set).contains("datafusion") {
         return SetVerdict::Refuse;
     }
     match set {
-        Set::SingleAssignment { variable, .. }
-            if CLIENT_SETTINGS.contains(&variable.to_string().to_lowercase().as_str()) =>
-        {
+        Set::SingleAssignment {
+            scope: None,
+            hivevar: false,
+            variable,
+            ..
+        } if CLIENT_SETTINGS.contains(&variable.to_string().to_lowercase().as_str()) => {
             SetVerdict::ClientSetting
         }
         _ => SetVerdict::Acknowledge,
@@ -91,9 +107,28 @@ impl ReadOnlyGuard {
         if answered_by_builtin_hooks(statement) {
             return None;
         }
-        check_read_only(&statement.to_string())
+        check_parsed_statement(statement)
             .err()
             .map(|e| read_only_violation(&e.to_string()))
+    }
+
+    /// After [`Self::refusal`] let `statement` through: `SET`s other than
+    /// client settings are answered here; client settings and the
+    /// transaction and `SHOW` statements go on to the built-in hooks; a
+    /// query first sees the commits made since the last one.
+    async fn answer(&self, statement: &Statement) -> Option<PgWireResult<Response>> {
+        match statement {
+            Statement::Set(set) if judge_set(set) == SetVerdict::Acknowledge => {
+                Some(Ok(Response::Execution(Tag::new("SET"))))
+            }
+            statement
+                if matches!(statement, Statement::Set(_))
+                    || answered_by_builtin_hooks(statement) =>
+            {
+                None
+            }
+            _ => self.refresh().await,
+        }
     }
 
     /// Applies commits made since the last query, so each statement sees the
@@ -117,18 +152,7 @@ impl QueryHook for ReadOnlyGuard {
         if let Some(error) = Self::refusal(statement) {
             return Some(Err(error));
         }
-        match statement {
-            Statement::Set(set) if judge_set(set) == SetVerdict::Acknowledge => {
-                Some(Ok(Response::Execution(Tag::new("SET"))))
-            }
-            statement
-                if matches!(statement, Statement::Set(_))
-                    || answered_by_builtin_hooks(statement) =>
-            {
-                None
-            }
-            _ => self.refresh().await,
-        }
+        self.answer(statement).await
     }
 
     async fn handle_extended_parse_query(
@@ -148,11 +172,9 @@ impl QueryHook for ReadOnlyGuard {
         _session_context: &SessionContext,
         _client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        // Parsing refused what is not allowed; here only freshness is left.
-        if matches!(statement, Statement::Set(_)) || answered_by_builtin_hooks(statement) {
-            return None;
-        }
-        self.refresh().await
+        // Parsing refused what is not allowed; both protocols answer the rest
+        // alike, so no `SET` reaches the engine by either.
+        self.answer(statement).await
     }
 }
 
@@ -182,9 +204,27 @@ mod tests {
             judge_set(&set_of("SET DataFusion.Execution.Target_Partitions TO 64")),
             SetVerdict::Refuse
         );
+        for quoted in [
+            r#"SET "datafusion".execution.target_partitions = 64"#,
+            r#"SET "datafusion"."sql_parser"."dialect" = 'mysql'"#,
+            r#"SET "DATAFUSION.runtime.memory_limit" TO '100G'"#,
+            "SET LOCAL datafusion.execution.batch_size = 1",
+        ] {
+            assert_eq!(judge_set(&set_of(quoted)), SetVerdict::Refuse, "{quoted}");
+        }
         assert_eq!(
             judge_set(&set_of("SET application_name = 'grafana'")),
             SetVerdict::ClientSetting
+        );
+        // Quoted or scoped, a client setting's name is no longer one the
+        // built-in hook knows; it would pass the statement to the engine.
+        assert_eq!(
+            judge_set(&set_of(r#"SET "search_path" = 'x'"#)),
+            SetVerdict::Acknowledge
+        );
+        assert_eq!(
+            judge_set(&set_of("SET LOCAL search_path = 'x'")),
+            SetVerdict::Acknowledge
         );
         assert_eq!(
             judge_set(&set_of("SET extra_float_digits = 3")),

@@ -1,5 +1,5 @@
-//! The timeout and row cap of `POST /api/v1/sql`, applied to the rows a
-//! PostgreSQL client reads. DataFusion produces rows lazily while the
+//! The timeout, row cap and result-byte cap of `POST /api/v1/sql`, applied
+//! to the rows a PostgreSQL client reads. DataFusion produces rows lazily while the
 //! client reads them, so the limits sit on the row stream: past the
 //! deadline or the cap the stream ends with an error, and dropping it
 //! cancels the query's tasks.
@@ -15,7 +15,7 @@ use futures::Stream;
 use gatemeter_query::executor::QueryLimits;
 use tokio::time::{Instant, Sleep};
 
-use crate::error::{timed_out, too_many_rows};
+use crate::error::{result_too_large, timed_out, too_many_rows};
 
 /// Puts every row stream of `responses` under `limits`, counted from `started`.
 pub fn limit_responses(
@@ -45,6 +45,7 @@ struct LimitedRows {
     deadline: Pin<Box<Sleep>>,
     limits: QueryLimits,
     sent: usize,
+    sent_bytes: usize,
 }
 
 impl LimitedRows {
@@ -54,6 +55,7 @@ impl LimitedRows {
             deadline: Box::pin(tokio::time::sleep_until(started + limits.timeout)),
             limits,
             sent: 0,
+            sent_bytes: 0,
         }
     }
 }
@@ -77,6 +79,11 @@ impl Stream for LimitedRows {
                 if this.sent > this.limits.max_rows {
                     this.rows = None;
                     return Poll::Ready(Some(Err(too_many_rows(this.limits.max_rows))));
+                }
+                this.sent_bytes = this.sent_bytes.saturating_add(row.data.len());
+                if this.sent_bytes > this.limits.max_result_bytes {
+                    this.rows = None;
+                    return Poll::Ready(Some(Err(result_too_large(this.limits.max_result_bytes))));
                 }
                 Poll::Ready(Some(Ok(row)))
             }
@@ -110,6 +117,7 @@ mod tests {
         let limits = QueryLimits {
             timeout: Duration::from_secs(60),
             max_rows: 3,
+            ..QueryLimits::default()
         };
         let items: Vec<_> = LimitedRows::new(rows(10), limits, Instant::now())
             .collect()
@@ -127,10 +135,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_byte_cap_ends_the_stream_with_an_error() {
+        let limits = QueryLimits {
+            max_result_bytes: 250,
+            ..QueryLimits::default()
+        };
+        let wide: SendableRowStream =
+            Box::pin(futures::stream::iter((0..10).map(|_| {
+                Ok(DataRow::new(bytes::BytesMut::from(&[7u8; 100][..]), 1))
+            })));
+        let items: Vec<_> = LimitedRows::new(wide, limits, Instant::now())
+            .collect()
+            .await;
+        assert_eq!(
+            items.len(),
+            3,
+            "two rows fit in 250 bytes, the third ends it"
+        );
+        assert_eq!(
+            code(items[2].as_ref().expect_err("third row is refused")),
+            "54000"
+        );
+    }
+
+    #[tokio::test]
     async fn a_stream_past_its_deadline_is_cancelled() {
         let limits = QueryLimits {
             timeout: Duration::from_millis(50),
             max_rows: 100,
+            ..QueryLimits::default()
         };
         let never_ending: SendableRowStream = Box::pin(futures::stream::pending());
         let items: Vec<_> = LimitedRows::new(never_ending, limits, Instant::now())

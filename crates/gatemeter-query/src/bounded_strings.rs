@@ -49,16 +49,14 @@ pub fn bounded_string_functions() -> Vec<ScalarUDF> {
 fn largest_integer(value: &ColumnarValue) -> Option<i64> {
     match value {
         ColumnarValue::Scalar(ScalarValue::Int64(n)) => *n,
-        ColumnarValue::Scalar(other) => other
-            .cast_to(&DataType::Int64)
-            .ok()
-            .and_then(|v| match v {
+        ColumnarValue::Scalar(other) => {
+            other.cast_to(&DataType::Int64).ok().and_then(|v| match v {
                 ScalarValue::Int64(n) => n,
                 _ => None,
-            }),
+            })
+        }
         ColumnarValue::Array(array) => {
-            let array =
-                datafusion::arrow::compute::cast(array, &DataType::Int64).ok()?;
+            let array = datafusion::arrow::compute::cast(array, &DataType::Int64).ok()?;
             datafusion::arrow::compute::max(array.as_primitive::<Int64Type>())
         }
     }
@@ -155,9 +153,10 @@ mod tests {
 
     #[tokio::test]
     async fn results_within_the_bound_are_the_built_ins() {
-        let table = run("SELECT lpad('7', 3, '0') AS a, rpad('ab', 4, '.') AS b, repeat('xy', 3) AS c")
-            .await
-            .expect("within the bound");
+        let table =
+            run("SELECT lpad('7', 3, '0') AS a, rpad('ab', 4, '.') AS b, repeat('xy', 3) AS c")
+                .await
+                .expect("within the bound");
         assert!(table.contains("| 007 | ab.. | xyxyxy |"), "{table}");
     }
 }

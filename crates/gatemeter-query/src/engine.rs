@@ -476,7 +476,6 @@ impl QueryEngine {
         Ok(runtime)
     }
 
-
     /// The raw tables (the lake's two kinds of files; a kind `present`
     /// does not hold reads as empty), the price book, the views and the
     /// aggregates they use.
@@ -533,7 +532,10 @@ async fn register_view(ctx: &SessionContext, name: &str, body: &str) -> Result<(
     let state = ctx.state();
     let plan = state.create_logical_plan(body).await?;
     let optimized = state.optimize(&plan)?;
-    ctx.register_table(name, Arc::new(ViewTable::new(optimized, Some(body.to_string()))))?;
+    ctx.register_table(
+        name,
+        Arc::new(ViewTable::new(optimized, Some(body.to_string()))),
+    )?;
     Ok(())
 }
 

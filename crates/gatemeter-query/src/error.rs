@@ -30,6 +30,8 @@ pub enum QueryError {
     Timeout(std::time::Duration),
     #[error("the result has more than {0} rows; add a LIMIT or aggregate")]
     TooManyRows(usize),
+    #[error("the result is larger than {0} bytes; select fewer columns, add a LIMIT or aggregate")]
+    ResultTooLarge(usize),
     #[error("query runtime: {0}")]
     Runtime(String),
     #[error("named query `{query}`: {reason}")]

@@ -20,16 +20,15 @@ use std::mem::size_of;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{new_null_array, Array, ArrayRef, BooleanArray};
-use datafusion::arrow::compute::{nullif, not};
+use datafusion::arrow::compute::SortOptions;
+use datafusion::arrow::compute::{not, nullif};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
-use datafusion::arrow::compute::SortOptions;
 use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature,
-    Volatility,
+    Accumulator, AggregateUDF, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
 };
 
 /// Which end of the key order wins.
@@ -74,9 +73,10 @@ impl AggregateUDFImpl for ExtremeBy {
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        arg_types.first().cloned().ok_or_else(|| {
-            DataFusionError::Plan(format!("{} takes (value, key)", self.name()))
-        })
+        arg_types
+            .first()
+            .cloned()
+            .ok_or_else(|| DataFusionError::Plan(format!("{} takes (value, key)", self.name())))
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {

@@ -72,9 +72,9 @@ impl LiveLakeTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let bytes_per_row = (projection.len().max(1) as u64) * CACHED_BYTES_PER_VALUE;
-        let estimate = files
-            .iter()
-            .fold(0u64, |sum, file| sum.saturating_add(file.rows.saturating_mul(bytes_per_row)));
+        let estimate = files.iter().fold(0u64, |sum, file| {
+            sum.saturating_add(file.rows.saturating_mul(bytes_per_row))
+        });
         // The cache reads local files itself; a lake on object storage is
         // read through DataFusion's Parquet scan.
         let local_dir = self.root.local_dir();
@@ -147,8 +147,8 @@ impl TableProvider for LiveLakeTable {
         // of its ends: for hour-aligned windows over hour partitions the
         // files alone select the window, and a per-row filter would only
         // cost time.
-        let window_filter = window_predicate(window)
-            .filter(|_| picked.iter().any(|file| !window.contains(file)));
+        let window_filter =
+            window_predicate(window).filter(|_| picked.iter().any(|file| !window.contains(file)));
         let schema = self.schema();
         let mut scanned = projection
             .cloned()
@@ -183,7 +183,12 @@ impl TableProvider for LiveLakeTable {
 
 /// `request_start` inside `window`, or `None` when the window is unbounded.
 fn window_predicate(window: Window) -> Option<Expr> {
-    let at = |micros| lit(ScalarValue::TimestampMicrosecond(Some(micros), Some("UTC".into())));
+    let at = |micros| {
+        lit(ScalarValue::TimestampMicrosecond(
+            Some(micros),
+            Some("UTC".into()),
+        ))
+    };
     let from = window.from.map(|from| col("request_start").gt_eq(at(from)));
     let to = window.to.map(|to| col("request_start").lt(at(to)));
     match (from, to) {

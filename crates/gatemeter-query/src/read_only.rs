@@ -165,40 +165,44 @@ pub fn check_read_only(sql: &str) -> Result<(), QueryError> {
     }
 }
 
+/// The same check on a statement another parser already produced (the
+/// PostgreSQL endpoint's): the tree that will be planned is the tree that
+/// is checked, so no re-printing or dialect difference can slip past.
+pub fn check_parsed_statement(statement: &Statement) -> Result<(), QueryError> {
+    check_sql_statement(statement, false)
+}
+
 /// A query, or EXPLAIN of one (`explained`: already inside an EXPLAIN).
-fn check_statement(statement: &DfStatement, explained: bool) -> Result<(), QueryError> {
+fn check_sql_statement(statement: &Statement, explained: bool) -> Result<(), QueryError> {
     let query = match statement {
-        DfStatement::Statement(statement) => match statement.as_ref() {
-            Statement::Query(_) => statement.as_ref(),
-            Statement::Explain {
-                statement: inner, ..
-            } if !explained && matches!(inner.as_ref(), Statement::Query(_)) => inner.as_ref(),
-            other => {
-                return Err(forbidden(format!(
-                    "{} is not allowed; SQL here is read-only",
-                    verb(other)
-                )));
-            }
-        },
-        DfStatement::Explain(explain) if !explained => {
-            return check_statement(&explain.statement, true)
-        }
-        DfStatement::Explain(_) => return Err(forbidden("EXPLAIN is allowed only for a query")),
-        DfStatement::CreateExternalTable(_) => {
-            return Err(forbidden(
-                "CREATE EXTERNAL TABLE is not allowed; only the lake can be read",
-            ));
-        }
-        DfStatement::CopyTo(_) => {
-            return Err(forbidden("COPY is not allowed; SQL here is read-only"))
-        }
-        DfStatement::Reset(_) => {
-            return Err(forbidden("RESET is not allowed; SQL here is read-only"))
+        Statement::Query(_) => statement,
+        Statement::Explain {
+            statement: inner, ..
+        } if !explained && matches!(inner.as_ref(), Statement::Query(_)) => inner.as_ref(),
+        other => {
+            return Err(forbidden(format!(
+                "{} is not allowed; SQL here is read-only",
+                verb(other)
+            )));
         }
     };
     match query.visit(&mut ReadOnlyVisitor::default()) {
         ControlFlow::Break(error) => Err(error),
         ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
+/// DataFusion's statement kinds around [`check_sql_statement`].
+fn check_statement(statement: &DfStatement, explained: bool) -> Result<(), QueryError> {
+    match statement {
+        DfStatement::Statement(statement) => check_sql_statement(statement, explained),
+        DfStatement::Explain(explain) if !explained => check_statement(&explain.statement, true),
+        DfStatement::Explain(_) => Err(forbidden("EXPLAIN is allowed only for a query")),
+        DfStatement::CreateExternalTable(_) => Err(forbidden(
+            "CREATE EXTERNAL TABLE is not allowed; only the lake can be read",
+        )),
+        DfStatement::CopyTo(_) => Err(forbidden("COPY is not allowed; SQL here is read-only")),
+        DfStatement::Reset(_) => Err(forbidden("RESET is not allowed; SQL here is read-only")),
     }
 }
 

@@ -25,9 +25,16 @@ fn at(text: &str) -> i64 {
 async fn lake_from(jsonl: &Path, dir: &Path) {
     let (mut lake, _) = Lake::open_local(dir, None).await.expect("lake");
     let metrics = IngestMetrics::register(&prometheus::Registry::new()).expect("metrics");
-    import_file(&mut lake, jsonl, FlushPolicy::default(), &metrics, |_| {})
-        .await
-        .expect("import");
+    import_file(
+        &mut lake,
+        jsonl,
+        FlushPolicy::default(),
+        &test_privacy(),
+        &metrics,
+        |_| {},
+    )
+    .await
+    .expect("import");
 }
 
 async fn engine(dir: &Path, prices: Option<PathBuf>) -> QueryEngine {
@@ -237,7 +244,10 @@ async fn a_session_reads_its_window_and_the_files_committed_when_it_was_made() {
     lake_from(&fixture("edge.jsonl"), dir.path()).await;
     let engine = engine(dir.path(), Some(fixture("prices.csv"))).await;
     let everything = engine.session(Window::default()).await.expect("session");
-    assert_eq!(count(&everything, "SELECT count(*) FROM attempts_raw").await, 16);
+    assert_eq!(
+        count(&everything, "SELECT count(*) FROM attempts_raw").await,
+        16
+    );
 
     // 10:10–10:45 cuts the 10:00 hour's file: its rows are filtered, also
     // when the query reads no request_start, and a limit counts only them.
@@ -247,7 +257,10 @@ async fn a_session_reads_its_window_and_the_files_committed_when_it_was_made() {
     };
     let inside = engine.session(window).await.expect("session");
     // Hand count of edge.jsonl: 10:10 ×2, 10:20 ×2, 10:35, 10:40, 10:42.
-    assert_eq!(count(&inside, "SELECT count(attempt_id) FROM attempts_raw").await, 7);
+    assert_eq!(
+        count(&inside, "SELECT count(attempt_id) FROM attempts_raw").await,
+        7
+    );
     assert_eq!(count(&inside, "SELECT count(*) FROM attempts_raw").await, 7);
     assert_eq!(count(&inside, "SELECT count(*) FROM attempts").await, 7);
     assert_eq!(
@@ -302,7 +315,10 @@ async fn a_session_reads_its_window_and_the_files_committed_when_it_was_made() {
     lake_from(&fixture("fallbacks.jsonl"), dir.path()).await;
     engine.refresh().await.expect("refresh");
     let after = engine.session(Window::default()).await.expect("session");
-    assert_eq!(count(&everything, "SELECT count(*) FROM attempts_raw").await, 16);
+    assert_eq!(
+        count(&everything, "SELECT count(*) FROM attempts_raw").await,
+        16
+    );
     assert_eq!(count(&after, "SELECT count(*) FROM attempts_raw").await, 26);
 }
 
@@ -349,4 +365,13 @@ async fn file_statistics_are_computed_once_per_engine_and_strings_arrive_as_view
         .expect("run");
     let text = gatemeter_query::output::table(&types).expect("table");
     assert_eq!(text.matches("Utf8View").count(), 2, "{text}");
+}
+
+/// The default policy (user ids keyed-hashed, tags kept) with a fixed key.
+fn test_privacy() -> std::sync::Arc<gatemeter_schema::PrivacyPolicy> {
+    std::sync::Arc::new(gatemeter_schema::PrivacyPolicy::new(
+        b"gatemeter test privacy key".to_vec(),
+        gatemeter_schema::FieldHandling::KeyedHash,
+        gatemeter_schema::FieldHandling::Keep,
+    ))
 }

@@ -631,7 +631,9 @@ fn closed<T>(
     allowed: &'static str,
 ) -> Result<T, DecodeError> {
     match value {
-        Scalar::Str(text) => parse(&text).ok_or_else(|| DecodeError::InvalidEnum { field, allowed }),
+        Scalar::Str(text) => {
+            parse(&text).ok_or_else(|| DecodeError::InvalidEnum { field, allowed })
+        }
         other => Err(wrong_type(field, "a string", &other)),
     }
 }
@@ -645,9 +647,7 @@ fn timestamp(field: &'static str, value: Scalar<'_>) -> Result<EpochMicros, Deco
         }
         Scalar::Str(text) => match DateTime::parse_from_rfc3339(text) {
             Ok(t) => Some(t.timestamp_micros()),
-            Err(_) => {
-                return Err(DecodeError::BadTimestamp { field })
-            }
+            Err(_) => return Err(DecodeError::BadTimestamp { field }),
         },
         other => {
             return Err(wrong_type(

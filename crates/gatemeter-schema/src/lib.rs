@@ -7,6 +7,7 @@ pub mod dead_letter;
 pub mod decode;
 pub mod error;
 pub mod event;
+pub mod privacy;
 
 pub use arrow::{attempts_batch, attempts_schema};
 pub use dead_letter::{dead_letters_batch, dead_letters_schema, DeadLetter};
@@ -16,6 +17,7 @@ pub use event::{
     AttemptEvent, AttemptKind, AttemptRow, EpochMicros, ErrorClass, KeyType, Outcome,
     SourcePosition, Usd,
 };
+pub use privacy::{FieldHandling, PrivacyPolicy};
 
 #[cfg(test)]
 mod decode_tests;

@@ -2,6 +2,8 @@
 
 mod commands;
 mod error;
+mod privacy;
+mod random;
 mod service;
 mod settings;
 mod synth;
@@ -13,8 +15,8 @@ use gatemeter_lake::FailPoint;
 
 use commands::{
     compact::CompactArgs, demo::DemoArgs, import::ImportArgs, ingest::IngestArgs, kpis::KpisArgs,
-    migrate::MigrateArgs, produce::ProduceArgs, query::QueryArgs, rules::RulesArgs, scorecard::ScorecardArgs,
-    serve::ServeArgs,
+    migrate::MigrateArgs, produce::ProduceArgs, query::QueryArgs, rules::RulesArgs,
+    scorecard::ScorecardArgs, serve::ServeArgs,
 };
 use error::CliError;
 use settings::{FlushOptions, GlobalOptions, Settings};

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
@@ -91,6 +92,9 @@ pub struct QueryLimitOptions {
     /// Refuse results of more rows than this [default: 100000].
     #[arg(long, env = "GATEMETER_QUERY_MAX_ROWS", global = true)]
     pub query_max_rows: Option<usize>,
+    /// Refuse results larger than this many MiB [default: 64].
+    #[arg(long, env = "GATEMETER_QUERY_MAX_RESULT_MB", global = true)]
+    pub query_max_result_mb: Option<usize>,
     /// Memory one query may use, in MiB [default: 512].
     #[arg(long, env = "GATEMETER_QUERY_MEMORY_LIMIT_MB", global = true)]
     pub query_memory_limit_mb: Option<usize>,
@@ -148,6 +152,8 @@ struct FileConfig {
     scorecard: BTreeMap<String, f64>,
     #[serde(default)]
     alerts: gatemeter_alerts::config::AlertsConfig,
+    #[serde(default)]
+    privacy: crate::privacy::PrivacyFileConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -235,6 +241,7 @@ struct PgFileConfig {
 struct QueryFileConfig {
     timeout_ms: Option<u64>,
     max_rows: Option<usize>,
+    max_result_mb: Option<usize>,
     memory_limit_mb: Option<usize>,
     threads: Option<usize>,
     column_cache_mb: Option<usize>,
@@ -257,6 +264,7 @@ pub struct Settings {
     pub kpi: KpiSettings,
     pub scorecard_targets: BTreeMap<String, f64>,
     pub alerts: gatemeter_alerts::config::AlertsConfig,
+    pub privacy: crate::privacy::PrivacySettings,
     /// The config file the settings came from, for messages.
     pub config_path: Option<PathBuf>,
 }
@@ -371,6 +379,13 @@ impl Settings {
                         .or(file.query.max_rows)
                         .unwrap_or(100_000)
                         .max(1),
+                    max_result_bytes: global
+                        .query
+                        .query_max_result_mb
+                        .or(file.query.max_result_mb)
+                        .map_or(gatemeter_query::executor::DEFAULT_MAX_RESULT_BYTES, |mb| {
+                            mb.max(1).saturating_mul(1 << 20)
+                        }),
                 },
                 memory_limit_bytes: global
                     .query
@@ -418,8 +433,17 @@ impl Settings {
                 })?;
                 file.alerts
             },
+            privacy: crate::privacy::PrivacySettings::resolve(
+                global.config.as_deref(),
+                file.privacy,
+            )?,
             config_path: global.config.clone(),
         })
+    }
+
+    /// The privacy policy every writer applies, with its key.
+    pub fn privacy_policy(&self) -> Result<Arc<gatemeter_schema::PrivacyPolicy>, CliError> {
+        self.privacy.policy(&self.state_dir()?)
     }
 
     /// The Kafka source, or a clear error naming the missing flag.

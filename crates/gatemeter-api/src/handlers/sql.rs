@@ -53,11 +53,12 @@ pub async fn post_sql(
             .map(|t| parse_time("to", t))
             .transpose()?,
     };
-    let result = state
+    state
         .executor
-        .sql(state.engine.clone(), window, request.sql)
-        .await?;
-    respond(&result, format)
+        .sql_then(state.engine.clone(), window, request.sql, move |result| {
+            respond(&result, format)
+        })
+        .await?
 }
 
 pub async fn list_queries() -> Result<Json<Value>, ApiError> {
@@ -75,9 +76,13 @@ pub async fn run_named_query(
 ) -> Result<Response, ApiError> {
     let format = negotiate(&headers)?;
     let sql = named::bind(&name, &params, Utc::now())?;
-    let result = state
+    state
         .executor
-        .sql(state.engine.clone(), Window::default(), sql)
-        .await?;
-    respond(&result, format)
+        .sql_then(
+            state.engine.clone(),
+            Window::default(),
+            sql,
+            move |result| respond(&result, format),
+        )
+        .await?
 }

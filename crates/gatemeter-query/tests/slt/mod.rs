@@ -290,9 +290,16 @@ pub async fn run_file(path: &Path, column_cache_bytes: usize) -> Result<(), Stri
         .map_err(|e| e.to_string())?;
     let metrics =
         IngestMetrics::register(&prometheus::Registry::new()).map_err(|e| e.to_string())?;
-    import_file(&mut lake, &jsonl, FlushPolicy::default(), &metrics, |_| {})
-        .await
-        .map_err(|e| e.to_string())?;
+    import_file(
+        &mut lake,
+        &jsonl,
+        FlushPolicy::default(),
+        &test_privacy(),
+        &metrics,
+        |_| {},
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let engine = QueryEngine::open(QueryConfig {
         data_dir: lake_dir,
         prices: header.prices.clone(),
@@ -335,4 +342,13 @@ pub async fn run_file(path: &Path, column_cache_bytes: usize) -> Result<(), Stri
         )),
         _ => Ok(()),
     }
+}
+
+/// The default policy (user ids keyed-hashed, tags kept) with a fixed key.
+fn test_privacy() -> std::sync::Arc<gatemeter_schema::PrivacyPolicy> {
+    std::sync::Arc::new(gatemeter_schema::PrivacyPolicy::new(
+        b"gatemeter test privacy key".to_vec(),
+        gatemeter_schema::FieldHandling::KeyedHash,
+        gatemeter_schema::FieldHandling::Keep,
+    ))
 }

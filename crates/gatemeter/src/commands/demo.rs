@@ -155,6 +155,7 @@ pub async fn run(settings: &Settings, args: &DemoArgs) -> Result<(), CliError> {
             options: Vec::new(),
         },
         policy: settings.flush,
+        privacy: settings.privacy_policy()?,
         until_caught_up: false,
     };
     let live = {

@@ -30,6 +30,7 @@ pub async fn run(settings: &Settings, args: &ImportArgs) -> Result<(), CliError>
     }
     let (mut lake, _) = Lake::open(&settings.lake_location()?, crate::fail_point()?).await?;
     let metrics = IngestMetrics::register(&prometheus::Registry::new())?;
+    let privacy = settings.privacy_policy()?;
     let (mut stored, mut dead, mut skipped) = (0, 0, 0);
     for file in &args.files {
         let size = std::fs::metadata(file)
@@ -41,9 +42,14 @@ pub async fn run(settings: &Settings, args: &ImportArgs) -> Result<(), CliError>
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         progress.set_message(file.display().to_string());
-        let report = import_file(&mut lake, file, settings.flush, &metrics, |bytes| {
-            progress.set_position(bytes)
-        })
+        let report = import_file(
+            &mut lake,
+            file,
+            settings.flush,
+            &privacy,
+            &metrics,
+            |bytes| progress.set_position(bytes),
+        )
         .await?;
         progress.finish_and_clear();
         stored += report.stored;

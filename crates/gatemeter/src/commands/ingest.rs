@@ -29,6 +29,7 @@ pub async fn run(settings: &Settings, args: &IngestArgs) -> Result<(), CliError>
     let options = IngestOptions {
         source,
         policy: settings.flush,
+        privacy: settings.privacy_policy()?,
         until_caught_up: args.until_caught_up,
     };
     let report = run_ingest(options, lake, metrics, None, crate::shutdown_signal()).await?;

@@ -134,6 +134,7 @@ pub async fn run(settings: &Settings, args: &ServeArgs) -> Result<(), CliError> 
             let options = IngestOptions {
                 source,
                 policy: settings.flush,
+                privacy: settings.privacy_policy()?,
                 until_caught_up: false,
             };
             // Returns once shutdown was asked and the buffer is committed.
