@@ -20,6 +20,10 @@ pub enum ApiError {
     #[error("{0}")]
     NotAcceptable(String),
     #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
     RequestTimeout(String),
@@ -108,6 +112,8 @@ impl ApiError {
             ApiError::BadRequest(_) => class(StatusCode::BAD_REQUEST, "bad_parameter", true),
             ApiError::NotFound(_) => class(StatusCode::NOT_FOUND, "not_found", true),
             ApiError::NotAcceptable(_) => class(StatusCode::NOT_ACCEPTABLE, "not_acceptable", true),
+            ApiError::Unauthorized(_) => class(StatusCode::UNAUTHORIZED, "unauthorized", true),
+            ApiError::Forbidden(_) => class(StatusCode::FORBIDDEN, "forbidden", true),
             ApiError::PayloadTooLarge(_) => {
                 class(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", true)
             }

@@ -3,6 +3,7 @@
 //! and the OpenAPI document of all of it. The router is built from one
 //! table of endpoints, which the OpenAPI test compares with the document.
 
+pub mod auth;
 pub mod encode;
 pub mod error;
 mod handlers;
@@ -63,6 +64,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(listener::read_body_in_time))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            auth::authenticate,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             http_metrics::track,
         ))
         .with_state(state)
@@ -111,6 +116,7 @@ mod tests {
             prometheus::Registry::new(),
             KpiSettings::default(),
             gatemeter_query::scorecard::default_targets(),
+            gatemeter_query::access::Access::default(),
         )
         .expect("state")
     }

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
+use gatemeter_query::access::Access;
 use gatemeter_query::executor::QueryExecutor;
 use gatemeter_query::scorecard::Target;
 use gatemeter_query::{KpiSettings, QueryEngine};
@@ -26,6 +27,8 @@ pub struct AppStateInner {
     pub kpi_settings: KpiSettings,
     pub scorecard_targets: Vec<Target>,
     pub http_metrics: HttpMetrics,
+    /// The configured API tokens; none: open.
+    pub access: Access,
     ready: AtomicBool,
     reports: RwLock<Reports>,
 }
@@ -47,6 +50,7 @@ impl AppState {
         registry: prometheus::Registry,
         kpi_settings: KpiSettings,
         scorecard_targets: Vec<Target>,
+        access: Access,
     ) -> Result<AppState, prometheus::Error> {
         let http_metrics = HttpMetrics::register(&registry)?;
         Ok(AppState(Arc::new(AppStateInner {
@@ -56,6 +60,7 @@ impl AppState {
             kpi_settings,
             scorecard_targets,
             http_metrics,
+            access,
             ready: AtomicBool::new(false),
             reports: RwLock::new(Reports::default()),
         })))

@@ -11,7 +11,6 @@ use datafusion::prelude::SessionContext;
 use datafusion_postgres::hooks::set_show::SetShowHook;
 use datafusion_postgres::hooks::transactions::TransactionStatementHook;
 use datafusion_postgres::hooks::QueryHook;
-use datafusion_postgres::pgwire::api::auth::noop::NoopStartupHandler;
 use datafusion_postgres::pgwire::api::auth::StartupHandler;
 use datafusion_postgres::pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
 use datafusion_postgres::pgwire::api::portal::Portal;
@@ -25,27 +24,32 @@ use datafusion_postgres::pgwire::error::{PgWireError, PgWireResult};
 use datafusion_postgres::pgwire::messages::PgWireBackendMessage;
 use datafusion_postgres::{DfSessionService, Parser};
 use futures::Sink;
+use gatemeter_query::access::Access;
 use gatemeter_query::executor::QueryLimits;
+use gatemeter_query::team_scope::ScopeSlot;
 use gatemeter_query::QueryEngine;
 use tokio::time::Instant;
 
 use crate::error::timed_out;
 use crate::guard::ReadOnlyGuard;
 use crate::limits::{limit_response, limit_responses};
+use crate::login::Login;
 
 /// The handlers of one connection.
 pub struct ConnectionHandlers {
     service: Arc<LimitedService>,
-    startup: Arc<Startup>,
+    startup: Arc<Login>,
     cancel: Arc<DefaultCancelHandler>,
 }
 
 impl ConnectionHandlers {
+    /// `slot` is `session`'s team scope, filled once the client logs in.
     pub fn new(
-        session: SessionContext,
+        (session, slot): (SessionContext, ScopeSlot),
         engine: Arc<QueryEngine>,
         limits: QueryLimits,
         connections: Arc<ConnectionManager>,
+        access: Arc<Access>,
     ) -> ConnectionHandlers {
         // The guard first; no cursor hook, whose statements would run
         // outside the limits.
@@ -59,9 +63,7 @@ impl ConnectionHandlers {
                 inner: DfSessionService::new_with_hooks(Arc::new(session), hooks),
                 limits,
             }),
-            startup: Arc::new(Startup {
-                connections: connections.clone(),
-            }),
+            startup: Arc::new(Login::new(access, connections.clone(), slot)),
             cancel: Arc::new(DefaultCancelHandler::new(connections)),
         }
     }
@@ -82,19 +84,6 @@ impl PgWireServerHandlers for ConnectionHandlers {
 
     fn cancel_handler(&self) -> Arc<impl CancelHandler> {
         self.cancel.clone()
-    }
-}
-
-/// No passwords yet: the endpoint listens on loopback unless told otherwise
-/// (README), like the HTTP API.
-struct Startup {
-    connections: Arc<ConnectionManager>,
-}
-
-#[async_trait]
-impl NoopStartupHandler for Startup {
-    fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
-        Some(self.connections.clone())
     }
 }
 

@@ -14,11 +14,15 @@
 //! - Fresh: the session's lake table lists the committed files when a query
 //!   scans, and each statement first applies the commits made since the
 //!   last one.
+//! - With API tokens configured, clients log in with SCRAM-SHA-256 as a
+//!   token's id with the token as password, and read only its teams' rows
+//!   ([`login`]).
 
 mod connection;
 mod error;
 pub mod guard;
 pub mod limits;
+pub mod login;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -28,6 +32,7 @@ use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContex
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
 use datafusion_postgres::pgwire::api::ConnectionManager;
 use datafusion_postgres::pgwire::tokio::process_socket;
+use gatemeter_query::access::Access;
 use gatemeter_query::executor::QueryLimits;
 use gatemeter_query::QueryEngine;
 use tokio::net::TcpListener;
@@ -45,10 +50,16 @@ pub struct PgEndpoint {
     template: SessionContext,
     limits: QueryLimits,
     connections: Arc<ConnectionManager>,
+    access: Arc<Access>,
 }
 
 impl PgEndpoint {
-    pub async fn new(engine: Arc<QueryEngine>, limits: QueryLimits) -> Result<PgEndpoint, PgError> {
+    /// `access`: the API tokens clients log in with; none: open.
+    pub async fn new(
+        engine: Arc<QueryEngine>,
+        limits: QueryLimits,
+        access: Arc<Access>,
+    ) -> Result<PgEndpoint, PgError> {
         let template = engine.live_session().await?;
         setup_pg_catalog(&template, CATALOG, EmptyContextProvider)
             .map_err(|e| PgError::Catalog(e.to_string()))?;
@@ -57,6 +68,7 @@ impl PgEndpoint {
             template,
             limits,
             connections: Arc::new(ConnectionManager::new()),
+            access,
         })
     }
 
@@ -95,6 +107,7 @@ impl PgEndpoint {
                 self.engine.clone(),
                 self.limits,
                 self.connections.clone(),
+                self.access.clone(),
             ));
             tokio::spawn(async move {
                 if let Err(error) = process_socket(socket, None, handlers).await {

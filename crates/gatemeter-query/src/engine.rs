@@ -50,6 +50,7 @@ use crate::column_cache::{ColumnCache, ColumnCacheStats};
 use crate::error::QueryError;
 use crate::live::LiveLakeTable;
 use crate::price_book::PriceBook;
+use crate::team_scope::{RowScope, ScopeSlot, TeamScope};
 use crate::yielding::YieldingJoins;
 
 /// The views, in dependency order, as shipped in `queries/`.
@@ -335,12 +336,21 @@ impl QueryEngine {
     }
 
     /// A session whose `attempts_raw`, `attempts` and `requests` cover
-    /// `window`, over the files committed as of now.
+    /// `window`, over the files committed as of now, every team's rows.
     pub async fn session(&self, window: Window) -> Result<SessionContext, QueryError> {
+        self.scoped_session(window, &TeamScope::all()).await
+    }
+
+    /// [`Self::session`] reading only the rows of `teams`.
+    pub async fn scoped_session(
+        &self,
+        window: Window,
+        teams: &TeamScope,
+    ) -> Result<SessionContext, QueryError> {
         let files = self.files.current();
         let present = TablesPresent::of(&files, window);
         let template = self.template(present).await?;
-        self.scoped_copy(template, SessionScope { files, window })
+        self.scoped_copy(template, SessionScope { files, window }, teams)
             .await
     }
 
@@ -353,12 +363,23 @@ impl QueryEngine {
     }
 
     /// `template`'s tables, views, functions and settings with a memory
-    /// pool of its own (this engine's limit).
-    pub fn fork_session(&self, template: &SessionContext) -> Result<SessionContext, QueryError> {
-        let state = SessionStateBuilder::new_from_existing(template.state())
+    /// pool of its own (this engine's limit). It reads no rows until the
+    /// returned slot is given the caller's team scope.
+    pub fn fork_session(
+        &self,
+        template: &SessionContext,
+    ) -> Result<(SessionContext, ScopeSlot), QueryError> {
+        let slot = ScopeSlot::default();
+        let template_state = template.state();
+        let config = template_state
+            .config()
+            .clone()
+            .with_extension(Arc::new(RowScope { slot: slot.clone() }));
+        let state = SessionStateBuilder::new_from_existing(template_state)
+            .with_config(config)
             .with_runtime_env(self.runtime_env()?)
             .build();
-        Ok(SessionContext::new_with_state(state))
+        Ok((SessionContext::new_with_state(state), slot))
     }
 
     async fn template(&self, present: TablesPresent) -> Result<&SessionContext, QueryError> {
@@ -385,11 +406,13 @@ impl QueryEngine {
     }
 
     /// A session with `template`'s views in a catalog of its own (tables a
-    /// caller registers stay in it), a memory pool of its own and `scope`.
+    /// caller registers stay in it), a memory pool of its own, `scope` and
+    /// the rows of `teams`.
     async fn scoped_copy(
         &self,
         template: &SessionContext,
         scope: SessionScope,
+        teams: &TeamScope,
     ) -> Result<SessionContext, QueryError> {
         let template_state = template.state();
         let options = template_state.config().options();
@@ -416,7 +439,10 @@ impl QueryEngine {
             .config()
             .clone()
             .with_create_default_catalog_and_schema(false)
-            .with_extension(Arc::new(scope));
+            .with_extension(Arc::new(scope))
+            .with_extension(Arc::new(RowScope {
+                slot: ScopeSlot::filled(teams.clone()),
+            }));
         let state = SessionStateBuilder::new_from_existing(template_state)
             .with_config(config)
             .with_catalog_list(Arc::new(catalogs))

@@ -16,6 +16,7 @@ use futures::StreamExt;
 use crate::engine::{QueryEngine, Window};
 use crate::error::QueryError;
 use crate::read_only::{check_read_only, read_only_options};
+use crate::team_scope::TeamScope;
 
 /// Limits of one query from the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,15 +112,16 @@ impl QueryExecutor {
         }
     }
 
-    /// Checks that `sql` only reads, then runs it over `window`'s session
-    /// within the limits.
+    /// Checks that `sql` only reads, then runs it over `window`'s session,
+    /// the rows of `teams`, within the limits.
     pub async fn sql(
         &self,
         engine: Arc<QueryEngine>,
         window: Window,
+        teams: TeamScope,
         sql: String,
     ) -> Result<QueryResult, QueryError> {
-        self.sql_then(engine, window, sql, Ok::<_, QueryError>)
+        self.sql_then(engine, window, teams, sql, Ok::<_, QueryError>)
             .await?
     }
 
@@ -130,6 +132,7 @@ impl QueryExecutor {
         &self,
         engine: Arc<QueryEngine>,
         window: Window,
+        teams: TeamScope,
         sql: String,
         finish: impl FnOnce(QueryResult) -> Result<T, E> + Send + 'static,
     ) -> Result<Result<T, E>, QueryError>
@@ -142,7 +145,7 @@ impl QueryExecutor {
             // On the query pool's large stacks, like the planning after it.
             check_read_only(&sql)?;
             engine.refresh().await?;
-            let ctx = engine.session(window).await?;
+            let ctx = engine.scoped_session(window, &teams).await?;
             let frame = ctx.sql_with_options(&sql, read_only_options()).await?;
             let result = collect_capped(frame, limits).await?;
             Ok(finish(result))
@@ -237,7 +240,12 @@ mod tests {
         // 5,000 rows of 1,000 characters: about 5 MB, well under the row cap.
         let wide = "SELECT repeat('x', 1000) AS wide FROM generate_series(1, 5000)";
         let error = executor
-            .sql(engine.clone(), Window::default(), wide.to_owned())
+            .sql(
+                engine.clone(),
+                Window::default(),
+                TeamScope::all(),
+                wide.to_owned(),
+            )
             .await
             .expect_err("5 MB is over a 1 MiB cap");
         assert!(
@@ -245,7 +253,12 @@ mod tests {
             "{error}"
         );
         let limited = executor
-            .sql(engine, Window::default(), format!("{wide} LIMIT 100"))
+            .sql(
+                engine,
+                Window::default(),
+                TeamScope::all(),
+                format!("{wide} LIMIT 100"),
+            )
             .await
             .expect("100 kB fits");
         let rows: usize = limited.batches.iter().map(RecordBatch::num_rows).sum();

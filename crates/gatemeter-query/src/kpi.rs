@@ -112,6 +112,8 @@ pub struct KpiQuery {
     /// Only rows whose dimension has this value (`team=search`): requests
     /// by the request's value, attempts by their own.
     pub filters: Vec<(String, String)>,
+    /// The teams whose rows the caller may read, enforced in the scan.
+    pub scope: crate::TeamScope,
 }
 
 /// A SQL string literal.

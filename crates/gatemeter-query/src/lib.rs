@@ -2,6 +2,7 @@
 //! the views of SPEC 3 (`attempts`, `requests`), the price book, every KPI
 //! of the SPEC 3 table, and the named queries of `queries/`.
 
+pub mod access;
 mod attempt_cost;
 pub mod bounded_strings;
 mod cached_scan;
@@ -17,6 +18,7 @@ pub mod output;
 pub mod price_book;
 pub mod read_only;
 pub mod scorecard;
+pub mod team_scope;
 mod yielding;
 
 use std::sync::Arc;
@@ -29,6 +31,7 @@ pub use engine::{QueryConfig, QueryEngine, Window};
 pub use error::QueryError;
 pub use kpi::{KpiQuery, KpiSettings, DIMENSIONS, KPI_NAMES};
 pub use price_book::PriceBook;
+pub use team_scope::TeamScope;
 
 /// Seven days in microseconds: the cost-variance baseline period.
 const BASELINE_MICROS: i64 = 7 * 24 * 3600 * 1_000_000;
@@ -68,16 +71,19 @@ pub async fn kpis_frame(
         (Some(from), Some(to)) => Some(((to - from) / 60_000_000).max(1) as u64),
         _ => None,
     };
-    let ctx = engine.session(window).await?;
+    let ctx = engine.scoped_session(window, &query.scope).await?;
     // Cost variance compares the window with the trailing seven days before
     // it, scaled to the window's length; it needs both ends and no buckets.
     let baseline = match (window.from, window.to, &query.bucket) {
         (Some(from), Some(to), None) => {
             let before = engine
-                .session(Window {
-                    from: Some(from - BASELINE_MICROS),
-                    to: Some(from),
-                })
+                .scoped_session(
+                    Window {
+                        from: Some(from - BASELINE_MICROS),
+                        to: Some(from),
+                    },
+                    &query.scope,
+                )
                 .await?;
             let keys = query.group_by.clone();
             let key_list = keys.iter().map(|k| format!("{k}, ")).collect::<String>();

@@ -10,6 +10,9 @@
 //! ends reads its files through it ([`CachedLakeScan`]) when their columns
 //! fit in it; a larger scan, and every scan of an open window (which relies
 //! on Parquet statistics to skip files), reads Parquet.
+//!
+//! A session with a [`RowScope`] of teams reads only their rows: the filter
+//! sits on the scan itself, under every view.
 
 use std::sync::Arc;
 
@@ -29,6 +32,7 @@ use crate::column_cache::ColumnCache;
 use crate::engine::{
     lake_table, scan_schema, CommittedFiles, FileSelection, LakeRoot, SessionScope, Window,
 };
+use crate::team_scope::RowScope;
 
 /// Bytes a decoded value takes in the cache's estimate (a string view, a
 /// decimal). A scan goes through the cache only when all its columns are
@@ -138,6 +142,10 @@ impl TableProvider for LiveLakeTable {
             Some(scope) => (scope.files.clone(), scope.window),
             None => (self.files.current(), Window::default()),
         };
+        let team_filter = state
+            .config()
+            .get_extension::<RowScope>()
+            .and_then(|scope| scope.predicate());
         let picked: Vec<&FileEntry> = self
             .selection
             .pick(&files)
@@ -146,33 +154,39 @@ impl TableProvider for LiveLakeTable {
         // Rows are filtered by the window only when a file reaches past one
         // of its ends: for hour-aligned windows over hour partitions the
         // files alone select the window, and a per-row filter would only
-        // cost time.
+        // cost time. The team filter of a scoped session always applies.
         let window_filter =
             window_predicate(window).filter(|_| picked.iter().any(|file| !window.contains(file)));
+        let row_filter = match (window_filter, team_filter) {
+            (Some(window), Some(teams)) => Some(window.and(teams)),
+            (one, other) => one.or(other),
+        };
         let schema = self.schema();
         let mut scanned = projection
             .cloned()
             .unwrap_or_else(|| (0..schema.fields().len()).collect());
-        let Some(window_filter) = window_filter else {
+        let Some(row_filter) = row_filter else {
             return self
                 .scan_files(state, picked, window, &scanned, filters, limit)
                 .await;
         };
-        // The filter reads request_start, which the query may not.
-        let request_start = schema.index_of("request_start")?;
+        // The filter reads request_start and team, which the query may not.
         let wanted = scanned.len();
-        if !scanned.contains(&request_start) {
-            scanned.push(request_start);
+        for column in row_filter.column_refs() {
+            let index = schema.index_of(&column.name)?;
+            if !scanned.contains(&index) {
+                scanned.push(index);
+            }
         }
         let mut pruning = filters.to_vec();
-        pruning.push(window_filter.clone());
+        pruning.push(row_filter.clone());
         let scan = self
             .scan_files(state, picked, window, &scanned, &pruning, None)
             .await?;
         let predicate =
-            state.create_physical_expr(window_filter, &DFSchema::try_from(scan.schema())?)?;
+            state.create_physical_expr(row_filter, &DFSchema::try_from(scan.schema())?)?;
         let outputs = (scanned.len() > wanted).then(|| (0..wanted).collect());
-        // The limit applies to the rows inside the window.
+        // The limit applies to the rows that pass.
         let filtered = FilterExecBuilder::new(predicate, scan)
             .apply_projection(outputs)?
             .with_fetch(limit)

@@ -164,14 +164,20 @@ pub fn parse_duration(text: &str) -> Result<i64, String> {
 }
 
 /// The scorecard of the window ending at `end` (µs) of `length` (µs),
-/// against the window before it.
+/// against the window before it, over the rows of `teams`.
 pub async fn scorecard(
     engine: &QueryEngine,
     end: i64,
     length: i64,
     settings: &KpiSettings,
     targets: &[Target],
+    teams: &crate::TeamScope,
 ) -> Result<Vec<ScorecardLine>, QueryError> {
+    let query = KpiQuery {
+        scope: teams.clone(),
+        ..KpiQuery::default()
+    };
+    let query = &query;
     let row_for = |from: i64, to: i64| async move {
         let batches = crate::kpis(
             engine,
@@ -179,7 +185,7 @@ pub async fn scorecard(
                 from: Some(from),
                 to: Some(to),
             },
-            &KpiQuery::default(),
+            query,
             settings,
         )
         .await?;

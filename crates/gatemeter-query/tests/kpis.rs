@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use chrono::DateTime;
 use gatemeter_ingest::{import_file, FlushPolicy, IngestMetrics};
 use gatemeter_lake::Lake;
-use gatemeter_query::{KpiSettings, QueryConfig, QueryEngine, Window};
+use gatemeter_query::{KpiQuery, KpiSettings, QueryConfig, QueryEngine, TeamScope, Window};
 
 fn fixture(name: &str) -> PathBuf {
     slt::slt_dir().join("fixtures").join(name)
@@ -188,6 +188,7 @@ async fn the_scorecard_rates_the_window_against_targets_and_the_previous_window(
         hour,
         &KpiSettings::default(),
         &default_targets(),
+        &TeamScope::all(),
     )
     .await
     .expect("scorecard");
@@ -206,6 +207,7 @@ async fn the_scorecard_rates_the_window_against_targets_and_the_previous_window(
         hour,
         &KpiSettings::default(),
         &default_targets(),
+        &TeamScope::all(),
     )
     .await
     .expect("scorecard");
@@ -374,4 +376,195 @@ fn test_privacy() -> std::sync::Arc<gatemeter_schema::PrivacyPolicy> {
         gatemeter_schema::FieldHandling::KeyedHash,
         gatemeter_schema::FieldHandling::Keep,
     ))
+}
+
+/// A lake of only `team`'s events of `jsonl`.
+fn only_team(jsonl: &Path, team: &str, dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(jsonl).expect("fixture");
+    let kept: String = text
+        .lines()
+        .filter(|line| line.contains(&format!("\"team\": \"{team}\"")))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    assert!(!kept.is_empty(), "the fixture has team {team}");
+    let path = dir.join("only.jsonl");
+    std::fs::write(&path, kept).expect("write");
+    path
+}
+
+/// Rows of `sql` in `ctx` as sorted text lines, or the error's kind.
+async fn sorted_rows(ctx: &datafusion::prelude::SessionContext, sql: &str) -> Vec<String> {
+    let batches = match ctx.sql(sql).await {
+        Ok(frame) => frame.collect().await,
+        Err(e) => Err(e),
+    };
+    match batches {
+        Ok(batches) => {
+            // Where and when a row was stored differs between the two lakes;
+            // what it says does not.
+            let batches: Vec<_> = batches
+                .iter()
+                .map(|batch| {
+                    let schema = batch.schema();
+                    let kept: Vec<usize> = (0..schema.fields().len())
+                        .filter(|&i| !schema.field(i).name().starts_with('_'))
+                        .collect();
+                    batch.project(&kept).expect("projection")
+                })
+                .collect();
+            let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+                .expect("format")
+                .to_string();
+            let mut lines: Vec<String> = text
+                .lines()
+                .filter(|l| l.starts_with('|'))
+                .skip(1)
+                .map(str::to_owned)
+                .collect();
+            lines.sort();
+            lines
+        }
+        Err(e) => vec![format!(
+            "error: {}",
+            e.message().lines().next().unwrap_or("")
+        )],
+    }
+}
+
+/// Queries from a grammar of the shapes a client can write: every table and
+/// view, projections, filters, aggregates, joins, CTEs, subqueries, set
+/// operations and window functions.
+fn scoping_queries() -> Vec<String> {
+    let sources = [
+        "attempts",
+        "requests",
+        "attempts_raw",
+        "attempts_fresh_raw",
+        "attempts_compacted_raw",
+        "attempts_lake_fresh",
+        "attempts_lake_compacted",
+    ];
+    let shapes: [&dyn Fn(&str) -> String; 12] = [
+        &|t| format!("SELECT * FROM {t}"),
+        &|t| format!("SELECT count(*) AS n FROM {t}"),
+        &|t| format!("SELECT team, count(*) FROM {t} GROUP BY team"),
+        &|t| format!("SELECT * FROM {t} WHERE team <> 'a'"),
+        &|t| format!("SELECT * FROM {t} WHERE team = 'b' OR true"),
+        &|t| format!("WITH x AS (SELECT * FROM {t}) SELECT count(*), min(team), max(team) FROM x"),
+        &|t| {
+            format!("SELECT * FROM (SELECT team, request_id FROM {t}) s WHERE s.team IN ('a', 'b', 'c')")
+        },
+        &|t| format!("SELECT team FROM {t} UNION ALL SELECT team FROM attempts"),
+        &|t| format!("SELECT team FROM {t} UNION SELECT team FROM requests"),
+        &|t| {
+            format!(
+                "SELECT team, row_number() OVER (PARTITION BY team ORDER BY request_id) FROM {t}"
+            )
+        },
+        &|t| {
+            format!("SELECT x.request_id, y.team FROM {t} x JOIN requests y ON x.request_id = y.request_id")
+        },
+        &|t| {
+            format!(
+                "SELECT (SELECT count(*) FROM {t}) AS n, (SELECT max(team) FROM attempts_raw) AS m"
+            )
+        },
+    ];
+    let mut queries = Vec::new();
+    for (i, shape) in shapes.iter().enumerate() {
+        for source in sources {
+            queries.push(shape(source));
+            // The same under DISTINCT and LIMIT; which rows a LIMIT keeps
+            // is unordered, how many is not.
+            queries.push(format!("SELECT DISTINCT * FROM ({}) q", shape(source)));
+            queries.push(format!(
+                "SELECT count(*) FROM (SELECT * FROM ({}) q LIMIT {}) l",
+                shape(source),
+                1 + i
+            ));
+            queries.push(format!(
+                "SELECT * FROM ({}) q WHERE 1 = 1 OR 'b' = 'b'",
+                shape(source)
+            ));
+        }
+    }
+    queries.push("SELECT count(*) FROM information_schema.tables".into());
+    queries.push("SELECT count(*) FROM information_schema.columns".into());
+    queries
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_team_scoped_session_sees_exactly_a_lake_of_only_that_team() {
+    let full_dir = tempfile::tempdir().expect("tempdir");
+    let only_dir = tempfile::tempdir().expect("tempdir");
+    lake_from(&fixture("edge.jsonl"), full_dir.path()).await;
+    let only = only_team(&fixture("edge.jsonl"), "a", only_dir.path());
+    let only_lake = only_dir.path().join("lake");
+    lake_from(&only, &only_lake).await;
+    let full = engine(full_dir.path(), Some(fixture("prices.csv"))).await;
+    let alone = engine(&only_lake, Some(fixture("prices.csv"))).await;
+    let scope = TeamScope::only(["a".to_owned()]);
+
+    let queries = scoping_queries();
+    let windows = [
+        Window::default(),
+        Window {
+            from: Some(at("2026-11-01T10:00:00Z")),
+            to: Some(at("2026-11-01T11:00:00Z")),
+        },
+        Window {
+            from: Some(at("2026-11-01T10:30:00Z")),
+            to: None,
+        },
+    ];
+    assert!(
+        queries.len() * windows.len() >= 1000,
+        "{} queries",
+        queries.len()
+    );
+    for window in windows {
+        let scoped = full.scoped_session(window, &scope).await.expect("session");
+        let reference = alone.session(window).await.expect("session");
+        for sql in &queries {
+            let got = sorted_rows(&scoped, sql).await;
+            assert_eq!(
+                got,
+                sorted_rows(&reference, sql).await,
+                "{sql} in {window:?}"
+            );
+            assert!(
+                got.iter()
+                    .all(|row| !row.contains("| b ") && !row.contains("| c ")),
+                "{sql}: {got:?}"
+            );
+        }
+    }
+
+    // KPIs of the scoped token equal the KPIs of team a alone.
+    let window = Window {
+        from: Some(at("2026-11-01T00:00:00Z")),
+        to: Some(at("2026-11-02T00:00:00Z")),
+    };
+    for group_by in [vec![], vec!["provider".to_owned()], vec!["team".to_owned()]] {
+        let scoped_query = KpiQuery {
+            group_by: group_by.clone(),
+            scope: scope.clone(),
+            ..KpiQuery::default()
+        };
+        let plain = KpiQuery {
+            group_by,
+            ..KpiQuery::default()
+        };
+        let settings = KpiSettings::default();
+        let got = gatemeter_query::kpis(&full, window, &scoped_query, &settings)
+            .await
+            .expect("scoped kpis");
+        let want = gatemeter_query::kpis(&alone, window, &plain, &settings)
+            .await
+            .expect("kpis");
+        assert_eq!(
+            gatemeter_query::output::json_rows(&got).expect("json"),
+            gatemeter_query::output::json_rows(&want).expect("json")
+        );
+    }
 }

@@ -1,5 +1,6 @@
 //! The `gatemeter` command line.
 
+mod auth_config;
 mod commands;
 mod error;
 mod privacy;
@@ -16,7 +17,7 @@ use gatemeter_lake::FailPoint;
 use commands::{
     compact::CompactArgs, demo::DemoArgs, import::ImportArgs, ingest::IngestArgs, kpis::KpisArgs,
     migrate::MigrateArgs, produce::ProduceArgs, query::QueryArgs, rules::RulesArgs,
-    scorecard::ScorecardArgs, serve::ServeArgs,
+    scorecard::ScorecardArgs, serve::ServeArgs, token::TokenArgs,
 };
 use error::CliError;
 use settings::{FlushOptions, GlobalOptions, Settings};
@@ -57,6 +58,8 @@ enum Command {
     Compact(CompactArgs),
     /// Convert a lake of the format before Delta Lake in place, once.
     Migrate(MigrateArgs),
+    /// API tokens for HTTP and PostgreSQL (`token create`).
+    Token(TokenArgs),
 }
 
 /// The crash fail point for tests, from `GATEMETER_FAIL_POINT`
@@ -106,7 +109,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         | Command::Scorecard(_)
         | Command::Rules(_)
         | Command::Compact(_)
-        | Command::Migrate(_) => &no_flush,
+        | Command::Migrate(_)
+        | Command::Token(_) => &no_flush,
     };
     let settings = Settings::resolve(&cli.global, flush)?;
     match &cli.command {
@@ -121,6 +125,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Rules(args) => commands::rules::run(&settings, args),
         Command::Compact(args) => commands::compact::run(&settings, args).await,
         Command::Migrate(args) => commands::migrate::run(&settings, args).await,
+        Command::Token(args) => commands::token::run(args),
     }
 }
 

@@ -38,6 +38,7 @@ pub async fn api_state(
         registry,
         settings.kpi.clone(),
         targets_with(&settings.scorecard_targets)?,
+        settings.access.clone(),
     )?)
 }
 
@@ -110,8 +111,12 @@ pub async fn start_pg(
         .local_addr()
         .map_err(|e| CliError::io(address, e))?;
     let listener = listener.into_std().map_err(|e| CliError::io(address, e))?;
-    let endpoint =
-        gatemeter_pg::PgEndpoint::new(state.engine.clone(), state.executor.limits()).await?;
+    let endpoint = gatemeter_pg::PgEndpoint::new(
+        state.engine.clone(),
+        state.executor.limits(),
+        Arc::new(state.access.clone()),
+    )
+    .await?;
     let runtime = state.executor.handle().ok_or_else(|| {
         CliError::Usage("postgres endpoint: the query runtime has shut down".into())
     })?;

@@ -154,6 +154,8 @@ struct FileConfig {
     alerts: gatemeter_alerts::config::AlertsConfig,
     #[serde(default)]
     privacy: crate::privacy::PrivacyFileConfig,
+    #[serde(default)]
+    auth: crate::auth_config::AuthFileConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -265,6 +267,8 @@ pub struct Settings {
     pub scorecard_targets: BTreeMap<String, f64>,
     pub alerts: gatemeter_alerts::config::AlertsConfig,
     pub privacy: crate::privacy::PrivacySettings,
+    /// The API tokens; none: open (loopback only, unless --insecure-open).
+    pub access: gatemeter_query::access::Access,
     /// The config file the settings came from, for messages.
     pub config_path: Option<PathBuf>,
 }
@@ -437,6 +441,7 @@ impl Settings {
                 global.config.as_deref(),
                 file.privacy,
             )?,
+            access: file.auth.resolve(global.config.as_deref())?,
             config_path: global.config.clone(),
         })
     }

@@ -3,13 +3,15 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{Query, State};
-use axum::Json;
+use axum::{Extension, Json};
 use chrono::{DateTime, SecondsFormat, Utc};
+use gatemeter_query::access::Principal;
 use gatemeter_query::output::json_rows;
 use gatemeter_query::scorecard::{parse_duration, scorecard};
 use gatemeter_query::{kpis, KpiQuery, Window, DIMENSIONS};
 use serde_json::{json, Value};
 
+use crate::auth::visible;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -64,9 +66,11 @@ fn kpi_request(params: &BTreeMap<String, String>) -> Result<(Window, KpiQuery), 
 
 pub async fn get_kpis(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Query(params): Query<BTreeMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
-    let (window, query) = kpi_request(&params)?;
+    let (window, mut query) = kpi_request(&params)?;
+    query.scope = principal.teams;
     let engine = state.engine.clone();
     let settings = state.kpi_settings.clone();
     let rows = state
@@ -81,6 +85,7 @@ pub async fn get_kpis(
 
 pub async fn get_scorecard(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Query(params): Query<BTreeMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let mut length = parse_duration("24h").map_err(ApiError::BadRequest)?;
@@ -106,7 +111,7 @@ pub async fn get_scorecard(
         .executor
         .run(async move {
             engine.refresh().await?;
-            scorecard(&engine, end, length, &settings, &targets).await
+            scorecard(&engine, end, length, &settings, &targets, &principal.teams).await
         })
         .await?;
     Ok(Json(json!({
@@ -116,14 +121,31 @@ pub async fn get_scorecard(
     })))
 }
 
-pub async fn get_slo(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({"slos": state.reports().slos}))
+/// The report entries `principal` may see.
+fn visible_entries(principal: &Principal, entries: Vec<Value>) -> Vec<Value> {
+    entries
+        .into_iter()
+        .filter(|entry| visible(principal, entry))
+        .collect()
 }
 
-pub async fn get_budgets(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({"budgets": state.reports().budgets}))
+pub async fn get_slo(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Json<Value> {
+    Json(json!({"slos": visible_entries(&principal, state.reports().slos)}))
 }
 
-pub async fn get_alerts(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({"alerts": state.reports().alerts}))
+pub async fn get_budgets(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Json<Value> {
+    Json(json!({"budgets": visible_entries(&principal, state.reports().budgets)}))
+}
+
+pub async fn get_alerts(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Json<Value> {
+    Json(json!({"alerts": visible_entries(&principal, state.reports().alerts)}))
 }

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use axum::Json;
+use axum::{Extension, Json};
 use chrono::Utc;
+use gatemeter_query::access::Principal;
 use gatemeter_query::{named, Window};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -31,6 +32,7 @@ pub struct SqlRequest {
 
 pub async fn post_sql(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     body: Result<Json<SqlRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
@@ -55,9 +57,13 @@ pub async fn post_sql(
     };
     state
         .executor
-        .sql_then(state.engine.clone(), window, request.sql, move |result| {
-            respond(&result, format)
-        })
+        .sql_then(
+            state.engine.clone(),
+            window,
+            principal.teams,
+            request.sql,
+            move |result| respond(&result, format),
+        )
         .await?
 }
 
@@ -70,6 +76,7 @@ pub async fn list_queries() -> Result<Json<Value>, ApiError> {
 
 pub async fn run_named_query(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
     Query(params): Query<BTreeMap<String, String>>,
     headers: HeaderMap,
@@ -81,6 +88,7 @@ pub async fn run_named_query(
         .sql_then(
             state.engine.clone(),
             Window::default(),
+            principal.teams,
             sql,
             move |result| respond(&result, format),
         )

@@ -75,6 +75,7 @@ pub async fn run(settings: &Settings, args: &KpisArgs) -> Result<(), CliError> {
                     })
             })
             .collect::<Result<_, _>>()?,
+        scope: gatemeter_query::TeamScope::all(),
     };
     let batches = kpis(&engine, window, &query, &kpi_settings).await?;
     let text = match args.format {

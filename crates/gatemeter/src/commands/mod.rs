@@ -9,3 +9,4 @@ pub mod query;
 pub mod rules;
 pub mod scorecard;
 pub mod serve;
+pub mod token;

@@ -31,6 +31,7 @@ pub async fn run(settings: &Settings, args: &ScorecardArgs) -> Result<(), CliErr
         args.window,
         &KpiSettings::from(settings),
         &targets,
+        &gatemeter_query::TeamScope::all(),
     )
     .await?;
     match args.format {

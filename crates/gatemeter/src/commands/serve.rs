@@ -8,6 +8,7 @@ use gatemeter_lake::Lake;
 use tokio::sync::oneshot;
 use tracing::info;
 
+use crate::auth_config::check_exposure;
 use crate::error::CliError;
 use crate::service::{api_state, bind, start_alerts, start_pg, traffic_metrics};
 use crate::settings::{FlushOptions, Settings};
@@ -35,12 +36,26 @@ pub struct ServeArgs {
     pub roles: Vec<Role>,
     #[command(flatten)]
     pub flush: FlushOptions,
+    /// Serve HTTP or PostgreSQL outside loopback without API tokens.
+    #[arg(long, env = "GATEMETER_INSECURE_OPEN")]
+    pub insecure_open: bool,
 }
 
 pub async fn run(settings: &Settings, args: &ServeArgs) -> Result<(), CliError> {
     let registry = prometheus::Registry::new();
     let book = gatemeter_query::engine::load_price_book(settings.prices.as_deref())?;
     let wants = |role| args.roles.contains(&role);
+    if wants(Role::Api) {
+        check_exposure(
+            "--http-listen",
+            &settings.http_listen,
+            &settings.access,
+            args.insecure_open,
+        )?;
+        if let Some(pg) = &settings.pg_listen {
+            check_exposure("--pg-listen", pg, &settings.access, args.insecure_open)?;
+        }
+    }
     let ingest_source = match (wants(Role::Ingest), settings.kafka_source()) {
         (true, Ok(source)) => Some(source),
         (true, Err(_)) => {
