@@ -47,19 +47,27 @@ def wait_for_port(port, timeout=30.0):
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
 
 
-def http(method, url, body=None, accept=None, timeout=30):
-    """(status, content type, body bytes) of one request."""
+def http(method, url, body=None, accept=None, timeout=30, token=None, headers_out=None):
+    """(status, content type, body bytes) of one request; `token` is sent
+    as a bearer token; `headers_out`, a dict, receives the answer's headers
+    (names in lower case)."""
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method)
     if data is not None:
         request.add_header("content-type", "application/json")
     if accept:
         request.add_header("accept", accept)
+    if token:
+        request.add_header("authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.headers.get("content-type", ""), response.read()
+        response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as error:
-        return error.code, error.headers.get("content-type", ""), error.read()
+        response = error
+    with response:
+        if headers_out is not None:
+            headers_out.update({k.lower(): v for k, v in response.headers.items()})
+        status = response.status if hasattr(response, "status") else response.code
+        return status, response.headers.get("content-type", ""), response.read()
 
 
 def wait_ready(port, timeout=30.0):

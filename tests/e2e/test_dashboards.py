@@ -102,6 +102,9 @@ def test_dashboards_are_current_and_well_formed():
     sources = yaml.safe_load((provisioning / "datasources" / "gatemeter.yaml").read_text())["datasources"]
     assert {s["uid"] for s in sources} == {"gatemeter-prometheus", "gatemeter-sql"}
     assert {s["type"] for s in sources} == {"prometheus", "grafana-postgresql-datasource"}
+    # The SQL datasource logs in with a token as its password.
+    sql_source = next(s for s in sources if s["uid"] == "gatemeter-sql")
+    assert sql_source["user"] and sql_source["secureJsonData"]["password"].startswith("$")
     providers = yaml.safe_load((provisioning / "dashboards" / "gatemeter.yaml").read_text())["providers"]
     assert providers[0]["type"] == "file" and providers[0]["options"]["path"]
     # Every dashboard is listed, panel by panel, in dashboards/README.md.
