@@ -2,12 +2,14 @@
 real Kafka-protocol broker through a client we did not write (Python
 confluent-kafka), and read the lake with an engine we did not write (DuckDB)."""
 
+import contextlib
 import glob
 import json
 import os
 import pathlib
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -68,6 +70,45 @@ def http(method, url, body=None, accept=None, timeout=30, token=None, headers_ou
             headers_out.update({k.lower(): v for k, v in response.headers.items()})
         status = response.status if hasattr(response, "status") else response.code
         return status, response.headers.get("content-type", ""), response.read()
+
+
+def psql(port, sql, user="gatemeter", password=None):
+    """`sql` through Debian's psql (simple protocol), fed on stdin as a long
+    statement would not fit on a command line; no PG* variables of the
+    caller leak in. Returns the CompletedProcess."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    if password is not None:
+        env["PGPASSWORD"] = password
+    return subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-p", str(port), "-d", "gatemeter", "-U", user, "-w", "-X",
+         "-A", "-t", "-v", "ON_ERROR_STOP=1", "-f", "-"],
+        input=sql + ";\n", capture_output=True, text=True, timeout=120, env=env,
+    )
+
+
+@contextlib.contextmanager
+def serving(work, data_dir, *flags, env=None):
+    """`gatemeter serve --roles api` over `data_dir` with HTTP and PostgreSQL
+    on free loopback ports, its log in `work/serve.log` (a pipe nobody reads
+    would fill and stall it); yields {"base", "pg", "process", "log"} once
+    ready, then stops it with SIGTERM."""
+    http_port, pg_port = free_port(), free_port()
+    log_path = pathlib.Path(work) / "serve.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [gatemeter_bin(), "--data-dir", str(data_dir), "--http-listen",
+             f"127.0.0.1:{http_port}", "--pg-listen", f"127.0.0.1:{pg_port}", *map(str, flags),
+             "serve", "--roles", "api"],
+            stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, **(env or {})),
+        )
+        try:
+            wait_ready(http_port)
+            wait_for_port(pg_port)
+            yield {"base": f"http://127.0.0.1:{http_port}", "pg": pg_port,
+                   "process": process, "log": log_path}
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
 
 
 def wait_ready(port, timeout=30.0):

@@ -5,9 +5,6 @@ password and scoped with the right one, and a listener outside loopback
 refused without tokens."""
 
 import json
-import os
-import signal
-import subprocess
 
 import pytest
 
@@ -35,14 +32,7 @@ def bearer(base, path, token=None, body=None, headers_out=None):
 
 
 def psql(port, user, sql, password=None):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    if password is not None:
-        env["PGPASSWORD"] = password
-    return subprocess.run(
-        ["psql", "-h", "127.0.0.1", "-p", str(port), "-d", "gatemeter", "-U", user, "-w",
-         "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql],
-        capture_output=True, text=True, timeout=60, env=env,
-    )
+    return support.psql(port, sql, user=user, password=password)
 
 
 @pytest.fixture(scope="module")
@@ -62,23 +52,8 @@ def served(tmp_path_factory):
         entries.append(entry)
     config = work / "gatemeter.toml"
     config.write_text("\n".join(entries))
-    http_port, pg_port = support.free_port(), support.free_port()
-    log = open(work / "serve.log", "wb")
-    process = subprocess.Popen(
-        [support.gatemeter_bin(), "--config", str(config), "--data-dir", str(data_dir),
-         "--http-listen", f"127.0.0.1:{http_port}", "--pg-listen", f"127.0.0.1:{pg_port}",
-         "serve", "--roles", "api"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    try:
-        support.wait_ready(http_port)
-        support.wait_for_port(pg_port)
-        yield {"base": f"http://127.0.0.1:{http_port}", "pg": pg_port, "tokens": tokens,
-               "data_dir": data_dir}
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
-        log.close()
+    with support.serving(work, data_dir, "--config", config) as served:
+        yield {**served, "tokens": tokens, "data_dir": data_dir}
 
 
 def test_http_checks_tokens_and_roles(served):

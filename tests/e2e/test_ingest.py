@@ -150,8 +150,11 @@ def test_sigkill_at_random_points_keeps_exactly_once(broker, loaded_topic, tmp_p
 def test_import_stores_the_same_lake_as_kafka(broker, loaded_topic, tmp_path):
     kafka_lake = tmp_path / "kafka"
     import_lake = tmp_path / "import"
-    gatemeter(*ingest_args(broker, loaded_topic["topic"], kafka_lake, "g-import", "--until-caught-up"))
-    result = gatemeter("--data-dir", import_lake, "import", loaded_topic["jsonl"])
+    # Two lakes hash user ids alike only under one privacy key.
+    key = {"GATEMETER_PRIVACY_KEY": "one key for both lakes of this test"}
+    gatemeter(*ingest_args(broker, loaded_topic["topic"], kafka_lake, "g-import", "--until-caught-up"),
+              env=key)
+    result = gatemeter("--data-dir", import_lake, "import", loaded_topic["jsonl"], env=key)
     n_bad = sum(1 for _p, _o, cls in loaded_topic["delivered"] if cls)
     assert f"stored {TOTAL_MESSAGES - n_bad} events, {n_bad} dead letters" in result.stdout
     meta = "_topic, _partition, _offset, _ingested_at"
@@ -166,7 +169,7 @@ def test_import_stores_the_same_lake_as_kafka(broker, loaded_topic, tmp_path):
     assert support.query(letters.format(support.parquet_source(kafka_lake, "dead_letters"))) == \
         support.query(letters.format(support.parquet_source(import_lake, "dead_letters")))
     # Importing the same file again stores nothing twice.
-    again = gatemeter("--data-dir", import_lake, "import", loaded_topic["jsonl"])
+    again = gatemeter("--data-dir", import_lake, "import", loaded_topic["jsonl"], env=key)
     assert "stored 0 events, 0 dead letters" in again.stdout
 
 

@@ -5,13 +5,9 @@ in the data folder (Parquet data and footers, Delta log, dead letters), in
 the logs, or in any answer of the API."""
 
 import json
-import os
-import signal
-import subprocess
 
 import support
-from support import gatemeter
-from support import http
+from support import gatemeter, http
 
 CANARIES = [
     "sk-or-v1-0123c4n4ryOpenRouterQzx1",
@@ -103,19 +99,8 @@ def test_no_raw_secret_or_email_reaches_disk_logs_or_answers(tmp_path, broker, t
     for output in (ingest, imported):
         assert leaks((output.stdout + output.stderr).encode()) == []
 
-    port = support.free_port()
-    # The log goes to a file: an unread pipe would fill and stall the server.
-    log_path = tmp_path / "serve.log"
-    log = open(log_path, "wb")
-    process = subprocess.Popen(
-        [support.gatemeter_bin(), "--data-dir", str(data_dir), "--http-listen",
-         f"127.0.0.1:{port}", "serve", "--roles", "api"],
-        stdout=log, stderr=subprocess.STDOUT,
-        env={**os.environ, "GATEMETER_LOG": "info"},
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        support.wait_ready(port)
+    with support.serving(tmp_path, data_dir, env={"GATEMETER_LOG": "info"}) as served:
+        base = served["base"]
         status, _, body = http("POST", base + "/api/v1/sql", {
             "sql": "SELECT table_name FROM information_schema.tables "
                    "WHERE table_schema = 'public'"})
@@ -134,10 +119,6 @@ def test_no_raw_secret_or_email_reaches_disk_logs_or_answers(tmp_path, broker, t
         answers.append(http("GET", base + "/metrics")[2])
         for answer in answers:
             assert leaks(answer) == [], answer[:500]
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
-        log.close()
-    served = log_path.read_bytes()
-    assert b"INFO" in served, served[-500:]
-    assert leaks(served) == []
+    log = served["log"].read_bytes()
+    assert b"INFO" in log, log[-500:]
+    assert leaks(log) == []

@@ -22,7 +22,7 @@ use datafusion_postgres::pgwire::api::{
 };
 use datafusion_postgres::pgwire::error::{PgWireError, PgWireResult};
 use datafusion_postgres::pgwire::messages::PgWireBackendMessage;
-use datafusion_postgres::{DfSessionService, Parser};
+use datafusion_postgres::DfSessionService;
 use futures::Sink;
 use gatemeter_query::access::Access;
 use gatemeter_query::executor::QueryLimits;
@@ -34,6 +34,7 @@ use crate::error::timed_out;
 use crate::guard::ReadOnlyGuard;
 use crate::limits::{limit_response, limit_responses};
 use crate::login::Login;
+use crate::single_statement::SingleStatementParser;
 
 /// The handlers of one connection.
 pub struct ConnectionHandlers {
@@ -59,9 +60,14 @@ impl ConnectionHandlers {
             Arc::new(TransactionStatementHook),
         ];
         ConnectionHandlers {
-            service: Arc::new(LimitedService {
-                inner: DfSessionService::new_with_hooks(Arc::new(session), hooks),
-                limits,
+            service: Arc::new({
+                let inner = DfSessionService::new_with_hooks(Arc::new(session), hooks);
+                let parser = Arc::new(SingleStatementParser::new(inner.query_parser()));
+                LimitedService {
+                    inner,
+                    limits,
+                    parser,
+                }
             }),
             startup: Arc::new(Login::new(access, connections.clone(), slot)),
             cancel: Arc::new(DefaultCancelHandler::new(connections)),
@@ -92,6 +98,7 @@ impl PgWireServerHandlers for ConnectionHandlers {
 struct LimitedService {
     inner: DfSessionService,
     limits: QueryLimits,
+    parser: Arc<SingleStatementParser>,
 }
 
 impl LimitedService {
@@ -129,10 +136,10 @@ impl SimpleQueryHandler for LimitedService {
 #[async_trait]
 impl ExtendedQueryHandler for LimitedService {
     type Statement = <DfSessionService as ExtendedQueryHandler>::Statement;
-    type QueryParser = Parser;
+    type QueryParser = SingleStatementParser;
 
     fn query_parser(&self) -> Arc<Self::QueryParser> {
-        self.inner.query_parser()
+        self.parser.clone()
     }
 
     async fn do_query<C>(

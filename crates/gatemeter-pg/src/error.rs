@@ -59,6 +59,11 @@ pub fn result_too_large(max_bytes: usize) -> PgWireError {
     )
 }
 
+/// SQLSTATE 42601 `syntax_error`.
+pub fn syntax_error(message: &str) -> PgWireError {
+    user_error("42601", message.to_owned())
+}
+
 /// SQLSTATE XX000 with no internal detail; the detail goes to the log.
 pub fn server_error(error: &dyn std::fmt::Display) -> PgWireError {
     tracing::error!(%error, "pg endpoint");

@@ -23,6 +23,7 @@ mod error;
 pub mod guard;
 pub mod limits;
 pub mod login;
+mod single_statement;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -11,11 +11,15 @@ use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::common::{exec_err, Result, ScalarValue};
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 
 /// The longest string these functions return, in characters.
 pub const MAX_STRING_RESULT_CHARS: i64 = 1 << 20;
+/// The most characters one call may return over all the rows of a batch:
+/// each value under the limit, a batch of thousands of them would still be
+/// gigabytes (`repeat(…, 1000000)` over 1,000 rows).
+pub const MAX_BATCH_RESULT_CHARS: i64 = 32 << 20;
 
 /// How the result length follows from the arguments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -30,6 +34,11 @@ enum ResultLength {
 struct Bounded {
     inner: Arc<ScalarUDF>,
     length: ResultLength,
+    /// The built-in's signature, volatile: a call on constants is then
+    /// evaluated per batch (where the batch bound applies) instead of once
+    /// at planning, whose result a projection would copy into every row of
+    /// a batch before any limit sees it.
+    signature: Signature,
 }
 
 /// The bounded `repeat`, `lpad` and `rpad`, to register over the built-ins.
@@ -41,7 +50,15 @@ pub fn bounded_string_functions() -> Vec<ScalarUDF> {
         (unicode::rpad(), ResultLength::Pad),
     ]
     .into_iter()
-    .map(|(inner, length)| ScalarUDF::from(Bounded { inner, length }))
+    .map(|(inner, length)| {
+        let mut signature = inner.signature().clone();
+        signature.volatility = Volatility::Volatile;
+        ScalarUDF::from(Bounded {
+            inner,
+            length,
+            signature,
+        })
+    })
     .collect()
 }
 
@@ -91,7 +108,7 @@ impl ScalarUDFImpl for Bounded {
     }
 
     fn signature(&self) -> &Signature {
-        self.inner.signature()
+        &self.signature
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
@@ -116,6 +133,14 @@ impl ScalarUDFImpl for Bounded {
             return exec_err!(
                 "{}: a result of {length} characters is over the limit of {MAX_STRING_RESULT_CHARS}",
                 self.inner.name()
+            );
+        }
+        let batch = length.saturating_mul(args.number_rows as i64);
+        if batch > MAX_BATCH_RESULT_CHARS {
+            return exec_err!(
+                "{}: {} rows of up to {length} characters are over the limit of {MAX_BATCH_RESULT_CHARS} characters a batch",
+                self.inner.name(),
+                args.number_rows
             );
         }
         self.inner.invoke_with_args(args)
@@ -145,6 +170,9 @@ mod tests {
             "SELECT length(repeat('x', 1000000000))",
             "SELECT length(repeat(repeat('ab', 1000), 1000))",
             "SELECT lpad('x', n) FROM (VALUES (1), (5000000)) AS t(n)",
+            // Each value under the bound, the batch of them over it.
+            "SELECT length(repeat('x', 1000000)) FROM generate_series(1, 100)",
+            "SELECT repeat('x', 1000000) FROM generate_series(1, 100)",
         ] {
             let error = run(sql).await.expect_err(sql).to_string();
             assert!(error.contains("over the limit"), "{sql}: {error}");

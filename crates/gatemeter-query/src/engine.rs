@@ -543,6 +543,9 @@ impl QueryEngine {
         for function in crate::bounded_strings::bounded_string_functions() {
             ctx.register_udf(function);
         }
+        for function in crate::bounded_aggregates::bounded_aggregates() {
+            ctx.register_udaf(function);
+        }
         for (name, body) in VIEWS {
             register_view(ctx, name, body).await?;
         }

@@ -43,6 +43,11 @@ fn verb(statement: &impl std::fmt::Display) -> String {
 /// or minutes of planning; dashboards and reports stay far below it.
 pub const MAX_NESTING: usize = 256;
 
+/// The longest literal a statement may hold. A constant is copied into
+/// every row of a batch (8,192 rows) before any limit sees the result, so
+/// a megabyte literal would be gigabytes.
+pub const MAX_LITERAL_BYTES: usize = 64 << 10;
+
 fn too_complex(what: &str, depth: usize) -> QueryError {
     QueryError::BadSql(format!(
         "statement too complex: {what} nested deeper than {MAX_NESTING} (found {depth})"
@@ -73,7 +78,15 @@ struct ReadOnlyVisitor {
 impl Visitor for ReadOnlyVisitor {
     type Break = QueryError;
 
-    fn pre_visit_expr(&mut self, _expr: &Expr) -> ControlFlow<QueryError> {
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<QueryError> {
+        if let Expr::Value(value) = expr {
+            let length = value.to_string().len();
+            if length > MAX_LITERAL_BYTES {
+                return ControlFlow::Break(QueryError::BadSql(format!(
+                    "a literal of {length} bytes is over the limit of {MAX_LITERAL_BYTES}"
+                )));
+            }
+        }
         self.expression_depth += 1;
         if self.expression_depth > MAX_NESTING {
             return ControlFlow::Break(too_complex("expressions", self.expression_depth));
@@ -252,6 +265,10 @@ mod tests {
             (
                 vec!["SELECT 1"; 2000].join(" UNION ALL ").as_str(),
                 "too complex",
+            ),
+            (
+                format!("SELECT '{}'", "x".repeat(70_000)).as_str(),
+                "over the limit",
             ),
         ] {
             let error = check_read_only(sql).expect_err(sql).to_string();
