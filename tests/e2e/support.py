@@ -169,6 +169,15 @@ def generate_events(path, requests, seed=1, start="2026-11-01T00:00:00Z", extra=
         return [line.rstrip(b"\n") for line in f if line.strip()]
 
 
+def imported_lake(work, requests, seed, start="2026-11-01T10:00:00Z"):
+    """A lake at `work/lake` of `requests` synthetic requests, imported."""
+    events = pathlib.Path(work) / "events.jsonl"
+    generate_events(events, requests=requests, seed=seed, start=start)
+    data_dir = pathlib.Path(work) / "lake"
+    gatemeter("--data-dir", data_dir, "import", events)
+    return data_dir
+
+
 BAD_CLASSES = [
     "invalid_json", "not_an_object", "missing_field", "wrong_type", "invalid_enum",
     "bad_timestamp", "out_of_range", "unsupported_version", "oversize",

@@ -38,10 +38,7 @@ def psql(port, user, sql, password=None):
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     work = tmp_path_factory.mktemp("auth")
-    events = work / "events.jsonl"
-    support.generate_events(events, requests=1500, seed=41, start="2026-11-01T10:00:00Z")
-    data_dir = work / "lake"
-    gatemeter("--data-dir", data_dir, "import", events)
+    data_dir = support.imported_lake(work, requests=1500, seed=41)
     tokens = {}
     entries = []
     for token_id, role, teams in [("viewer-search", "viewer", [TEAM]),

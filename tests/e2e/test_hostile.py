@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 import support
-from support import gatemeter, http
+from support import http
 from test_api import tree_digest
 
 MEMORY_LIMIT_MB = 128
@@ -96,10 +96,7 @@ def rss_mb(pid):
 @pytest.fixture(scope="module")
 def target(tmp_path_factory):
     work = tmp_path_factory.mktemp("hostile")
-    events = work / "events.jsonl"
-    support.generate_events(events, requests=2000, seed=5, start="2026-11-01T10:00:00Z")
-    data_dir = work / "lake"
-    gatemeter("--data-dir", data_dir, "import", events)
+    data_dir = support.imported_lake(work, requests=2000, seed=5)
     with support.serving(work, data_dir, "--query-timeout-ms", TIMEOUT_MS,
                          "--query-memory-limit-mb", MEMORY_LIMIT_MB, "--query-max-result-mb", 16,
                          "--query-column-cache-mb", 0) as served:
