@@ -157,6 +157,7 @@ impl TableProvider for LiveLakeTable {
         // cost time. The team filter of a scoped session always applies.
         let window_filter =
             window_predicate(window).filter(|_| picked.iter().any(|file| !window.contains(file)));
+        let team_filter_applies = team_filter.is_some();
         let row_filter = match (window_filter, team_filter) {
             (Some(window), Some(teams)) => Some(window.and(teams)),
             (one, other) => one.or(other),
@@ -178,7 +179,16 @@ impl TableProvider for LiveLakeTable {
                 scanned.push(index);
             }
         }
-        let mut pruning = filters.to_vec();
+        // A scoped session's scan evaluates nothing of the query's own
+        // before the team filter: Parquet would apply pushed-down filters to
+        // every row it reads, and one failing on another team's value
+        // (`CAST(team AS INT)`) would name that value in its error. The
+        // query's filters still run, above the scan.
+        let mut pruning = if team_filter_applies {
+            Vec::new()
+        } else {
+            filters.to_vec()
+        };
         pruning.push(row_filter.clone());
         let scan = self
             .scan_files(state, picked, window, &scanned, &pruning, None)

@@ -444,7 +444,7 @@ fn scoping_queries() -> Vec<String> {
         "attempts_lake_fresh",
         "attempts_lake_compacted",
     ];
-    let shapes: [&dyn Fn(&str) -> String; 12] = [
+    let shapes: [&dyn Fn(&str) -> String; 14] = [
         &|t| format!("SELECT * FROM {t}"),
         &|t| format!("SELECT count(*) AS n FROM {t}"),
         &|t| format!("SELECT team, count(*) FROM {t} GROUP BY team"),
@@ -469,6 +469,10 @@ fn scoping_queries() -> Vec<String> {
                 "SELECT (SELECT count(*) FROM {t}) AS n, (SELECT max(team) FROM attempts_raw) AS m"
             )
         },
+        // Side channels: a filter that fails on another team's value would
+        // name it in its error, or fail only if such a row were read.
+        &|t| format!("SELECT * FROM {t} WHERE CAST(team AS INT) = 1"),
+        &|t| format!("SELECT * FROM {t} WHERE 1 / (CASE WHEN team = 'b' THEN 0 ELSE 1 END) = 1"),
     ];
     let mut queries = Vec::new();
     for (i, shape) in shapes.iter().enumerate() {
