@@ -178,7 +178,12 @@ mod tests {
         let fin = access.bearer("gmt_fin").expect("known");
         assert_eq!((fin.token_id.as_str(), fin.role), ("fin", Role::Finance));
         assert_eq!(fin.teams, TeamScope::only(["search".to_owned()]));
-        assert!(access.bearer("gmt_ops").expect("known").teams.is_all());
+        assert!(access
+            .bearer("gmt_ops")
+            .expect("known")
+            .teams
+            .teams()
+            .is_none());
         assert_eq!(access.bearer("gmt_nope"), None);
         assert_eq!(access.bearer(""), None);
         assert_eq!(

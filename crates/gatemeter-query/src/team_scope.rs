@@ -24,10 +24,6 @@ impl TeamScope {
         TeamScope(Some(Arc::new(teams.into_iter().collect())))
     }
 
-    pub fn is_all(&self) -> bool {
-        self.0.is_none()
-    }
-
     /// The teams of a scoped session; `None` for all.
     pub fn teams(&self) -> Option<&BTreeSet<String>> {
         self.0.as_deref()

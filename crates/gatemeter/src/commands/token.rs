@@ -48,8 +48,7 @@ pub fn run(args: &TokenArgs) -> Result<(), CliError> {
         ));
     }
     let token = format!("gmt_{}", crate::random::random_hex(32)?);
-    let salt = hex::decode(crate::random::random_hex(16)?)
-        .map_err(|e| CliError::Usage(format!("salt: {e}")))?;
+    let salt = crate::random::random_bytes(16)?;
     let salted = gatemeter_pg::login::salted_password(&token, &salt);
     let teams = if create.teams.is_empty() {
         String::new()
