@@ -7,7 +7,7 @@ GATEMETER_SETUP="${GATEMETER_SETUP:-all}"
 
 APT_PACKAGES=(build-essential pkg-config zlib1g-dev libssl-dev python3)
 # Real peers the tests start: Prometheus, promtool and Alertmanager.
-TEST_APT_PACKAGES=(prometheus prometheus-alertmanager postgresql-client)
+TEST_APT_PACKAGES=(prometheus prometheus-alertmanager postgresql-client openssl)
 PY_PACKAGES=(duckdb==2.0.0 "psycopg[binary]==3.3.9" confluent-kafka==2.16.1 pytest==9.2.0 pyarrow==26.0.1 openapi-spec-validator==0.9.0 pyyaml==6.0.3 deltalake==1.6.6 moto[server]==5.2.5)
 TANSU_VERSION=0.6.0
 VENV="${GATEMETER_VENV:-$HOME/.cache/gatemeter-venv}"

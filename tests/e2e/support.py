@@ -49,10 +49,11 @@ def wait_for_port(port, timeout=30.0):
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
 
 
-def http(method, url, body=None, accept=None, timeout=30, token=None, headers_out=None):
+def http(method, url, body=None, accept=None, timeout=30, token=None, headers_out=None,
+         tls=None):
     """(status, content type, body bytes) of one request; `token` is sent
     as a bearer token; `headers_out`, a dict, receives the answer's headers
-    (names in lower case)."""
+    (names in lower case); `tls`, an ssl.SSLContext, for https URLs."""
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method)
     if data is not None:
@@ -62,7 +63,7 @@ def http(method, url, body=None, accept=None, timeout=30, token=None, headers_ou
     if token:
         request.add_header("authorization", f"Bearer {token}")
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)
+        response = urllib.request.urlopen(request, timeout=timeout, context=tls)
     except urllib.error.HTTPError as error:
         response = error
     with response:
@@ -72,13 +73,15 @@ def http(method, url, body=None, accept=None, timeout=30, token=None, headers_ou
         return status, response.headers.get("content-type", ""), response.read()
 
 
-def psql(port, sql, user="gatemeter", password=None):
+def psql(port, sql, user="gatemeter", password=None, ssl=None):
     """`sql` through Debian's psql (simple protocol), fed on stdin as a long
     statement would not fit on a command line; no PG* variables of the
-    caller leak in. Returns the CompletedProcess."""
+    caller leak in. `ssl`: libpq TLS variables (PGSSLMODE, PGSSLROOTCERT).
+    Returns the CompletedProcess."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     if password is not None:
         env["PGPASSWORD"] = password
+    env.update(ssl or {})
     return subprocess.run(
         ["psql", "-h", "127.0.0.1", "-p", str(port), "-d", "gatemeter", "-U", user, "-w", "-X",
          "-A", "-t", "-v", "ON_ERROR_STOP=1", "-f", "-"],
@@ -87,11 +90,12 @@ def psql(port, sql, user="gatemeter", password=None):
 
 
 @contextlib.contextmanager
-def serving(work, data_dir, *flags, env=None):
+def serving(work, data_dir, *flags, env=None, tls=None):
     """`gatemeter serve --roles api` over `data_dir` with HTTP and PostgreSQL
     on free loopback ports, its log in `work/serve.log` (a pipe nobody reads
     would fill and stall it); yields {"base", "pg", "process", "log"} once
-    ready, then stops it with SIGTERM."""
+    ready, then stops it with SIGTERM. `tls`: an ssl.SSLContext trusting the
+    certificate the flags give it (the base URL is then https)."""
     http_port, pg_port = free_port(), free_port()
     log_path = pathlib.Path(work) / "serve.log"
     with open(log_path, "wb") as log:
@@ -102,20 +106,23 @@ def serving(work, data_dir, *flags, env=None):
             stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, **(env or {})),
         )
         try:
-            wait_ready(http_port)
+            wait_ready(http_port, tls=tls)
             wait_for_port(pg_port)
-            yield {"base": f"http://127.0.0.1:{http_port}", "pg": pg_port,
+            scheme = "https" if tls else "http"
+            yield {"base": f"{scheme}://127.0.0.1:{http_port}", "pg": pg_port,
                    "process": process, "log": log_path}
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=30)
 
 
-def wait_ready(port, timeout=30.0):
-    """Waits until gatemeter on `port` answers /readyz with 200."""
+def wait_ready(port, timeout=30.0, tls=None):
+    """Waits until gatemeter on `port` answers /readyz with 200 (over
+    https with the ssl.SSLContext `tls`)."""
     wait_for_port(port, timeout)
     deadline = time.time() + timeout
-    while http("GET", f"http://127.0.0.1:{port}/readyz")[0] != 200:
+    scheme = "https" if tls else "http"
+    while http("GET", f"{scheme}://127.0.0.1:{port}/readyz", tls=tls)[0] != 200:
         assert time.time() < deadline, "never ready"
         time.sleep(0.1)
 

@@ -3,7 +3,7 @@
 //! `/metrics` needs `admin` unless `open_metrics`; SQL and the named queries
 //! need `finance`; everything else `viewer`. The caller's [`Principal`]
 //! rides in the request for the handlers, whose queries read only its
-//! teams' rows.
+//! teams' rows, and in the response for the audit log.
 
 use axum::extract::{Request, State};
 use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
@@ -65,17 +65,21 @@ pub async fn authenticate(
         );
         return response;
     };
-    if principal.role < needed {
-        return ApiError::Forbidden(format!(
+    let mut response = if principal.role < needed {
+        ApiError::Forbidden(format!(
             "token `{}` has role {}; this endpoint needs {}",
             principal.token_id,
             principal.role.as_str(),
             needed.as_str()
         ))
-        .into_response();
-    }
-    request.extensions_mut().insert(principal);
-    next.run(request).await
+        .into_response()
+    } else {
+        request.extensions_mut().insert(principal.clone());
+        next.run(request).await
+    };
+    // For the audit line around this layer.
+    response.extensions_mut().insert(principal);
+    response
 }
 
 /// Whether a report entry (an SLO, budget or alert) belongs to the

@@ -10,6 +10,7 @@ use gatemeter_query::output::{csv, json_rows};
 use gatemeter_query::QueryError;
 use serde_json::json;
 
+use crate::audit::ResultRows;
 use crate::error::ApiError;
 
 pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
@@ -48,7 +49,15 @@ pub fn negotiate(headers: &HeaderMap) -> Result<Format, ApiError> {
     )))
 }
 
+/// `result` encoded as `format`, carrying its row count for the audit log.
 pub fn respond(result: &QueryResult, format: Format) -> Result<Response, ApiError> {
+    let rows: usize = result.batches.iter().map(|batch| batch.num_rows()).sum();
+    let mut response = encode(result, format)?;
+    response.extensions_mut().insert(ResultRows(rows as u64));
+    Ok(response)
+}
+
+fn encode(result: &QueryResult, format: Format) -> Result<Response, ApiError> {
     match format {
         Format::Json => {
             let columns: Vec<_> = result

@@ -3,6 +3,7 @@
 //! and the OpenAPI document of all of it. The router is built from one
 //! table of endpoints, which the OpenAPI test compares with the document.
 
+pub mod audit;
 pub mod auth;
 pub mod encode;
 pub mod error;
@@ -68,6 +69,10 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            audit::record,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             http_metrics::track,
         ))
         .with_state(state)
@@ -80,14 +85,15 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
     ))
 }
 
-/// Serves the API on `listener` until `shutdown` completes, then finishes
-/// the requests in flight.
+/// Serves the API on `listener` (over TLS when `tls` is given) until
+/// `shutdown` completes, then finishes the requests in flight.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    listener::serve_router(listener, router(state), shutdown).await
+    listener::serve_router(listener, router(state), tls, shutdown).await
 }
 
 #[cfg(test)]
@@ -96,6 +102,8 @@ mod tests {
 
     use axum::body::Body;
     use axum::http::{Method, Request, StatusCode};
+    use gatemeter_query::access::{token_sha256, Access, Credential, Role};
+    use gatemeter_query::audit::{AuditConfig, AuditLog};
     use gatemeter_query::executor::{QueryExecutor, QueryLimits};
     use gatemeter_query::{KpiSettings, QueryConfig, QueryEngine};
     use tower::ServiceExt;
@@ -103,6 +111,10 @@ mod tests {
     use super::*;
 
     async fn state(dir: &std::path::Path) -> AppState {
+        state_with(dir, Access::default(), AuditLog::disabled()).await
+    }
+
+    async fn state_with(dir: &std::path::Path, access: Access, audit: AuditLog) -> AppState {
         let engine = QueryEngine::open(QueryConfig {
             data_dir: dir.to_path_buf(),
             ..QueryConfig::default()
@@ -116,7 +128,8 @@ mod tests {
             prometheus::Registry::new(),
             KpiSettings::default(),
             gatemeter_query::scorecard::default_targets(),
-            gatemeter_query::access::Access::default(),
+            access,
+            Arc::new(audit),
         )
         .expect("state")
     }
@@ -127,12 +140,24 @@ mod tests {
         path: &str,
         body: &str,
     ) -> (StatusCode, serde_json::Value) {
-        let request = Request::builder()
+        call_as(state, None, method, path, body).await
+    }
+
+    async fn call_as(
+        state: &AppState,
+        token: Option<&str>,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> (StatusCode, serde_json::Value) {
+        let mut request = Request::builder()
             .method(Method::from_bytes(method.to_uppercase().as_bytes()).expect("method"))
             .uri(path.replace("{name}", "unpriced_attempts"))
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_owned()))
-            .expect("request");
+            .header("content-type", "application/json");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request = request.body(Body::from(body.to_owned())).expect("request");
         let response = router(state.clone())
             .oneshot(request)
             .await
@@ -199,5 +224,100 @@ mod tests {
         );
         let (status, _) = call(&state, "get", "/api/v1/nowhere", "").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_audit_log_records_who_ran_what_and_the_refusals() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let token = |id: &str, role| Credential {
+            id: id.to_owned(),
+            role,
+            teams: Some(vec!["search".to_owned()]),
+            sha256: token_sha256(&format!("secret-{id}")),
+            scram: None,
+        };
+        let access = Access::new(
+            vec![token("fin", Role::Finance), token("view", Role::Viewer)],
+            false,
+        );
+        let path = dir.path().join("audit.log");
+        let audit = AuditLog::open(AuditConfig {
+            path: path.clone(),
+            max_bytes: AuditConfig::DEFAULT_MAX_BYTES,
+            keep: 1,
+        })
+        .expect("audit log");
+        let state = state_with(dir.path(), access, audit).await;
+        state.set_ready(true);
+        let sql = r#"{"sql": "SELECT 1 AS one UNION ALL SELECT 2"}"#;
+        assert_eq!(
+            call_as(&state, Some("secret-fin"), "post", "/api/v1/sql", sql)
+                .await
+                .0,
+            StatusCode::OK
+        );
+        let bad = r#"{"sql": "DROP TABLE attempts"}"#;
+        assert_eq!(
+            call_as(&state, Some("secret-fin"), "post", "/api/v1/sql", bad)
+                .await
+                .0,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            call_as(&state, Some("secret-view"), "post", "/api/v1/sql", sql)
+                .await
+                .0,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            call_as(&state, Some("wrong"), "get", "/api/v1/kpis", "")
+                .await
+                .0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(call(&state, "get", "/healthz", "").await.0, StatusCode::OK);
+
+        let text = std::fs::read_to_string(&path).expect("audit log");
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("JSON line"))
+            .collect();
+        let summary: Vec<_> = lines
+            .iter()
+            .map(|line| {
+                (
+                    line["endpoint"].as_str().unwrap_or_default().to_owned(),
+                    line["token_id"].as_str().map(str::to_owned),
+                    line["status"].as_str().unwrap_or_default().to_owned(),
+                    line["rows"].as_u64(),
+                )
+            })
+            .collect();
+        let fin = Some("fin".to_owned());
+        assert_eq!(
+            summary,
+            [
+                (
+                    "POST /api/v1/sql".to_owned(),
+                    fin.clone(),
+                    "200".to_owned(),
+                    Some(2)
+                ),
+                ("POST /api/v1/sql".to_owned(), fin, "400".to_owned(), None),
+                (
+                    "POST /api/v1/sql".to_owned(),
+                    Some("view".to_owned()),
+                    "403".to_owned(),
+                    None
+                ),
+                ("GET /api/v1/kpis".to_owned(), None, "401".to_owned(), None),
+            ]
+        );
+        assert_eq!(lines[0]["sql"], "SELECT 1 AS one UNION ALL SELECT 2");
+        assert_eq!(lines[1]["sql"], "DROP TABLE attempts");
+        assert_eq!(lines[0]["teams"], serde_json::json!(["search"]));
+        assert_eq!(lines[0]["role"], "finance");
+        assert!(lines[0]["bytes"].as_u64().unwrap_or_default() > 0);
+        assert!(!text.contains("secret-"), "tokens never reach the log");
     }
 }

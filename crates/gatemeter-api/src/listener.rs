@@ -2,19 +2,26 @@
 //! client that opens a connection and never finishes its headers, or sends
 //! its body a byte a minute, would hold a connection and a task forever;
 //! here both are dropped after a bound, and stopping waits for the
-//! requests in flight.
+//! requests in flight. With a certificate configured, every connection is
+//! TLS (docs/security.md, "TLS").
 
+use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::routing::future::RouteFuture;
 use axum::Router;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::TlsAcceptor;
+use tower::Service;
 
 use crate::error::ApiError;
 
@@ -54,11 +61,49 @@ pub async fn read_body_in_time(request: Request, next: Next) -> Response {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then finishes
-/// the requests in flight (for up to [`DRAIN_TIMEOUT`]).
+/// The router for one connection: it hands each request the peer's address
+/// (as axum's [`ConnectInfo`], for the audit log).
+#[derive(Clone)]
+struct ConnectionService {
+    router: Router,
+    peer: SocketAddr,
+}
+
+impl hyper::service::Service<hyper::Request<Incoming>> for ConnectionService {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = RouteFuture<Infallible>;
+
+    fn call(&self, mut request: hyper::Request<Incoming>) -> Self::Future {
+        request.extensions_mut().insert(ConnectInfo(self.peer));
+        // A router is always ready.
+        self.router.clone().call(request.map(Body::new))
+    }
+}
+
+/// Serves HTTP/1.1 on one accepted connection (plain or TLS) until it
+/// closes or stopping has drained it.
+async fn serve_connection<I>(io: I, service: ConnectionService, watcher: Watcher)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = service.peer;
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(io), service);
+    if let Err(error) = watcher.watch(connection).await {
+        tracing::debug!(%error, %peer, "http: connection ended");
+    }
+}
+
+/// Serves `router` on `listener` (over TLS when `tls` is given) until
+/// `shutdown` completes, then finishes the requests in flight (for up to
+/// [`DRAIN_TIMEOUT`]).
 pub async fn serve_router(
     listener: tokio::net::TcpListener,
     router: Router,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
@@ -76,17 +121,21 @@ pub async fn serve_router(
                 }
             },
         };
-        let connection = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .serve_connection(
-                TokioIo::new(stream),
-                TowerToHyperService::new(router.clone()),
-            );
-        let connection = graceful.watch(connection);
+        let service = ConnectionService {
+            router: router.clone(),
+            peer,
+        };
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, %peer, "http: connection ended");
+            let Some(tls) = tls else {
+                return serve_connection(stream, service, watcher).await;
+            };
+            // The handshake is bounded like the headers that follow it.
+            match tokio::time::timeout(HEADER_READ_TIMEOUT, tls.accept(stream)).await {
+                Ok(Ok(stream)) => serve_connection(stream, service, watcher).await,
+                Ok(Err(error)) => tracing::debug!(%error, %peer, "http: TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "http: TLS handshake timed out"),
             }
         });
     }

@@ -2,14 +2,19 @@
 //! methods are exactly the router's endpoints.
 
 use axum::Json;
+use gatemeter_query::access::Access;
 use gatemeter_query::{DIMENSIONS, KPI_NAMES};
 use serde_json::{json, Map, Value};
+
+use crate::auth::required_role;
 
 fn error_responses(codes: &[&str]) -> Map<String, Value> {
     let mut responses = Map::new();
     for code in codes {
         let description = match *code {
             "400" => "Bad parameter or query; `error.message` says which.",
+            "401" => "No valid API token: send `Authorization: Bearer <token>`.",
+            "403" => "The token's role is below the one this endpoint needs.",
             "404" => "No such named query.",
             "406" => "None of the accepted media types can be produced.",
             "413" => "The result has more rows than the cap, or the query needs more memory than its limit.",
@@ -46,7 +51,48 @@ fn result_content() -> Value {
     })
 }
 
+/// Marks each operation that needs a token (with tokens configured) with
+/// the bearer scheme, the role it needs and its 401 and 403 answers.
+fn add_security(document: &mut Value) {
+    let access = Access::default();
+    let Some(paths) = document["paths"].as_object_mut() else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(role) = required_role(path, &access) else {
+            continue;
+        };
+        let Some(operations) = item.as_object_mut() else {
+            continue;
+        };
+        for operation in operations.values_mut() {
+            let note = format!(
+                " Needs a token of role `{}` or above when tokens are configured.",
+                role.as_str()
+            );
+            if let Some(Value::String(summary)) = operation.get_mut("summary") {
+                summary.push_str(&note);
+            }
+            operation["security"] = json!([{"bearerAuth": []}]);
+            if let Some(responses) = operation["responses"].as_object_mut() {
+                responses.extend(error_responses(&["401", "403"]));
+            }
+        }
+    }
+    document["components"]["securitySchemes"] = json!({"bearerAuth": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API token from `gatemeter token create` (docs/security.md)."
+    }});
+}
+
 pub fn document() -> Value {
+    let mut document = unsecured_document();
+    add_security(&mut document);
+    document
+}
+
+fn unsecured_document() -> Value {
     let mut kpi_params = vec![
         query_param(
             "from",
@@ -158,7 +204,7 @@ pub fn document() -> Value {
         },
         "components": {"schemas": {
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
-                "code": {"type": "string", "enum": ["bad_parameter", "bad_query", "forbidden_statement", "not_found", "not_acceptable", "resources_exhausted", "too_many_rows", "timeout", "internal"]},
+                "code": {"type": "string", "enum": ["bad_parameter", "bad_query", "forbidden_statement", "not_found", "not_acceptable", "unauthorized", "forbidden", "body_too_large", "body_timeout", "resources_exhausted", "too_many_rows", "result_too_large", "timeout", "internal"]},
                 "message": {"type": "string"}
             }}}},
             "KpiRow": {"type": "object", "properties": kpi_properties, "additionalProperties": true},
@@ -213,5 +259,21 @@ mod tests {
             .map(|e| (e.method.to_owned(), e.path.to_owned()))
             .collect();
         assert_eq!(documented, served);
+    }
+
+    #[test]
+    fn operations_behind_a_token_say_so() {
+        let doc = document();
+        let sql = &doc["paths"]["/api/v1/sql"]["post"];
+        assert_eq!(sql["security"], json!([{"bearerAuth": []}]));
+        assert!(sql["responses"]["401"].is_object() && sql["responses"]["403"].is_object());
+        assert!(sql["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("`finance`")));
+        assert!(doc["paths"]["/healthz"]["get"].get("security").is_none());
+        assert_eq!(
+            doc["components"]["securitySchemes"]["bearerAuth"]["scheme"],
+            "bearer"
+        );
     }
 }

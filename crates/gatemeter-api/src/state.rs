@@ -1,10 +1,12 @@
 //! What every handler shares: the query engine and its executor, the
-//! metrics registry, readiness, KPI settings and the alert reports.
+//! metrics registry, readiness, KPI settings, the alert reports, the tokens
+//! and the audit log.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use gatemeter_query::access::Access;
+use gatemeter_query::audit::AuditLog;
 use gatemeter_query::executor::QueryExecutor;
 use gatemeter_query::scorecard::Target;
 use gatemeter_query::{KpiSettings, QueryEngine};
@@ -29,6 +31,8 @@ pub struct AppStateInner {
     pub http_metrics: HttpMetrics,
     /// The configured API tokens; none: open.
     pub access: Access,
+    /// Where each request is recorded; shared with the PostgreSQL endpoint.
+    pub audit: Arc<AuditLog>,
     ready: AtomicBool,
     reports: RwLock<Reports>,
 }
@@ -51,6 +55,7 @@ impl AppState {
         kpi_settings: KpiSettings,
         scorecard_targets: Vec<Target>,
         access: Access,
+        audit: Arc<AuditLog>,
     ) -> Result<AppState, prometheus::Error> {
         let http_metrics = HttpMetrics::register(&registry)?;
         Ok(AppState(Arc::new(AppStateInner {
@@ -61,6 +66,7 @@ impl AppState {
             scorecard_targets,
             http_metrics,
             access,
+            audit,
             ready: AtomicBool::new(false),
             reports: RwLock::new(Reports::default()),
         })))

@@ -1,7 +1,7 @@
 //! One client connection: its own session (the shared tables and catalog,
 //! a memory pool of its own), datafusion-postgres answering the protocol
-//! and the catalog queries clients send, our guard in front of it and our
-//! limits around it.
+//! and the catalog queries clients send, our guard in front of it, our
+//! limits around it and an audit line per statement.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -25,11 +25,13 @@ use datafusion_postgres::pgwire::messages::PgWireBackendMessage;
 use datafusion_postgres::DfSessionService;
 use futures::Sink;
 use gatemeter_query::access::Access;
+use gatemeter_query::audit::AuditLog;
 use gatemeter_query::executor::QueryLimits;
 use gatemeter_query::team_scope::ScopeSlot;
 use gatemeter_query::QueryEngine;
 use tokio::time::Instant;
 
+use crate::audit::{sqlstate, PendingAudit};
 use crate::error::timed_out;
 use crate::guard::ReadOnlyGuard;
 use crate::limits::{limit_response, limit_responses};
@@ -48,10 +50,15 @@ impl ConnectionHandlers {
     pub fn new(
         (session, slot): (SessionContext, ScopeSlot),
         engine: Arc<QueryEngine>,
-        limits: QueryLimits,
-        connections: Arc<ConnectionManager>,
-        access: Arc<Access>,
+        endpoint: &EndpointShared,
     ) -> ConnectionHandlers {
+        let EndpointShared {
+            limits,
+            connections,
+            access,
+            audit,
+            tls_required,
+        } = endpoint;
         // The guard first; no cursor hook, whose statements would run
         // outside the limits.
         let hooks: Vec<Arc<dyn QueryHook>> = vec![
@@ -65,12 +72,20 @@ impl ConnectionHandlers {
                 let parser = Arc::new(SingleStatementParser::new(inner.query_parser()));
                 LimitedService {
                     inner,
-                    limits,
+                    limits: *limits,
                     parser,
+                    access: access.clone(),
+                    audit: audit.clone(),
                 }
             }),
-            startup: Arc::new(Login::new(access, connections.clone(), slot)),
-            cancel: Arc::new(DefaultCancelHandler::new(connections)),
+            startup: Arc::new(Login::new(
+                access.clone(),
+                connections.clone(),
+                slot,
+                audit.clone(),
+                *tls_required,
+            )),
+            cancel: Arc::new(DefaultCancelHandler::new(connections.clone())),
         }
     }
 }
@@ -93,12 +108,24 @@ impl PgWireServerHandlers for ConnectionHandlers {
     }
 }
 
-/// datafusion-postgres's service with the timeout over planning and the
-/// timeout and row cap over the rows.
+/// What every connection of one endpoint shares.
+pub struct EndpointShared {
+    pub limits: QueryLimits,
+    pub connections: Arc<ConnectionManager>,
+    pub access: Arc<Access>,
+    pub audit: Arc<AuditLog>,
+    /// Clients must connect over TLS.
+    pub tls_required: bool,
+}
+
+/// datafusion-postgres's service with the timeout over planning, the
+/// timeout and row cap over the rows, and an audit line per statement.
 struct LimitedService {
     inner: DfSessionService,
     limits: QueryLimits,
     parser: Arc<SingleStatementParser>,
+    access: Arc<Access>,
+    audit: Arc<AuditLog>,
 }
 
 impl LimitedService {
@@ -113,6 +140,12 @@ impl LimitedService {
     }
 }
 
+fn audit_failure(audit: Option<&PendingAudit>, error: &PgWireError) {
+    if let Some(audit) = audit {
+        audit.fail(&sqlstate(error));
+    }
+}
+
 #[async_trait]
 impl SimpleQueryHandler for LimitedService {
     async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
@@ -122,14 +155,24 @@ impl SimpleQueryHandler for LimitedService {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let audit = PendingAudit::start(&self.audit, &self.access, client, "query", Some(query));
         let started = Instant::now();
         let responses = self
             .within_timeout(
                 started,
                 SimpleQueryHandler::do_query(&self.inner, client, query),
             )
-            .await?;
-        Ok(limit_responses(responses, self.limits, started))
+            .await
+            .inspect_err(|error| audit_failure(audit.as_deref(), error))?;
+        if let Some(audit) = &audit {
+            audit.note_responses(&responses);
+        }
+        Ok(limit_responses(
+            responses,
+            self.limits,
+            started,
+            audit.as_ref(),
+        ))
     }
 }
 
@@ -154,13 +197,24 @@ impl ExtendedQueryHandler for LimitedService {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let sql = &portal.statement.statement.0;
+        let audit = PendingAudit::start(&self.audit, &self.access, client, "execute", Some(sql));
         let started = Instant::now();
         let response = self
             .within_timeout(
                 started,
                 ExtendedQueryHandler::do_query(&self.inner, client, portal, max_rows),
             )
-            .await?;
-        Ok(limit_response(response, self.limits, started))
+            .await
+            .inspect_err(|error| audit_failure(audit.as_deref(), error))?;
+        if let Some(audit) = &audit {
+            audit.note_responses([&response]);
+        }
+        Ok(limit_response(
+            response,
+            self.limits,
+            started,
+            audit.as_ref(),
+        ))
     }
 }

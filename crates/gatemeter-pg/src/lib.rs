@@ -17,7 +17,10 @@
 //! - With API tokens configured, clients log in with SCRAM-SHA-256 as a
 //!   token's id with the token as password, and read only its teams' rows
 //!   ([`login`]).
+//! - With a certificate configured, only TLS connections are let in.
+//! - Every login and statement is an audit-log line ([`audit`]).
 
+mod audit;
 mod connection;
 mod error;
 pub mod guard;
@@ -32,15 +35,16 @@ use datafusion::prelude::SessionContext;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
 use datafusion_postgres::pgwire::api::ConnectionManager;
-use datafusion_postgres::pgwire::tokio::process_socket;
+use datafusion_postgres::pgwire::tokio::{process_socket, TlsAcceptor};
 use gatemeter_query::access::Access;
+use gatemeter_query::audit::AuditLog;
 use gatemeter_query::executor::QueryLimits;
 use gatemeter_query::QueryEngine;
 use tokio::net::TcpListener;
 
 pub use error::PgError;
 
-use connection::ConnectionHandlers;
+use connection::{ConnectionHandlers, EndpointShared};
 
 /// The catalog name clients see as the database (`current_database()`).
 const CATALOG: &str = "datafusion";
@@ -49,17 +53,25 @@ pub struct PgEndpoint {
     engine: Arc<QueryEngine>,
     /// Tables, views, `pg_catalog` and functions every connection forks.
     template: SessionContext,
-    limits: QueryLimits,
-    connections: Arc<ConnectionManager>,
-    access: Arc<Access>,
+    shared: EndpointShared,
+    tls: Option<TlsAcceptor>,
+}
+
+/// Who may connect and how they are recorded.
+pub struct Security {
+    /// The API tokens clients log in with; none: open.
+    pub access: Arc<Access>,
+    /// Where each login and statement is recorded.
+    pub audit: Arc<AuditLog>,
+    /// With an acceptor, clients must connect over TLS.
+    pub tls: Option<TlsAcceptor>,
 }
 
 impl PgEndpoint {
-    /// `access`: the API tokens clients log in with; none: open.
     pub async fn new(
         engine: Arc<QueryEngine>,
         limits: QueryLimits,
-        access: Arc<Access>,
+        security: Security,
     ) -> Result<PgEndpoint, PgError> {
         let template = engine.live_session().await?;
         setup_pg_catalog(&template, CATALOG, EmptyContextProvider)
@@ -67,9 +79,14 @@ impl PgEndpoint {
         Ok(PgEndpoint {
             engine,
             template,
-            limits,
-            connections: Arc::new(ConnectionManager::new()),
-            access,
+            shared: EndpointShared {
+                limits,
+                connections: Arc::new(ConnectionManager::new()),
+                access: security.access,
+                audit: security.audit,
+                tls_required: security.tls.is_some(),
+            },
+            tls: security.tls,
         })
     }
 
@@ -106,12 +123,11 @@ impl PgEndpoint {
             let handlers = Arc::new(ConnectionHandlers::new(
                 session,
                 self.engine.clone(),
-                self.limits,
-                self.connections.clone(),
-                self.access.clone(),
+                &self.shared,
             ));
+            let tls = self.tls.clone();
             tokio::spawn(async move {
-                if let Err(error) = process_socket(socket, None, handlers).await {
+                if let Err(error) = process_socket(socket, tls, handlers).await {
                     tracing::debug!(%error, %peer, "pg: connection ended");
                 }
             });

@@ -6,34 +6,43 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use datafusion_postgres::pgwire::api::results::{Response, SendableRowStream};
-use datafusion_postgres::pgwire::error::PgWireResult;
+use datafusion_postgres::pgwire::error::{PgWireError, PgWireResult};
 use datafusion_postgres::pgwire::messages::data::DataRow;
 use futures::Stream;
 use gatemeter_query::executor::QueryLimits;
 use tokio::time::{Instant, Sleep};
 
+use crate::audit::{sqlstate, PendingAudit, CANCELLED};
 use crate::error::{result_too_large, timed_out, too_many_rows};
 
-/// Puts every row stream of `responses` under `limits`, counted from `started`.
+/// Puts every row stream of `responses` under `limits`, counted from
+/// `started`; each stream counts its rows into `audit`.
 pub fn limit_responses(
     responses: Vec<Response>,
     limits: QueryLimits,
     started: Instant,
+    audit: Option<&Arc<PendingAudit>>,
 ) -> Vec<Response> {
     responses
         .into_iter()
-        .map(|response| limit_response(response, limits, started))
+        .map(|response| limit_response(response, limits, started, audit))
         .collect()
 }
 
-pub fn limit_response(response: Response, limits: QueryLimits, started: Instant) -> Response {
+pub fn limit_response(
+    response: Response,
+    limits: QueryLimits,
+    started: Instant,
+    audit: Option<&Arc<PendingAudit>>,
+) -> Response {
     match response {
         Response::Query(mut query) => {
             let rows = std::mem::replace(&mut query.data_rows, Box::pin(futures::stream::empty()));
-            query.data_rows = Box::pin(LimitedRows::new(rows, limits, started));
+            query.data_rows = Box::pin(LimitedRows::new(rows, limits, started, audit.cloned()));
             Response::Query(query)
         }
         other => other,
@@ -46,16 +55,45 @@ struct LimitedRows {
     limits: QueryLimits,
     sent: usize,
     sent_bytes: usize,
+    audit: Option<Arc<PendingAudit>>,
+    /// The stream ended (its last row read, or an error sent).
+    ended: bool,
 }
 
 impl LimitedRows {
-    fn new(rows: SendableRowStream, limits: QueryLimits, started: Instant) -> LimitedRows {
+    fn new(
+        rows: SendableRowStream,
+        limits: QueryLimits,
+        started: Instant,
+        audit: Option<Arc<PendingAudit>>,
+    ) -> LimitedRows {
         LimitedRows {
             rows: Some(rows),
             deadline: Box::pin(tokio::time::sleep_until(started + limits.timeout)),
             limits,
             sent: 0,
             sent_bytes: 0,
+            audit,
+            ended: false,
+        }
+    }
+
+    /// Ends the stream with `error`, dropping DataFusion's stream, which
+    /// stops the query now.
+    fn fail(&mut self, error: PgWireError) -> Poll<Option<PgWireResult<DataRow>>> {
+        self.rows = None;
+        self.ended = true;
+        if let Some(audit) = &self.audit {
+            audit.fail(&sqlstate(&error));
+        }
+        Poll::Ready(Some(Err(error)))
+    }
+}
+
+impl Drop for LimitedRows {
+    fn drop(&mut self) {
+        if let (Some(audit), false) = (&self.audit, self.ended) {
+            audit.fail(CANCELLED);
         }
     }
 }
@@ -69,25 +107,29 @@ impl Stream for LimitedRows {
             return Poll::Ready(None);
         };
         if this.deadline.as_mut().poll(cx).is_ready() {
-            // Dropping DataFusion's stream stops the query now.
-            this.rows = None;
-            return Poll::Ready(Some(Err(timed_out(this.limits.timeout))));
+            return this.fail(timed_out(this.limits.timeout));
         }
         match rows.as_mut().poll_next(cx) {
             Poll::Ready(Some(Ok(row))) => {
                 this.sent += 1;
                 if this.sent > this.limits.max_rows {
-                    this.rows = None;
-                    return Poll::Ready(Some(Err(too_many_rows(this.limits.max_rows))));
+                    return this.fail(too_many_rows(this.limits.max_rows));
                 }
                 this.sent_bytes = this.sent_bytes.saturating_add(row.data.len());
                 if this.sent_bytes > this.limits.max_result_bytes {
-                    this.rows = None;
-                    return Poll::Ready(Some(Err(result_too_large(this.limits.max_result_bytes))));
+                    return this.fail(result_too_large(this.limits.max_result_bytes));
+                }
+                if let Some(audit) = &this.audit {
+                    audit.add_row(row.data.len());
                 }
                 Poll::Ready(Some(Ok(row)))
             }
-            other => other,
+            Poll::Ready(Some(Err(error))) => this.fail(error),
+            Poll::Ready(None) => {
+                this.ended = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
         }
     }
 }
@@ -95,7 +137,6 @@ impl Stream for LimitedRows {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion_postgres::pgwire::error::PgWireError;
     use futures::StreamExt;
     use std::time::Duration;
 
@@ -119,7 +160,7 @@ mod tests {
             max_rows: 3,
             ..QueryLimits::default()
         };
-        let items: Vec<_> = LimitedRows::new(rows(10), limits, Instant::now())
+        let items: Vec<_> = LimitedRows::new(rows(10), limits, Instant::now(), None)
             .collect()
             .await;
         assert_eq!(items.len(), 4);
@@ -128,7 +169,7 @@ mod tests {
             code(items[3].as_ref().expect_err("fourth row is refused")),
             "54000"
         );
-        let exact: Vec<_> = LimitedRows::new(rows(3), limits, Instant::now())
+        let exact: Vec<_> = LimitedRows::new(rows(3), limits, Instant::now(), None)
             .collect()
             .await;
         assert!(exact.len() == 3 && exact.iter().all(Result::is_ok));
@@ -144,7 +185,7 @@ mod tests {
             Box::pin(futures::stream::iter((0..10).map(|_| {
                 Ok(DataRow::new(bytes::BytesMut::from(&[7u8; 100][..]), 1))
             })));
-        let items: Vec<_> = LimitedRows::new(wide, limits, Instant::now())
+        let items: Vec<_> = LimitedRows::new(wide, limits, Instant::now(), None)
             .collect()
             .await;
         assert_eq!(
@@ -166,7 +207,7 @@ mod tests {
             ..QueryLimits::default()
         };
         let never_ending: SendableRowStream = Box::pin(futures::stream::pending());
-        let items: Vec<_> = LimitedRows::new(never_ending, limits, Instant::now())
+        let items: Vec<_> = LimitedRows::new(never_ending, limits, Instant::now(), None)
             .collect()
             .await;
         assert_eq!(items.len(), 1);

@@ -3,7 +3,9 @@
 //! by a token's id and the token as password; the connection's session then
 //! reads only that token's teams. Tokens below the `finance` role, and
 //! tokens made without a SCRAM secret, cannot log in. Without tokens the
-//! endpoint is open, as on loopback it may be.
+//! endpoint is open, as on loopback it may be. With TLS configured, a
+//! client that did not ask for it is refused before it logs in. Every
+//! login, let in or refused, is an audit-log line.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -13,15 +15,19 @@ use datafusion_postgres::pgwire::api::auth::noop::NoopStartupHandler;
 use datafusion_postgres::pgwire::api::auth::sasl::scram::ScramAuth;
 use datafusion_postgres::pgwire::api::auth::sasl::SASLAuthStartupHandler;
 use datafusion_postgres::pgwire::api::auth::{
-    AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler,
+    save_startup_parameters_to_metadata, AuthSource, DefaultServerParameterProvider, LoginInfo,
+    Password, StartupHandler,
 };
 use datafusion_postgres::pgwire::api::{ClientInfo, ConnectionManager, PgWireConnectionState};
-use datafusion_postgres::pgwire::error::{PgWireError, PgWireResult};
+use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use datafusion_postgres::pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use futures::Sink;
 use gatemeter_query::access::{Access, Role};
+use gatemeter_query::audit::AuditLog;
 use gatemeter_query::team_scope::ScopeSlot;
 use gatemeter_query::TeamScope;
+
+use crate::audit::{sqlstate, PendingAudit};
 
 /// The passwords SCRAM checks: each token's salted password, by token id.
 #[derive(Debug)]
@@ -64,10 +70,18 @@ pub struct Login {
     scram: Option<SASLAuthStartupHandler<DefaultServerParameterProvider>>,
     access: Arc<Access>,
     slot: ScopeSlot,
+    audit: Arc<AuditLog>,
+    tls_required: bool,
 }
 
 impl Login {
-    pub fn new(access: Arc<Access>, connections: Arc<ConnectionManager>, slot: ScopeSlot) -> Login {
+    pub fn new(
+        access: Arc<Access>,
+        connections: Arc<ConnectionManager>,
+        slot: ScopeSlot,
+        audit: Arc<AuditLog>,
+        tls_required: bool,
+    ) -> Login {
         let scram = (!access.is_open()).then(|| {
             let mut scram = ScramAuth::new(Arc::new(TokenSecrets {
                 access: access.clone(),
@@ -82,8 +96,20 @@ impl Login {
             scram,
             access,
             slot,
+            audit,
+            tls_required,
         }
     }
+}
+
+/// The refusal of a client that did not ask for TLS where it is required.
+fn tls_required_error() -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "FATAL".to_owned(),
+        "28000".to_owned(),
+        "this server accepts only TLS connections: connect with sslmode=require or stricter"
+            .to_owned(),
+    )))
 }
 
 #[async_trait]
@@ -98,12 +124,28 @@ impl StartupHandler for Login {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let Some(scram) = &self.scram else {
-            self.slot.set(TeamScope::all());
-            return StartupHandler::on_startup(&self.open, client, message).await;
+        if self.tls_required && !client.is_secure() {
+            if let PgWireFrontendMessage::Startup(startup) = &message {
+                // For the audit line: who tried.
+                save_startup_parameters_to_metadata(client, startup);
+            }
+            let error = tls_required_error();
+            if let Some(audit) =
+                PendingAudit::start(&self.audit, &self.access, client, "login", None)
+            {
+                audit.fail(&sqlstate(&error));
+            }
+            return Err(error);
+        }
+        let outcome = match &self.scram {
+            None => {
+                self.slot.set(TeamScope::all());
+                StartupHandler::on_startup(&self.open, client, message).await
+            }
+            Some(scram) => scram.on_startup(client, message).await,
         };
-        scram.on_startup(client, message).await?;
-        if matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+        let logged_in = matches!(client.state(), PgWireConnectionState::ReadyForQuery);
+        if logged_in && self.scram.is_some() {
             let user = client
                 .metadata()
                 .get(datafusion_postgres::pgwire::api::METADATA_USER)
@@ -114,7 +156,18 @@ impl StartupHandler for Login {
                 self.slot.set(principal.teams);
             }
         }
-        Ok(())
+        // One line per login attempt: when it succeeds or fails, not for
+        // each message of the exchange.
+        if logged_in || outcome.is_err() {
+            if let Some(audit) =
+                PendingAudit::start(&self.audit, &self.access, client, "login", None)
+            {
+                if let Err(error) = &outcome {
+                    audit.fail(&sqlstate(error));
+                }
+            }
+        }
+        outcome
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod access;
 mod attempt_cost;
+pub mod audit;
 pub mod bounded_aggregates;
 pub mod bounded_strings;
 mod cached_scan;

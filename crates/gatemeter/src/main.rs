@@ -1,5 +1,6 @@
 //! The `gatemeter` command line.
 
+mod audit_config;
 mod auth_config;
 mod commands;
 mod error;
@@ -8,6 +9,7 @@ mod random;
 mod service;
 mod settings;
 mod synth;
+mod tls;
 
 use std::process::ExitCode;
 

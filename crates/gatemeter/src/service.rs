@@ -12,8 +12,10 @@ use gatemeter_query::scorecard::targets_with;
 use gatemeter_query::{PriceBook, QueryConfig, QueryEngine};
 use tokio::net::TcpListener;
 
+use crate::auth_config::check_exposure;
 use crate::error::CliError;
 use crate::settings::Settings;
+use crate::tls::{TlsAcceptors, TlsSettings};
 
 /// The query engine and API state over `settings.data_dir`, not yet ready.
 pub async fn api_state(
@@ -39,6 +41,7 @@ pub async fn api_state(
         settings.kpi.clone(),
         targets_with(&settings.scorecard_targets)?,
         settings.access.clone(),
+        settings.audit.open(&settings.state_dir()?)?,
     )?)
 }
 
@@ -53,6 +56,30 @@ pub fn traffic_metrics(
         LabelCaps::default(),
         Some(pricer),
     )?)
+}
+
+/// What serving the API needs before it binds: the listeners may be
+/// exposed where they are ([`check_exposure`]), and the TLS certificate, if
+/// any, loads. `pg_listen`: the PostgreSQL address, if served.
+pub fn prepare_listeners(
+    settings: &Settings,
+    pg_listen: Option<&str>,
+    insecure_open: bool,
+) -> Result<Option<TlsAcceptors>, CliError> {
+    check_exposure(
+        "--http-listen",
+        &settings.http_listen,
+        &settings.access,
+        insecure_open,
+    )?;
+    if let Some(pg_listen) = pg_listen {
+        check_exposure("--pg-listen", pg_listen, &settings.access, insecure_open)?;
+    }
+    settings
+        .tls
+        .as_ref()
+        .map(TlsSettings::acceptors)
+        .transpose()
 }
 
 /// Binds `address` (given by `flag`); with `next_free`, tries the
@@ -100,11 +127,13 @@ impl PgRunner {
 }
 
 /// Serves the PostgreSQL protocol on `address` over `state`'s engine, with
-/// the limits of the HTTP SQL endpoint.
+/// the limits, tokens and audit log of the HTTP API; only over TLS when
+/// `tls` is given.
 pub async fn start_pg(
     state: &AppState,
     address: &str,
     next_free: bool,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) -> Result<PgRunner, CliError> {
     let listener = bind("--pg-listen", address, next_free).await?;
     let local = listener
@@ -114,7 +143,11 @@ pub async fn start_pg(
     let endpoint = gatemeter_pg::PgEndpoint::new(
         state.engine.clone(),
         state.executor.limits(),
-        Arc::new(state.access.clone()),
+        gatemeter_pg::Security {
+            access: Arc::new(state.access.clone()),
+            audit: state.audit.clone(),
+            tls,
+        },
     )
     .await?;
     let runtime = state.executor.handle().ok_or_else(|| {

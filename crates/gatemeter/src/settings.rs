@@ -58,6 +58,13 @@ pub struct GlobalOptions {
     /// tools [default: off for serve, 127.0.0.1:5433 for the demo].
     #[arg(long, env = "GATEMETER_PG_LISTEN", global = true)]
     pub pg_listen: Option<String>,
+    /// PEM certificate chain: HTTP and PostgreSQL then take only TLS
+    /// connections (with --tls-key).
+    #[arg(long, env = "GATEMETER_TLS_CERT", global = true)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "GATEMETER_TLS_KEY", global = true)]
+    pub tls_key: Option<PathBuf>,
     #[command(flatten)]
     pub query: QueryLimitOptions,
     #[command(flatten)]
@@ -156,6 +163,10 @@ struct FileConfig {
     privacy: crate::privacy::PrivacyFileConfig,
     #[serde(default)]
     auth: crate::auth_config::AuthFileConfig,
+    #[serde(default)]
+    tls: crate::tls::TlsFileConfig,
+    #[serde(default)]
+    audit: crate::audit_config::AuditFileConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -269,6 +280,9 @@ pub struct Settings {
     pub privacy: crate::privacy::PrivacySettings,
     /// The API tokens; none: open (loopback only, unless --insecure-open).
     pub access: gatemeter_query::access::Access,
+    /// The certificate HTTP and PostgreSQL serve; `None`: plain TCP.
+    pub tls: Option<crate::tls::TlsSettings>,
+    pub audit: crate::audit_config::AuditSettings,
     /// The config file the settings came from, for messages.
     pub config_path: Option<PathBuf>,
 }
@@ -442,6 +456,10 @@ impl Settings {
                 file.privacy,
             )?,
             access: file.auth.resolve(global.config.as_deref())?,
+            tls: file
+                .tls
+                .resolve(global.tls_cert.clone(), global.tls_key.clone())?,
+            audit: file.audit.resolve(global.config.as_deref())?,
             config_path: global.config.clone(),
         })
     }

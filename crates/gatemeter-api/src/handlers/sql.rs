@@ -13,6 +13,7 @@ use gatemeter_query::{named, Window};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::audit::with_sql;
 use crate::encode::{negotiate, respond};
 use crate::error::ApiError;
 use crate::handlers::kpis::parse_time;
@@ -42,6 +43,19 @@ pub async fn post_sql(
             e.body_text()
         ))
     })?;
+    let sql = request.sql.clone();
+    Ok(with_sql(
+        sql,
+        run_sql(state, principal, headers, request).await,
+    ))
+}
+
+async fn run_sql(
+    state: AppState,
+    principal: Principal,
+    headers: HeaderMap,
+    request: SqlRequest,
+) -> Result<Response, ApiError> {
     let format = negotiate(&headers)?;
     let window = Window {
         from: request
@@ -83,14 +97,17 @@ pub async fn run_named_query(
 ) -> Result<Response, ApiError> {
     let format = negotiate(&headers)?;
     let sql = named::bind(&name, &params, Utc::now())?;
-    state
+    let outcome = state
         .executor
         .sql_then(
             state.engine.clone(),
             Window::default(),
             principal.teams,
-            sql,
+            sql.clone(),
             move |result| respond(&result, format),
         )
-        .await?
+        .await
+        .map_err(ApiError::from)
+        .and_then(|encoded| encoded);
+    Ok(with_sql(sql, outcome))
 }

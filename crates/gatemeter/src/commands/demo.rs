@@ -15,7 +15,7 @@ use rdkafka::mocking::MockCluster;
 
 use crate::commands::produce::{generator_for, produce_into, producer_config, ProduceArgs, Sink};
 use crate::error::CliError;
-use crate::service::{api_state, bind, start_alerts, start_pg, traffic_metrics};
+use crate::service::{api_state, bind, prepare_listeners, start_alerts, start_pg, traffic_metrics};
 use crate::settings::{Settings, DEFAULT_DEMO_PG_LISTEN};
 use crate::synth::Scenario;
 
@@ -27,11 +27,20 @@ pub struct DemoArgs {
     /// Stop after this many seconds [default: run until Ctrl-C].
     #[arg(long, env = "GATEMETER_DEMO_DURATION")]
     pub duration: Option<u64>,
+    /// Serve HTTP or PostgreSQL outside loopback without API tokens.
+    #[arg(long, env = "GATEMETER_INSECURE_OPEN")]
+    pub insecure_open: bool,
 }
 
 const PARTITIONS: i32 = 4;
 
 pub async fn run(settings: &Settings, args: &DemoArgs) -> Result<(), CliError> {
+    let pg_listen = settings
+        .pg_listen
+        .as_deref()
+        .unwrap_or(DEFAULT_DEMO_PG_LISTEN);
+    let tls = prepare_listeners(settings, Some(pg_listen), args.insecure_open)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let cluster = MockCluster::new(1)?;
     cluster.create_topic(&settings.topic, PARTITIONS, 1)?;
     let brokers = cluster.bootstrap_servers();
@@ -46,11 +55,13 @@ pub async fn run(settings: &Settings, args: &DemoArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::io(&settings.http_listen, e))?;
     let state = api_state(settings, book, registry.clone()).await?;
     state.set_ready(true);
-    let pg_listen = settings
-        .pg_listen
-        .as_deref()
-        .unwrap_or(DEFAULT_DEMO_PG_LISTEN);
-    let pg = start_pg(&state, pg_listen, settings.pg_listen.is_none()).await?;
+    let pg = start_pg(
+        &state,
+        pg_listen,
+        settings.pg_listen.is_none(),
+        tls.as_ref().map(|tls| tls.pg.clone()),
+    )
+    .await?;
     // The demo watches an availability SLO even without a config file.
     let mut alerts = settings.alerts.clone();
     if alerts.slo.is_empty() {
@@ -73,7 +84,8 @@ pub async fn run(settings: &Settings, args: &DemoArgs) -> Result<(), CliError> {
     )?;
     let engine = state.engine.clone();
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(gatemeter_api::serve(listener, state, async {
+    let http_tls = tls.map(|tls| tls.http);
+    let server = tokio::spawn(gatemeter_api::serve(listener, state, http_tls, async {
         let _ = http_stopped.await;
     }));
     println!("gatemeter demo");
@@ -87,12 +99,12 @@ pub async fn run(settings: &Settings, args: &DemoArgs) -> Result<(), CliError> {
         recovery.version
     );
     println!("  traffic     synthetic gateway, {} requests/s", args.rate);
-    println!("  kpis        http://{address}/api/v1/kpis?group_by=provider");
-    println!("  scorecard   http://{address}/api/v1/scorecard?window=1h");
-    println!("  metrics     http://{address}/metrics");
-    println!("  openapi     http://{address}/api/v1/openapi.json");
+    println!("  kpis        {scheme}://{address}/api/v1/kpis?group_by=provider");
+    println!("  scorecard   {scheme}://{address}/api/v1/scorecard?window=1h");
+    println!("  metrics     {scheme}://{address}/metrics");
+    println!("  openapi     {scheme}://{address}/api/v1/openapi.json");
     println!(
-        "  sql         curl -s http://{address}/api/v1/sql -H 'content-type: application/json' -d '{{\"sql\": \"SELECT team, sum(cost_usd) AS spend_usd FROM attempts GROUP BY team\"}}'"
+        "  sql         curl -s {scheme}://{address}/api/v1/sql -H 'content-type: application/json' -d '{{\"sql\": \"SELECT team, sum(cost_usd) AS spend_usd FROM attempts GROUP BY team\"}}'"
     );
     println!(
         "  psql        psql -h {} -p {} -d gatemeter -c 'SELECT team, sum(cost_usd) AS spend_usd FROM attempts GROUP BY team'",

@@ -8,9 +8,8 @@ use gatemeter_lake::Lake;
 use tokio::sync::oneshot;
 use tracing::info;
 
-use crate::auth_config::check_exposure;
 use crate::error::CliError;
-use crate::service::{api_state, bind, start_alerts, start_pg, traffic_metrics};
+use crate::service::{api_state, bind, prepare_listeners, start_alerts, start_pg, traffic_metrics};
 use crate::settings::{FlushOptions, Settings};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
@@ -45,17 +44,11 @@ pub async fn run(settings: &Settings, args: &ServeArgs) -> Result<(), CliError> 
     let registry = prometheus::Registry::new();
     let book = gatemeter_query::engine::load_price_book(settings.prices.as_deref())?;
     let wants = |role| args.roles.contains(&role);
-    if wants(Role::Api) {
-        check_exposure(
-            "--http-listen",
-            &settings.http_listen,
-            &settings.access,
-            args.insecure_open,
-        )?;
-        if let Some(pg) = &settings.pg_listen {
-            check_exposure("--pg-listen", pg, &settings.access, args.insecure_open)?;
-        }
-    }
+    let tls = if wants(Role::Api) {
+        prepare_listeners(settings, settings.pg_listen.as_deref(), args.insecure_open)?
+    } else {
+        None
+    };
     let ingest_source = match (wants(Role::Ingest), settings.kafka_source()) {
         (true, Ok(source)) => Some(source),
         (true, Err(_)) => {
@@ -73,24 +66,32 @@ pub async fn run(settings: &Settings, args: &ServeArgs) -> Result<(), CliError> 
             .local_addr()
             .map_err(|e| CliError::io(&settings.http_listen, e))?;
         let state = api_state(settings, book.clone(), registry.clone()).await?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         eprintln!(
-            "api: http://{address}/api/v1/kpis  (OpenAPI: http://{address}/api/v1/openapi.json)"
+            "api: {scheme}://{address}/api/v1/kpis  (OpenAPI: {scheme}://{address}/api/v1/openapi.json)"
         );
         let pg = match &settings.pg_listen {
             Some(pg_listen) => {
-                let pg = start_pg(&state, pg_listen, false).await?;
+                let pg_tls = tls.as_ref().map(|tls| tls.pg.clone());
+                let pg = start_pg(&state, pg_listen, false, pg_tls).await?;
                 eprintln!(
-                    "postgres: psql -h {} -p {} -d gatemeter",
+                    "postgres: psql -h {} -p {} -d gatemeter{}",
                     pg.address.ip(),
-                    pg.address.port()
+                    pg.address.port(),
+                    if tls.is_some() {
+                        " (sslmode=require)"
+                    } else {
+                        ""
+                    }
                 );
                 Some(pg)
             }
             None => None,
         };
         let server_state = state.clone();
+        let http_tls = tls.map(|tls| tls.http);
         let server = tokio::spawn(async move {
-            gatemeter_api::serve(listener, server_state, async {
+            gatemeter_api::serve(listener, server_state, http_tls, async {
                 let _ = http_stopped.await;
             })
             .await
