@@ -156,6 +156,18 @@ BOMBS = [
     "SELECT a.request_id FROM attempts a, attempts b, attempts c",
     "SELECT string_agg(repeat('y', 1000000), ',') FROM generate_series(1, 1000)",
     "SELECT * FROM attempts a JOIN attempts b ON a.team = b.team",
+    # Functions whose result multiplies their inputs.
+    "SELECT length(replace(repeat('a', 1000000), 'a', repeat('b', 60000)))",
+    "SELECT length(regexp_replace(repeat('a', 1000000), 'a', repeat('b', 60000), 'g'))",
+    "SELECT cardinality(array_repeat(repeat('a', 60000), 1000000))",
+    "SELECT cardinality(range(1, 10000000000))",
+    "SELECT levenshtein(repeat('a', 1000000), repeat('b', 1000000))",
+    # Functions that add up, nested: each step doubles.
+    "WITH a AS (SELECT repeat('a', 500000) AS r), b AS (SELECT r || r AS r FROM a), "
+    "c AS (SELECT r || r AS r FROM b), d AS (SELECT r || r AS r FROM c) SELECT length(r) FROM d",
+    "WITH a AS (SELECT repeat('a', 500000) AS r), "
+    "b AS (SELECT overlay(r PLACING r FROM 1 FOR 0) AS r FROM a), "
+    "c AS (SELECT overlay(r PLACING r FROM 1 FOR 0) AS r FROM b) SELECT length(r) FROM c",
 ]
 
 

@@ -42,6 +42,7 @@ use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::GreedyMemoryPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::planner::ExprPlanner;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use gatemeter_lake::{FileEntry, Lake, LakeLocation};
 use gatemeter_schema::{attempts_schema, EpochMicros, Usd};
@@ -460,6 +461,15 @@ impl QueryEngine {
             .with_default_features()
             .with_physical_optimizer_rule(Arc::new(YieldingJoins))
             .build();
+        // Ours first: the built-in planners would plan `||` and OVERLAY
+        // with the unbounded functions.
+        let mut planners: Vec<Arc<dyn ExprPlanner>> = vec![Arc::new(
+            crate::bounded_functions::BoundedSyntaxPlanner::default(),
+        )];
+        planners.extend(state.expr_planners().iter().cloned());
+        let state = SessionStateBuilder::new_from_existing(state)
+            .with_expr_planners(planners)
+            .build();
         Ok(SessionContext::new_with_state(state))
     }
 
@@ -540,7 +550,7 @@ impl QueryEngine {
         ctx.register_table("price_book", Arc::new(price_book_table(&self.price_book)?))?;
         ctx.register_udf(crate::attempt_cost::attempt_cost(&self.price_book));
         ctx.register_udf(crate::attempt_cost::attempt_cost_source(&self.price_book));
-        for function in crate::bounded_strings::bounded_string_functions() {
+        for function in crate::bounded_functions::bounded_functions() {
             ctx.register_udf(function);
         }
         for function in crate::bounded_aggregates::bounded_aggregates() {

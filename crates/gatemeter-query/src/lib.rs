@@ -6,7 +6,7 @@ pub mod access;
 mod attempt_cost;
 pub mod audit;
 pub mod bounded_aggregates;
-pub mod bounded_strings;
+pub mod bounded_functions;
 mod cached_scan;
 pub mod column_cache;
 pub mod engine;
