@@ -20,6 +20,9 @@ pub mod output;
 pub mod price_book;
 pub mod read_only;
 pub mod scorecard;
+pub mod shared_memory;
+pub mod sketch;
+pub mod sketch_functions;
 pub mod team_scope;
 mod yielding;
 

@@ -27,6 +27,7 @@ pub async fn api_state(
         data_dir: settings.data_dir.clone(),
         prices: settings.prices.clone(),
         memory_limit_bytes: settings.query.memory_limit_bytes,
+        shared_memory_limit_bytes: Some(settings.query.total_memory_bytes),
         target_partitions: settings.query.threads,
         // One query over its limit fails rather than filling the disk.
         allow_spill: false,

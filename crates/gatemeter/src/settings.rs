@@ -105,6 +105,10 @@ pub struct QueryLimitOptions {
     /// Memory one query may use, in MiB [default: 512].
     #[arg(long, env = "GATEMETER_QUERY_MEMORY_LIMIT_MB", global = true)]
     pub query_memory_limit_mb: Option<usize>,
+    /// Memory all queries together may use, in MiB (HTTP and PostgreSQL
+    /// alike) [default: the per-query limit times --query-threads].
+    #[arg(long, env = "GATEMETER_QUERY_TOTAL_MEMORY_MB", global = true)]
+    pub query_total_memory_mb: Option<usize>,
     /// Threads that run queries, apart from those answering HTTP [default: 2].
     #[arg(long, env = "GATEMETER_QUERY_THREADS", global = true)]
     pub query_threads: Option<usize>,
@@ -119,6 +123,8 @@ pub struct QueryLimitOptions {
 pub struct QuerySettings {
     pub limits: gatemeter_query::executor::QueryLimits,
     pub memory_limit_bytes: usize,
+    /// What all the queries of `serve` may hold together.
+    pub total_memory_bytes: usize,
     pub threads: usize,
     pub column_cache_bytes: usize,
 }
@@ -256,6 +262,7 @@ struct QueryFileConfig {
     max_rows: Option<usize>,
     max_result_mb: Option<usize>,
     memory_limit_mb: Option<usize>,
+    total_memory_mb: Option<usize>,
     threads: Option<usize>,
     column_cache_mb: Option<usize>,
 }
@@ -356,6 +363,19 @@ impl Settings {
                 .or(file.ingest.flush_interval_ms)
                 .map_or(defaults.max_age, Duration::from_millis),
         };
+        let memory_limit_bytes = global
+            .query
+            .query_memory_limit_mb
+            .or(file.query.memory_limit_mb)
+            .unwrap_or(512)
+            .max(16)
+            << 20;
+        let threads = global
+            .query
+            .query_threads
+            .or(file.query.threads)
+            .unwrap_or(2)
+            .max(1);
         Ok(Settings {
             data_dir: global
                 .data_dir
@@ -405,19 +425,16 @@ impl Settings {
                             mb.max(1).saturating_mul(1 << 20)
                         }),
                 },
-                memory_limit_bytes: global
+                memory_limit_bytes,
+                total_memory_bytes: global
                     .query
-                    .query_memory_limit_mb
-                    .or(file.query.memory_limit_mb)
-                    .unwrap_or(512)
-                    .max(16)
-                    << 20,
-                threads: global
-                    .query
-                    .query_threads
-                    .or(file.query.threads)
-                    .unwrap_or(2)
-                    .max(1),
+                    .query_total_memory_mb
+                    .or(file.query.total_memory_mb)
+                    .map_or(memory_limit_bytes.saturating_mul(threads), |mb| {
+                        mb.saturating_mul(1 << 20)
+                    })
+                    .max(memory_limit_bytes),
+                threads,
                 column_cache_bytes: global
                     .query
                     .query_column_cache_mb
@@ -549,6 +566,15 @@ mod tests {
         assert_eq!(
             settings.kafka_options,
             vec![("client.id".into(), "gatemeter".into())]
+        );
+        // Without a total, every query thread may hold one query's limit.
+        assert_eq!(settings.query.total_memory_bytes, 2 * (512 << 20));
+        let flagged = TestCli::parse_from(["t", "--query-total-memory-mb", "100"]);
+        let settings = Settings::resolve(&flagged.global, &flagged.flush).expect("flags");
+        assert_eq!(
+            settings.query.total_memory_bytes,
+            512 << 20,
+            "never below one query's limit"
         );
     }
 

@@ -1,0 +1,296 @@
+//! The [`DdSketch`] in SQL (docs/lake.md, "Rollups"):
+//!
+//! - `ddsketch(value)`: the sketch of a group's values, as `BINARY`;
+//! - `ddsketch_merge(sketch)`: the sketch of a group's sketches (hours into
+//!   a window);
+//! - `ddsketch_quantile(sketch, q)`: the value at quantile `q`, within 1 %;
+//! - `ddsketch_count(sketch)`: how many values it holds.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Builder};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type, UInt64Type};
+use datafusion::common::{exec_err, Result, ScalarValue};
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, ScalarFunctionArgs, ScalarUDF,
+    ScalarUDFImpl, Signature, TypeSignature, Volatility,
+};
+
+use crate::sketch::DdSketch;
+
+/// The sketch functions, to register in every session.
+pub fn sketch_aggregates() -> Vec<AggregateUDF> {
+    vec![
+        AggregateUDF::from(SketchAggregate::new("ddsketch", DataType::Float64)),
+        AggregateUDF::from(SketchAggregate::new("ddsketch_merge", DataType::Binary)),
+    ]
+}
+
+pub fn sketch_scalars() -> Vec<ScalarUDF> {
+    vec![
+        ScalarUDF::from(SketchRead::quantile()),
+        ScalarUDF::from(SketchRead::count()),
+    ]
+}
+
+fn read(bytes: &[u8]) -> Result<DdSketch> {
+    DdSketch::from_bytes(bytes).or_else(|e| exec_err!("{e}"))
+}
+
+/// `ddsketch(value)` over numbers, `ddsketch_merge(sketch)` over sketches.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct SketchAggregate {
+    name: &'static str,
+    input: DataType,
+    signature: Signature,
+}
+
+impl SketchAggregate {
+    fn new(name: &'static str, input: DataType) -> SketchAggregate {
+        SketchAggregate {
+            name,
+            signature: Signature::exact(vec![input.clone()], Volatility::Immutable),
+            input,
+        }
+    }
+}
+
+impl AggregateUDFImpl for SketchAggregate {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        Ok(vec![self.input.clone(); arg_types.len()])
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Binary)
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        Ok(vec![Arc::new(Field::new(
+            format!("{}[sketch]", args.name),
+            DataType::Binary,
+            true,
+        ))])
+    }
+
+    fn accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        Ok(Box::new(SketchAccumulator {
+            sketch: DdSketch::new(),
+            merges: self.input == DataType::Binary,
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct SketchAccumulator {
+    sketch: DdSketch,
+    /// The input is sketches, not values.
+    merges: bool,
+}
+
+impl SketchAccumulator {
+    fn merge_sketches(&mut self, sketches: &ArrayRef) -> Result<()> {
+        for bytes in sketches.as_binary::<i32>().iter().flatten() {
+            self.sketch.merge(&read(bytes)?);
+        }
+        Ok(())
+    }
+}
+
+impl Accumulator for SketchAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let Some(values) = values.first() else {
+            return Ok(());
+        };
+        if self.merges {
+            return self.merge_sketches(values);
+        }
+        for value in values.as_primitive::<Float64Type>().iter().flatten() {
+            self.sketch.add(value);
+        }
+        Ok(())
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        match states.first() {
+            Some(sketches) => self.merge_sketches(sketches),
+            None => Ok(()),
+        }
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        Ok(ScalarValue::Binary(
+            (!self.sketch.is_empty()).then(|| self.sketch.to_bytes()),
+        ))
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        Ok(vec![ScalarValue::Binary(Some(self.sketch.to_bytes()))])
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self) + self.sketch.heap_bytes()
+    }
+}
+
+/// `ddsketch_quantile(sketch, q)` and `ddsketch_count(sketch)`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct SketchRead {
+    name: &'static str,
+    signature: Signature,
+    returns: DataType,
+}
+
+impl SketchRead {
+    fn quantile() -> SketchRead {
+        SketchRead {
+            name: "ddsketch_quantile",
+            signature: Signature::one_of(
+                vec![TypeSignature::Exact(vec![
+                    DataType::Binary,
+                    DataType::Float64,
+                ])],
+                Volatility::Immutable,
+            ),
+            returns: DataType::Float64,
+        }
+    }
+
+    fn count() -> SketchRead {
+        SketchRead {
+            name: "ddsketch_count",
+            signature: Signature::exact(vec![DataType::Binary], Volatility::Immutable),
+            returns: DataType::UInt64,
+        }
+    }
+}
+
+impl ScalarUDFImpl for SketchRead {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(self.returns.clone())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let Some(sketches) = arrays.first() else {
+            return exec_err!("{}: expected a sketch", self.name);
+        };
+        let sketches = sketches.as_binary::<i32>();
+        let sketch_at = |row: usize| -> Result<Option<DdSketch>> {
+            if sketches.is_null(row) {
+                return Ok(None);
+            }
+            read(sketches.value(row)).map(Some)
+        };
+        if self.returns == DataType::UInt64 {
+            let mut counts = datafusion::arrow::array::PrimitiveBuilder::<UInt64Type>::new();
+            for row in 0..sketches.len() {
+                counts.append_option(sketch_at(row)?.map(|s| s.count()));
+            }
+            return Ok(ColumnarValue::Array(Arc::new(counts.finish())));
+        }
+        let Some(quantiles) = arrays.get(1) else {
+            return exec_err!("{}: expected a quantile", self.name);
+        };
+        let quantiles = quantiles.as_primitive::<Float64Type>();
+        let mut values = Float64Builder::with_capacity(sketches.len());
+        for row in 0..sketches.len() {
+            let q = (!quantiles.is_null(row)).then(|| quantiles.value(row));
+            if q.is_some_and(|q| !(0.0..=1.0).contains(&q)) {
+                return exec_err!("{}: the quantile must be between 0 and 1", self.name);
+            }
+            values.append_option(sketch_at(row)?.zip(q).and_then(|(s, q)| s.quantile(q)));
+        }
+        Ok(ColumnarValue::Array(Arc::new(values.finish())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::prelude::SessionContext;
+
+    use super::*;
+
+    fn context() -> SessionContext {
+        let ctx = SessionContext::new();
+        for function in sketch_aggregates() {
+            ctx.register_udaf(function);
+        }
+        for function in sketch_scalars() {
+            ctx.register_udf(function);
+        }
+        ctx
+    }
+
+    async fn one_row(ctx: &SessionContext, sql: &str) -> Vec<String> {
+        let batches = ctx
+            .sql(sql)
+            .await
+            .expect("plans")
+            .collect()
+            .await
+            .expect("runs");
+        let table = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+            .expect("formats")
+            .to_string();
+        table
+            .lines()
+            .nth(3)
+            .unwrap_or_default()
+            .split('|')
+            .map(|cell| cell.trim().to_owned())
+            .filter(|cell| !cell.is_empty())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn sketches_of_parts_merge_into_the_sketch_of_the_whole() {
+        let ctx = context();
+        // Latencies 1..=10000 in ten groups; the merged groups answer as the
+        // sketch of all of them, and both are within 1% of the exact p95.
+        let cells = one_row(
+            &ctx,
+            "WITH v AS (SELECT value AS ms, value % 10 AS part FROM generate_series(1, 10000)), \
+             parts AS (SELECT part, ddsketch(ms) AS s FROM v GROUP BY part) \
+             SELECT ddsketch_quantile((SELECT ddsketch_merge(s) FROM parts), 0.95) AS merged, \
+                    ddsketch_quantile((SELECT ddsketch(ms) FROM v), 0.95) AS whole, \
+                    ddsketch_count((SELECT ddsketch_merge(s) FROM parts)) AS n",
+        )
+        .await;
+        assert_eq!(cells[0], cells[1], "{cells:?}");
+        let p95: f64 = cells[0].parse().expect("a number");
+        assert!((p95 - 9500.0).abs() <= 95.0, "{p95}");
+        assert_eq!(cells[2], "10000");
+    }
+
+    #[tokio::test]
+    async fn bad_sketches_and_quantiles_are_errors() {
+        let ctx = context();
+        for sql in [
+            "SELECT ddsketch_quantile(X'02', 0.5)",
+            "SELECT ddsketch_quantile((SELECT ddsketch(1.0)), 1.5)",
+        ] {
+            let outcome = match ctx.sql(sql).await {
+                Ok(frame) => frame.collect().await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            assert!(outcome.is_err(), "{sql}");
+        }
+    }
+}
