@@ -143,14 +143,31 @@ impl DdSketch {
         }
     }
 
-    /// The value at quantile `q` (0 to 1) with the rank `q × (count - 1)`
-    /// rounded down, as the nearest-rank percentile; `None` when empty.
+    /// The value at quantile `q` (0 to 1) as SQL's `percentile_cont`
+    /// computes it: between the values at ranks `floor(q × (count - 1))` and
+    /// the next, in proportion. Each of those is within the relative
+    /// accuracy, so their blend is too. `None` when empty.
     pub fn quantile(&self, q: f64) -> Option<f64> {
         let count = self.count();
         if count == 0 || !(0.0..=1.0).contains(&q) {
             return None;
         }
-        let rank = (q * (count - 1) as f64).floor() as u64;
+        let rank = q * (count - 1) as f64;
+        let below = rank.floor();
+        let low = self.value_at_rank(below as u64)?;
+        let fraction = rank - below;
+        if fraction == 0.0 {
+            return Some(low);
+        }
+        let high = self.value_at_rank(below as u64 + 1)?;
+        Some(low + (high - low) * fraction)
+    }
+
+    /// The value of the `rank`-th smallest counted value (from 0).
+    fn value_at_rank(&self, rank: u64) -> Option<f64> {
+        if rank >= self.count() {
+            return None;
+        }
         if rank < self.zeros {
             return Some(0.0_f64.max(self.min));
         }
@@ -249,11 +266,14 @@ mod tests {
 
     use super::*;
 
-    /// The nearest-rank quantile of `values`, as [`DdSketch::quantile`] ranks.
+    /// `percentile_cont(q)` of `values`.
     fn exact(values: &[f64], q: f64) -> f64 {
         let mut sorted: Vec<f64> = values.to_vec();
         sorted.sort_by(f64::total_cmp);
-        sorted[(q * (sorted.len() - 1) as f64).floor() as usize]
+        let rank = q * (sorted.len() - 1) as f64;
+        let below = rank.floor() as usize;
+        let above = (below + 1).min(sorted.len() - 1);
+        sorted[below] + (sorted[above] - sorted[below]) * (rank - rank.floor())
     }
 
     fn close(estimate: f64, truth: f64) -> bool {
@@ -312,7 +332,7 @@ mod tests {
             sketch.add(value);
         }
         assert_eq!(sketch.quantile(0.0), Some(0.0));
-        assert_eq!(sketch.quantile(0.4), Some(0.0));
+        assert_eq!(sketch.quantile(1.0 / 3.0), Some(0.0));
         assert_eq!(sketch.quantile(1.0), Some(1000.0));
         assert_eq!(
             DdSketch::from_bytes(&[2]),

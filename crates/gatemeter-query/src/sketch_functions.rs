@@ -280,6 +280,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn quantiles_are_within_one_percent_of_percentile_cont() {
+        let ctx = context();
+        // Skewed, gappy latencies: squares, reduced, as long tails are.
+        for q in ["0.5", "0.9", "0.95", "0.99", "0.999"] {
+            let cells = one_row(
+                &ctx,
+                &format!(
+                    "WITH v AS (SELECT CAST((value * value) % 99991 AS DOUBLE) + 0.5 AS ms \
+                     FROM generate_series(1, 20000)) \
+                     SELECT ddsketch_quantile(ddsketch(ms), {q}), percentile_cont(ms, {q}) FROM v"
+                ),
+            )
+            .await;
+            let estimate: f64 = cells[0].parse().expect("estimate");
+            let exact: f64 = cells[1].parse().expect("exact");
+            assert!(
+                (estimate - exact).abs() <= 0.01 * exact,
+                "q {q}: {estimate} vs {exact}"
+            );
+        }
+    }
+
+    #[tokio::test]
     async fn bad_sketches_and_quantiles_are_errors() {
         let ctx = context();
         for sql in [
