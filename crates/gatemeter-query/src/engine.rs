@@ -59,6 +59,14 @@ use crate::yielding::YieldingJoins;
 pub const VIEWS: &[(&str, &str)] = &[
     ("attempts", include_str!("../../../queries/attempts.sql")),
     ("requests", include_str!("../../../queries/requests.sql")),
+    (
+        "hourly_usage",
+        include_str!("../../../queries/hourly_usage.sql"),
+    ),
+    (
+        "hourly_requests",
+        include_str!("../../../queries/hourly_requests.sql"),
+    ),
 ];
 
 /// Window of requests by `request_start`: `[from, to)`; either end open.

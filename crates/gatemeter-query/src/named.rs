@@ -17,6 +17,8 @@ pub const SOURCES: &[&str] = &[
     include_str!("../../../queries/attempts.sql"),
     include_str!("../../../queries/byok_vs_platform_spend.sql"),
     include_str!("../../../queries/cost_per_successful_outcome_by_app.sql"),
+    include_str!("../../../queries/hourly_requests.sql"),
+    include_str!("../../../queries/hourly_usage.sql"),
     include_str!("../../../queries/price_book_changes.sql"),
     include_str!("../../../queries/requests.sql"),
     include_str!("../../../queries/retry_waste_by_provider.sql"),

@@ -50,7 +50,8 @@ impl SketchAggregate {
     fn new(name: &'static str, input: DataType) -> SketchAggregate {
         SketchAggregate {
             name,
-            signature: Signature::exact(vec![input.clone()], Volatility::Immutable),
+            // Any number in: `coerce_types` casts it to the input type.
+            signature: Signature::user_defined(Volatility::Immutable),
             input,
         }
     }
@@ -66,7 +67,10 @@ impl AggregateUDFImpl for SketchAggregate {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        Ok(vec![self.input.clone(); arg_types.len()])
+        if arg_types.len() != 1 {
+            return exec_err!("{}: expected one argument", self.name);
+        }
+        Ok(vec![self.input.clone()])
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {

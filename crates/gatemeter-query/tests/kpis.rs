@@ -572,3 +572,124 @@ async fn a_team_scoped_session_sees_exactly_a_lake_of_only_that_team() {
         );
     }
 }
+
+/// One query counting the groups of `dimension` and those where the hourly
+/// rollup `rollup` and the raw rows `raw` disagree: exact columns must be
+/// equal, percentiles within 1%.
+fn rollup_check(
+    dimension: &str,
+    rollup: &str,
+    raw: &str,
+    exact: &[&str],
+    close: &[&str],
+) -> String {
+    let mismatches: Vec<String> = exact
+        .iter()
+        .map(|c| format!("(r.{c} IS DISTINCT FROM x.{c})"))
+        .chain(close.iter().map(|c| {
+            format!(
+                "((r.{c} IS NULL) <> (x.{c} IS NULL)) OR (abs(r.{c} - x.{c}) > 0.01 * x.{c} + 1e-9)"
+            )
+        }))
+        .collect();
+    format!(
+        "WITH r AS ({rollup} GROUP BY {dimension}), x AS ({raw} GROUP BY {dimension}) \
+         SELECT count(*) AS groups, count(*) FILTER (WHERE {}) AS wrong \
+         FROM r FULL JOIN x ON r.k IS NOT DISTINCT FROM x.k",
+        mismatches.join(" OR ")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hourly_rollups_add_up_to_the_raw_rows() {
+    for name in ["edge.jsonl", "fallbacks.jsonl"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        lake_from(&fixture(name), dir.path()).await;
+        let engine = engine(dir.path(), Some(fixture("prices.csv"))).await;
+        let ctx = engine.session(Window::default()).await.expect("session");
+        for (hours, raw_window) in [
+            ("true", "true"),
+            // The first hour with data alone.
+            (
+                "hour = (SELECT min(date_trunc('hour', request_start)) FROM attempts)",
+                "date_trunc('hour', request_start) = \
+                 (SELECT min(date_trunc('hour', request_start)) FROM attempts)",
+            ),
+        ] {
+            let mut groups = 0;
+            for dimension in gatemeter_query::DIMENSIONS {
+                let attempts = rollup_check(
+                    dimension,
+                    &format!(
+                        "SELECT {dimension} AS k, sum(attempts) AS n, sum(spend_usd) AS spend, \
+                         sum(input_tokens) AS input, sum(output_tokens) AS output, \
+                         sum(cache_read_tokens) AS cached, sum(final_attempts) AS finals, \
+                         ddsketch_quantile(ddsketch_merge(duration_sketch), 0.5) AS p50, \
+                         ddsketch_quantile(ddsketch_merge(duration_sketch), 0.95) AS p95, \
+                         ddsketch_quantile(ddsketch_merge(ttft_sketch), 0.99) AS ttft99 \
+                         FROM hourly_usage WHERE {hours}"
+                    ),
+                    &format!(
+                        "SELECT {dimension} AS k, count(*) AS n, sum(cost_usd) AS spend, \
+                         sum(COALESCE(input_tokens, 0)) AS input, sum(COALESCE(output_tokens, 0)) AS output, \
+                         sum(COALESCE(cache_read_tokens, 0)) AS cached, \
+                         count(*) FILTER (WHERE is_final_attempt) AS finals, \
+                         percentile_cont(duration_ms, 0.5) FILTER (WHERE outcome = 'success') AS p50, \
+                         percentile_cont(duration_ms, 0.95) FILTER (WHERE outcome = 'success') AS p95, \
+                         percentile_cont(ttft_ms, 0.99) FILTER (WHERE outcome = 'success' AND streaming) AS ttft99 \
+                         FROM attempts WHERE {raw_window}"
+                    ),
+                    &["n", "spend", "input", "output", "cached", "finals"],
+                    &["p50", "p95", "ttft99"],
+                );
+                let requests = rollup_check(
+                    dimension,
+                    &format!(
+                        "SELECT {dimension} AS k, sum(requests) AS n, sum(valid_requests) AS valid, \
+                         sum(good_requests) AS good, sum(successful_requests) AS ok, \
+                         sum(attempts) AS attempts, sum(retries) AS retries, sum(fallbacks) AS fallbacks, \
+                         sum(tokens) AS tokens, sum(spend_usd) AS spend, \
+                         ddsketch_quantile(ddsketch_merge(latency_sketch), 0.95) AS p95, \
+                         ddsketch_quantile(ddsketch_merge(latency_sketch), 0.99) AS p99 \
+                         FROM hourly_requests WHERE {hours}"
+                    ),
+                    &format!(
+                        "SELECT {dimension} AS k, count(*) AS n, count(*) FILTER (WHERE valid) AS valid, \
+                         count(*) FILTER (WHERE good) AS good, count(*) FILTER (WHERE successful) AS ok, \
+                         sum(attempts) AS attempts, sum(retries) AS retries, sum(fallbacks) AS fallbacks, \
+                         sum(tokens) AS tokens, sum(cost_usd) AS spend, \
+                         percentile_cont(e2e_latency_ms, 0.95) FILTER (WHERE successful) AS p95, \
+                         percentile_cont(e2e_latency_ms, 0.99) FILTER (WHERE successful) AS p99 \
+                         FROM requests WHERE {raw_window}"
+                    ),
+                    &[
+                        "n", "valid", "good", "ok", "attempts", "retries", "fallbacks", "tokens",
+                        "spend",
+                    ],
+                    &["p95", "p99"],
+                );
+                for sql in [attempts, requests] {
+                    let rows = sorted_rows(&ctx, &sql).await;
+                    let cells: Vec<&str> = rows
+                        .first()
+                        .map(|row| {
+                            row.split('|')
+                                .map(str::trim)
+                                .filter(|c| !c.is_empty())
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    assert_eq!(cells.get(1), Some(&"0"), "{name} {hours}: {rows:?}\n{sql}");
+                    groups += cells
+                        .first()
+                        .and_then(|c| c.parse::<usize>().ok())
+                        .unwrap_or(0);
+                }
+            }
+            assert!(
+                groups > 2 * gatemeter_query::DIMENSIONS.len(),
+                "{name}: {groups} groups"
+            );
+        }
+    }
+}
