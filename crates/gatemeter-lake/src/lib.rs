@@ -27,6 +27,7 @@ pub mod manifest;
 mod migrate;
 mod parquet_file;
 pub mod paths;
+mod rollup;
 mod stats;
 mod storage;
 mod table;
@@ -37,6 +38,7 @@ pub use lake::{app_id, CommitSummary, FailPoint, Lake, OpenReport, PendingCommit
 pub use location::LakeLocation;
 pub use manifest::{FileEntry, SourceOffsets};
 pub use migrate::MigrateReport;
+pub use rollup::{RollupTable, ROLLUPS_DIR};
 pub use storage::register_object_stores;
 
 #[cfg(test)]
