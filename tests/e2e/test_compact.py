@@ -9,6 +9,7 @@ import json
 from decimal import Decimal
 
 import pytest
+from deltalake import DeltaTable
 
 import support
 from support import ROOT, gatemeter
@@ -92,9 +93,24 @@ def test_compaction_changes_no_number_and_leaves_one_file_per_hour(events, tmp_p
     assert again.startswith("compacted 0 partitions"), again
 
 
+def stored_rollup(data_dir, name, group_by, columns):
+    """Sums of `columns` per `group_by` over a rollup table, read with the
+    deltalake package as any outside reader would."""
+    table = DeltaTable(str(data_dir / "rollups" / name)).to_pyarrow_table()
+    sums = {}
+    for row in table.to_pylist():
+        key = row[group_by]
+        totals = sums.setdefault(key, [0] * len(columns))
+        for i, column in enumerate(columns):
+            totals[i] += Decimal(row[column] or 0)
+    return sorted((key, *values) for key, values in sums.items())
+
+
 def test_late_duplicates_and_corrections_count_once_before_and_after_the_next_compaction(events, tmp_path):
     data_dir = build_lake(tmp_path, events)
-    gatemeter("--data-dir", data_dir, "compact")
+    # The rollups compaction stores are priced by the book it is given.
+    first = gatemeter("--data-dir", data_dir, "--prices", PRICES, "compact").stdout
+    assert "rollups: 3 hours, 6 files" in first, first
     # Late copies of compacted attempts: 25 plain duplicates, 25 corrections
     # with a new reported cost.
     originals = [json.loads(line) for line in events.read_text().splitlines()[:200]]
@@ -130,9 +146,18 @@ def test_late_duplicates_and_corrections_count_once_before_and_after_the_next_co
                      f"SELECT cost_usd FROM attempts WHERE attempt_id = '{corrected}'").stdout
     assert json.loads(cost) == [{"cost_usd": "1.250000000"}]
 
-    gatemeter("--data-dir", data_dir, "compact")
+    late_hours = {path for path, files in by_partition(data_dir).items()
+                  if len(files) > 1 or not files[0]["deduplicated"]}
+    again = gatemeter("--data-dir", data_dir, "--prices", PRICES, "compact").stdout
     assert all(len(files) == 1 and files[0]["deduplicated"] for files in by_partition(data_dir).values())
     assert ours() == oracle
+    # The hours the late copies landed in had their rollups rewritten; the
+    # stored rollups add up to the oracle exactly.
+    assert f"rollups: {len(late_hours)} hours, {2 * len(late_hours)} files" in again, again
+    requests = stored_rollup(data_dir, "hourly_requests", "team", ["requests", "attempts", "spend_usd"])
+    assert requests == [(team, n, attempts, spend) for team, n, attempts, spend in oracle]
+    usage = stored_rollup(data_dir, "hourly_usage", "team", ["attempts", "spend_usd"])
+    assert usage == [(team, attempts, spend) for team, _, attempts, spend in oracle]
 
 
 def test_a_crash_before_the_commit_record_changes_nothing(events, tmp_path):

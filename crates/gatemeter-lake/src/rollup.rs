@@ -24,6 +24,13 @@ use crate::table::{Attempt, LiveFile, Table};
 /// The folder the rollup tables live in, inside the lake.
 pub const ROLLUPS_DIR: &str = "rollups";
 
+/// What storing one hour wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredHour {
+    pub version: i64,
+    pub bytes: u64,
+}
+
 /// One rollup table.
 pub struct RollupTable {
     table: Table,
@@ -109,7 +116,7 @@ impl RollupTable {
         &mut self,
         hour: HourPartition,
         rows: &RecordBatch,
-    ) -> Result<i64, LakeError> {
+    ) -> Result<StoredHour, LakeError> {
         let path = file_path(hour);
         let bytes = parquet_file::encode(rows, None)?;
         let size = bytes.len() as i64;
@@ -146,7 +153,10 @@ impl RollupTable {
             {
                 Attempt::Committed { version } => {
                     self.read_hours()?;
-                    return Ok(version);
+                    return Ok(StoredHour {
+                        version,
+                        bytes: size as u64,
+                    });
                 }
                 Attempt::Conflict => {
                     self.table.refresh().await?;
@@ -209,7 +219,10 @@ mod tests {
         let ten = HourPartition::from_values("2026-11-01", "10").expect("hour");
         let eleven = HourPartition::from_values("2026-11-01", "11").expect("hour");
         table.replace_hour(ten, &rows("a", 1)).await.expect("first");
-        table.replace_hour(eleven, &rows("a", 2)).await.expect("second");
+        table
+            .replace_hour(eleven, &rows("a", 2))
+            .await
+            .expect("second");
         table.replace_hour(ten, &rows("a", 3)).await.expect("again");
         assert_eq!(table.hours().collect::<Vec<_>>(), vec![ten, eleven]);
         let reopened = RollupTable::open_or_create(&location, "test_rollup", &schema)
@@ -218,10 +231,7 @@ mod tests {
         let files: Vec<_> = reopened.files().map(|(h, p)| (h, p.to_owned())).collect();
         assert_eq!(files.len(), 2);
         // The stored file of ten holds the last rows written for it.
-        let ten_file = dir
-            .path()
-            .join("rollups/test_rollup")
-            .join(&files[0].1);
+        let ten_file = dir.path().join("rollups/test_rollup").join(&files[0].1);
         let bytes = bytes::Bytes::from(std::fs::read(ten_file).expect("file"));
         let batch = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
             .expect("parquet")
@@ -230,7 +240,11 @@ mod tests {
             .next()
             .expect("a batch")
             .expect("rows");
-        let counts = batch.column(1).as_any().downcast_ref::<Int64Array>().expect("ints");
+        let counts = batch
+            .column(1)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("ints");
         assert_eq!(counts.value(0), 3);
     }
 }

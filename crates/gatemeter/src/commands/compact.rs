@@ -2,6 +2,9 @@
 //! deduplicated file (one Delta commit per partition), writes a checkpoint
 //! of the log, then vacuums: deletes files no version within the retention
 //! names (replaced by compaction, or left by a flush that never committed).
+//! Between compaction and the checkpoint it stores the hourly rollups of
+//! the hours it rewrote and of settled hours without one
+//! ([`crate::commands::rollups`]).
 
 use chrono::Utc;
 use clap::Args;
@@ -9,6 +12,7 @@ use gatemeter_lake::{CompactionPlan, CompactionSummary, Lake, LakeError};
 use gatemeter_query::scorecard::parse_duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::commands::rollups::write_rollups;
 use crate::error::CliError;
 use crate::settings::Settings;
 
@@ -95,19 +99,21 @@ pub async fn run(settings: &Settings, args: &CompactArgs) -> Result<(), CliError
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut totals = Totals::default();
+    let mut compacted = std::collections::BTreeSet::new();
     for plan in &plans {
         progress.set_message(plan.partition.dir());
         if let Some(summary) = compact_partition(&mut lake, plan, settled_before).await? {
             totals.add(&summary);
+            compacted.insert(summary.partition);
         }
         progress.inc(plan.rows());
     }
     progress.finish_and_clear();
+    let retention = chrono::Duration::microseconds(args.retention);
+    let rollups = write_rollups(settings, &lake, &compacted, settled_before, retention).await?;
 
     lake.checkpoint().await?;
-    let vacuumed = lake
-        .vacuum(chrono::Duration::microseconds(args.retention))
-        .await?;
+    let vacuumed = lake.vacuum(retention).await?;
     println!(
         "compacted {} partitions: {} files → {}, {} rows → {} ({} duplicate copies dropped), {} → {} bytes; vacuum deleted {} files",
         totals.partitions,
@@ -119,6 +125,14 @@ pub async fn run(settings: &Settings, args: &CompactArgs) -> Result<(), CliError
         totals.bytes_before,
         totals.bytes_after,
         vacuumed.len()
+    );
+    println!(
+        "rollups: {} hours, {} files, {} bytes ({} bytes an hour) in {:.1} s",
+        rollups.hours,
+        rollups.files,
+        rollups.bytes,
+        rollups.bytes.checked_div(rollups.hours as u64).unwrap_or(0),
+        rollups.seconds
     );
     Ok(())
 }

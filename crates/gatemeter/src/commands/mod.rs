@@ -6,6 +6,7 @@ pub mod kpis;
 pub mod migrate;
 pub mod produce;
 pub mod query;
+pub mod rollups;
 pub mod rules;
 pub mod scorecard;
 pub mod serve;

@@ -1,0 +1,141 @@
+//! The rollup step of `gatemeter compact` (docs/lake.md, "Rollups"): for
+//! each settled hour that compaction just rewrote, or that has no rollup
+//! yet, the hourly views (`hourly_usage`, `hourly_requests`) are computed
+//! over that hour alone and stored as the hour's file of their rollup
+//! table. A late event or duplicate makes its hour compact again, and so
+//! rewrites the hour's rollups.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::compute::{cast, concat_batches};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use gatemeter_lake::paths::HourPartition;
+use gatemeter_lake::{Lake, RollupTable};
+use gatemeter_query::{QueryEngine, Window};
+
+use crate::error::CliError;
+use crate::settings::Settings;
+
+/// The rollups compaction keeps, each the view of the same name.
+pub const ROLLUP_VIEWS: [&str; 2] = ["hourly_usage", "hourly_requests"];
+
+/// What the rollup step did.
+#[derive(Debug, Default)]
+pub struct RollupTotals {
+    pub hours: usize,
+    pub files: usize,
+    pub bytes: u64,
+    pub seconds: f64,
+}
+
+/// Strings as plain UTF-8, the type every outside reader of a Delta table
+/// knows (DataFusion hands them over as string views).
+fn plain_schema(schema: &Schema) -> SchemaRef {
+    Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|field| match field.data_type() {
+                DataType::Utf8View | DataType::LargeUtf8 => {
+                    Field::new(field.name(), DataType::Utf8, field.is_nullable())
+                }
+                _ => field.as_ref().clone(),
+            })
+            .collect::<Vec<_>>(),
+    ))
+}
+
+fn to_plain(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, CliError> {
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| cast(column, field.data_type()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| CliError::Usage(format!("rollups: {e}")))?;
+    RecordBatch::try_new(schema.clone(), columns)
+        .map_err(|e| CliError::Usage(format!("rollups: {e}")))
+}
+
+async fn view_rows(
+    engine: &QueryEngine,
+    view: &str,
+    window: Window,
+) -> Result<(SchemaRef, Vec<RecordBatch>), CliError> {
+    let frame = engine
+        .session(window)
+        .await?
+        .sql(&format!("SELECT * FROM {view}"))
+        .await
+        .map_err(gatemeter_query::QueryError::from)?;
+    let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+    let batches = frame
+        .collect()
+        .await
+        .map_err(gatemeter_query::QueryError::from)?;
+    Ok((schema, batches))
+}
+
+/// Stores the rollups of the settled hours in `compacted`, and of every
+/// settled hour of `lake` that has no rollup yet.
+pub async fn write_rollups(
+    settings: &Settings,
+    lake: &Lake,
+    compacted: &BTreeSet<HourPartition>,
+    settled_before: i64,
+    retention: chrono::Duration,
+) -> Result<RollupTotals, CliError> {
+    let started = Instant::now();
+    let settled: BTreeSet<HourPartition> = lake
+        .data_files()
+        .filter_map(|file| file.min_request_start.map(HourPartition::of))
+        .filter(|hour| hour.end_micros() <= settled_before)
+        .collect();
+    let engine = QueryEngine::open(crate::commands::kpis::query_config(settings)).await?;
+    let location = settings.lake_location()?;
+    let mut totals = RollupTotals::default();
+    let mut hours_written = BTreeSet::new();
+    for view in ROLLUP_VIEWS {
+        let (schema, _) = view_rows(
+            &engine,
+            view,
+            Window {
+                from: Some(0),
+                to: Some(0),
+            },
+        )
+        .await?;
+        let schema = plain_schema(&schema);
+        let mut table = RollupTable::open_or_create(&location, view, &schema).await?;
+        let stored: BTreeSet<HourPartition> = table.hours().collect();
+        let due: Vec<HourPartition> = settled
+            .iter()
+            .filter(|hour| compacted.contains(hour) || !stored.contains(hour))
+            .copied()
+            .collect();
+        for hour in due {
+            let window = Window {
+                from: Some(hour.end_micros() - 3_600_000_000),
+                to: Some(hour.end_micros()),
+            };
+            let (_, batches) = view_rows(&engine, view, window).await?;
+            let plain = batches
+                .iter()
+                .map(|batch| to_plain(batch, &schema))
+                .collect::<Result<Vec<_>, _>>()?;
+            let rows = concat_batches(&schema, &plain)
+                .map_err(|e| CliError::Usage(format!("rollups: {e}")))?;
+            let written = table.replace_hour(hour, &rows).await?;
+            totals.files += 1;
+            totals.bytes += written.bytes;
+            hours_written.insert(hour);
+        }
+        table.tidy(retention).await?;
+    }
+    totals.hours = hours_written.len();
+    totals.seconds = started.elapsed().as_secs_f64();
+    Ok(totals)
+}
