@@ -159,6 +159,22 @@ def test_late_duplicates_and_corrections_count_once_before_and_after_the_next_co
     usage = stored_rollup(data_dir, "hourly_usage", "team", ["attempts", "spend_usd"])
     assert usage == [(team, attempts, spend) for team, _, attempts, spend in oracle]
 
+    # Nothing changed: nothing is rewritten. A new price book: every hour is.
+    unchanged = gatemeter("--data-dir", data_dir, "--prices", PRICES, "compact").stdout
+    assert "rollups: 0 hours, 0 files" in unchanged, unchanged
+    repriced = tmp_path / "prices.csv"
+    header, *rows = PRICES.read_text().splitlines()
+    repriced.write_text("\n".join([header] + [",".join(
+        str(Decimal(cell) * 3) if i == 3 else cell for i, cell in enumerate(row.split(",")))
+        for row in rows]) + "\n")
+    rebuilt = gatemeter("--data-dir", data_dir, "--prices", repriced, "compact").stdout
+    assert "rollups: 3 hours, 6 files" in rebuilt, rebuilt
+    kpis = json.loads(gatemeter("--data-dir", data_dir, "--prices", repriced, "kpis",
+                                "--group-by", "team", "--format", "json").stdout)
+    expected = sorted((r["team"], Decimal(r["spend_usd"])) for r in kpis)
+    assert expected != [(team, spend) for team, _, _, spend in oracle], "the new book changes spend"
+    assert stored_rollup(data_dir, "hourly_requests", "team", ["spend_usd"]) == expected
+
 
 def test_a_crash_before_the_commit_record_changes_nothing(events, tmp_path):
     data_dir = build_lake(tmp_path, events)

@@ -1,6 +1,8 @@
 //! Rollup tables beside the lake (docs/lake.md, "Rollups"): one Delta
 //! table per rollup under `rollups/<name>/`, each file holding the rows of
-//! one hour of `request_start`, named `<YYYY-MM-DD>/<HH>-<id>.parquet`.
+//! one hour of `request_start`, named `<YYYY-MM-DD>/<HH>-<basis>-<id>.parquet`
+//! where `basis` fingerprints what the rows were computed with (the view's
+//! definition and the price book), so a change of either is seen.
 //! Writing an hour replaces that hour's file in one commit, so a reader
 //! sees the old rows or the new ones, never both or neither.
 
@@ -34,23 +36,27 @@ pub struct StoredHour {
 /// One rollup table.
 pub struct RollupTable {
     table: Table,
-    /// Each stored hour's file, as the log names it.
-    hours: BTreeMap<HourPartition, LiveFile>,
+    /// Each stored hour's file, as the log names it, and its basis.
+    hours: BTreeMap<HourPartition, (LiveFile, String)>,
 }
 
-/// The hour a rollup file holds, from its name.
-fn hour_of(path: &str) -> Option<HourPartition> {
+/// The hour a rollup file holds and the basis it was computed on, from its
+/// name.
+fn hour_of(path: &str) -> Option<(HourPartition, String)> {
     let (date, name) = path.rsplit_once('/')?;
     let date = date.rsplit('/').next()?;
-    let (hour, _) = name.split_once('-')?;
+    let mut parts = name.splitn(3, '-');
+    let (hour, basis) = (parts.next()?, parts.next()?);
+    parts.next()?;
     let date = NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
-    HourPartition::from_values(&date.format("%Y-%m-%d").to_string(), hour)
-        .filter(|_| hour.len() == 2)
+    let partition = HourPartition::from_values(&date.format("%Y-%m-%d").to_string(), hour)
+        .filter(|_| hour.len() == 2)?;
+    Some((partition, basis.to_owned()))
 }
 
-fn file_path(hour: HourPartition) -> String {
+fn file_path(hour: HourPartition, basis: &str) -> String {
     format!(
-        "{}/{:02}-{}.parquet",
+        "{}/{:02}-{basis}-{}.parquet",
         hour.date_value(),
         hour.hour,
         new_file_id()
@@ -87,26 +93,27 @@ impl RollupTable {
             .table
             .live_files()?
             .into_iter()
-            .filter_map(|file| Some((hour_of(&file.path)?, file)))
+            .filter_map(|file| {
+                let (hour, basis) = hour_of(&file.path)?;
+                Some((hour, (file, basis)))
+            })
             .collect();
         Ok(())
     }
 
-    /// The hours a file is stored for.
-    pub fn hours(&self) -> impl Iterator<Item = HourPartition> + '_ {
-        self.hours.keys().copied()
+    /// The hours a file is stored for, each with the basis it was
+    /// computed on.
+    pub fn hours(&self) -> impl Iterator<Item = (HourPartition, &str)> + '_ {
+        self.hours
+            .iter()
+            .map(|(hour, (_, basis))| (*hour, basis.as_str()))
     }
 
     /// The files of the stored hours, relative to the table folder.
     pub fn files(&self) -> impl Iterator<Item = (HourPartition, &str)> + '_ {
         self.hours
             .iter()
-            .map(|(hour, file)| (*hour, file.path.as_str()))
-    }
-
-    /// The table's folder URL.
-    pub fn url(&self, location: &LakeLocation, name: &str) -> Result<url::Url, LakeError> {
-        location.table_url(&format!("{ROLLUPS_DIR}/{name}"))
+            .map(|(hour, (file, _))| (*hour, file.path.as_str()))
     }
 
     /// Stores `rows` as `hour`'s rollup, replacing what was stored for it.
@@ -115,9 +122,16 @@ impl RollupTable {
     pub async fn replace_hour(
         &mut self,
         hour: HourPartition,
+        basis: &str,
         rows: &RecordBatch,
     ) -> Result<StoredHour, LakeError> {
-        let path = file_path(hour);
+        if basis.is_empty() || !basis.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(LakeError::Delta {
+                table: ROLLUPS_DIR.to_owned(),
+                reason: format!("basis `{basis}`: expected letters and digits"),
+            });
+        }
+        let path = file_path(hour, basis);
         let bytes = parquet_file::encode(rows, None)?;
         let size = bytes.len() as i64;
         self.table
@@ -127,7 +141,7 @@ impl RollupTable {
         let add = add_action(&path, size, Default::default(), file_stats(rows));
         loop {
             let mut actions = vec![Action::Add(add.clone())];
-            if let Some(old) = self.hours.get(&hour) {
+            if let Some((old, _)) = self.hours.get(&hour) {
                 actions.push(Action::Remove(Remove {
                     path: old.path.clone(),
                     data_change: true,
@@ -201,10 +215,11 @@ mod tests {
     #[test]
     fn file_names_carry_their_hour() {
         let hour = HourPartition::from_values("2026-11-01", "7").expect("hour");
-        let path = file_path(hour);
-        assert!(path.starts_with("2026-11-01/07-"), "{path}");
-        assert_eq!(hour_of(&path), Some(hour));
-        assert_eq!(hour_of("2026-11-01/7-x.parquet"), None);
+        let path = file_path(hour, "ab12");
+        assert!(path.starts_with("2026-11-01/07-ab12-"), "{path}");
+        assert_eq!(hour_of(&path), Some((hour, "ab12".to_owned())));
+        assert_eq!(hour_of("2026-11-01/7-ab-x.parquet"), None);
+        assert_eq!(hour_of("2026-11-01/07-x.parquet"), None);
         assert_eq!(hour_of("elsewhere.parquet"), None);
     }
 
@@ -218,13 +233,20 @@ mod tests {
             .expect("table");
         let ten = HourPartition::from_values("2026-11-01", "10").expect("hour");
         let eleven = HourPartition::from_values("2026-11-01", "11").expect("hour");
-        table.replace_hour(ten, &rows("a", 1)).await.expect("first");
-        table
-            .replace_hour(eleven, &rows("a", 2))
+        for (hour, basis, count) in [(ten, "v1", 1), (eleven, "v1", 2), (ten, "v2", 3)] {
+            table
+                .replace_hour(hour, basis, &rows("a", count))
+                .await
+                .expect("stored");
+        }
+        assert!(table
+            .replace_hour(ten, "no/path", &rows("a", 4))
             .await
-            .expect("second");
-        table.replace_hour(ten, &rows("a", 3)).await.expect("again");
-        assert_eq!(table.hours().collect::<Vec<_>>(), vec![ten, eleven]);
+            .is_err());
+        assert_eq!(
+            table.hours().collect::<Vec<_>>(),
+            vec![(ten, "v2"), (eleven, "v1")]
+        );
         let reopened = RollupTable::open_or_create(&location, "test_rollup", &schema)
             .await
             .expect("reopen");

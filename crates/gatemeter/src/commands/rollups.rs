@@ -3,9 +3,10 @@
 //! yet, the hourly views (`hourly_usage`, `hourly_requests`) are computed
 //! over that hour alone and stored as the hour's file of their rollup
 //! table. A late event or duplicate makes its hour compact again, and so
-//! rewrites the hour's rollups.
+//! rewrites the hour's rollups; a changed price book or view definition
+//! rewrites every hour.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,6 +16,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use gatemeter_lake::paths::HourPartition;
 use gatemeter_lake::{Lake, RollupTable};
 use gatemeter_query::{QueryEngine, Window};
+use sha2::{Digest, Sha256};
 
 use crate::error::CliError;
 use crate::settings::Settings;
@@ -58,6 +60,24 @@ fn to_plain(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, CliE
         .map_err(|e| CliError::Usage(format!("rollups: {e}")))?;
     RecordBatch::try_new(schema.clone(), columns)
         .map_err(|e| CliError::Usage(format!("rollups: {e}")))
+}
+
+/// What a rollup's rows follow from: the view's definition and the price
+/// book's contents, as the first 16 hex digits of their SHA-256.
+fn basis(settings: &Settings, view: &str) -> Result<String, CliError> {
+    let definition = gatemeter_query::engine::VIEWS
+        .iter()
+        .find(|(name, _)| *name == view)
+        .map_or("", |(_, sql)| sql);
+    let prices = match &settings.prices {
+        Some(path) => std::fs::read(path).map_err(|e| CliError::io(path.display(), e))?,
+        None => Vec::new(),
+    };
+    let mut hasher = Sha256::new();
+    hasher.update(definition.as_bytes());
+    hasher.update([0]);
+    hasher.update(&prices);
+    Ok(hex::encode(&hasher.finalize()[..8]))
 }
 
 async fn view_rows(
@@ -110,10 +130,16 @@ pub async fn write_rollups(
         .await?;
         let schema = plain_schema(&schema);
         let mut table = RollupTable::open_or_create(&location, view, &schema).await?;
-        let stored: BTreeSet<HourPartition> = table.hours().collect();
+        let basis = basis(settings, view)?;
+        let stored: BTreeMap<HourPartition, String> = table
+            .hours()
+            .map(|(hour, stored_basis)| (hour, stored_basis.to_owned()))
+            .collect();
+        // Hours rewritten by compaction, hours without a rollup, and hours
+        // computed with another definition or price book.
         let due: Vec<HourPartition> = settled
             .iter()
-            .filter(|hour| compacted.contains(hour) || !stored.contains(hour))
+            .filter(|hour| compacted.contains(hour) || stored.get(hour).is_none_or(|b| *b != basis))
             .copied()
             .collect();
         for hour in due {
@@ -128,7 +154,7 @@ pub async fn write_rollups(
                 .collect::<Result<Vec<_>, _>>()?;
             let rows = concat_batches(&schema, &plain)
                 .map_err(|e| CliError::Usage(format!("rollups: {e}")))?;
-            let written = table.replace_hour(hour, &rows).await?;
+            let written = table.replace_hour(hour, &basis, &rows).await?;
             totals.files += 1;
             totals.bytes += written.bytes;
             hours_written.insert(hour);
