@@ -16,6 +16,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use gatemeter_lake::paths::HourPartition;
 use gatemeter_lake::{Lake, RollupTable};
 use gatemeter_query::{QueryEngine, Window};
+use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
 use crate::error::CliError;
@@ -100,7 +101,8 @@ async fn view_rows(
 }
 
 /// Stores the rollups of the settled hours in `compacted`, and of every
-/// settled hour of `lake` that has no rollup yet.
+/// settled hour of `lake` whose rollup is missing or was computed with
+/// another view definition or price book, with a progress bar over them.
 pub async fn write_rollups(
     settings: &Settings,
     lake: &Lake,
@@ -142,6 +144,12 @@ pub async fn write_rollups(
             .filter(|hour| compacted.contains(hour) || stored.get(hour).is_none_or(|b| *b != basis))
             .copied()
             .collect();
+        let progress = ProgressBar::new(due.len() as u64);
+        progress.set_style(
+            ProgressStyle::with_template("rollup {msg} {bar:40} {pos}/{len} hours")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        progress.set_message(view);
         for hour in due {
             let window = Window {
                 from: Some(hour.end_micros() - 3_600_000_000),
@@ -158,7 +166,9 @@ pub async fn write_rollups(
             totals.files += 1;
             totals.bytes += written.bytes;
             hours_written.insert(hour);
+            progress.inc(1);
         }
+        progress.finish_and_clear();
         table.tidy(retention).await?;
     }
     totals.hours = hours_written.len();
