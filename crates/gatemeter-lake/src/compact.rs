@@ -17,15 +17,14 @@ use arrow::compute::{
 };
 use arrow::datatypes::UInt32Type;
 use arrow::error::ArrowError;
-use chrono::Utc;
-use deltalake_core::kernel::{Action, Remove};
+use deltalake_core::kernel::Action;
 use deltalake_core::protocol::DeltaOperation;
 use gatemeter_schema::{attempts_schema, EpochMicros};
 use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::error::LakeError;
-use crate::lake::{commit_metadata, partition_values, Lake};
+use crate::lake::{commit_metadata, partition_values, remove_action, Lake};
 use crate::manifest::FileEntry;
 use crate::paths::{object_path, DataFilePath, HourPartition};
 use crate::table::Attempt;
@@ -113,18 +112,11 @@ impl Lake {
                     .ok_or_else(|| LakeError::LostCommitRace {
                         detail: format!("{} is no longer live", file.path),
                     })?;
-            removes.push(Action::Remove(Remove {
-                path: live.path.clone(),
-                data_change: true,
-                deletion_timestamp: Some(Utc::now().timestamp_millis()),
-                extended_file_metadata: Some(true),
-                partition_values: Some(partition_values(live.partition)),
-                size: Some(live.size),
-                tags: None,
-                deletion_vector: None,
-                base_row_id: None,
-                default_row_commit_version: None,
-            }));
+            removes.push(remove_action(
+                &live.path,
+                live.size,
+                partition_values(live.partition),
+            ));
             let bytes = self
                 .attempts_table()
                 .store()

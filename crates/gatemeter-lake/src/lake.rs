@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 
 use chrono::Utc;
-use deltalake_core::kernel::{Action, Add, DataType as DeltaType, PrimitiveType, Transaction};
+use deltalake_core::kernel::{
+    Action, Add, DataType as DeltaType, PrimitiveType, Remove, Transaction,
+};
 use deltalake_core::protocol::{DeltaOperation, OutputMode};
 use gatemeter_schema::{
     attempts_batch, attempts_schema, dead_letters_batch, dead_letters_schema, AttemptRow,
@@ -671,6 +673,26 @@ pub(crate) fn partition_values(
             ])
         })
         .unwrap_or_default()
+}
+
+/// The Remove action of a live file, as compaction and rollups replace it.
+pub(crate) fn remove_action(
+    path: &str,
+    size: i64,
+    partition_values: HashMap<String, Option<String>>,
+) -> Action {
+    Action::Remove(Remove {
+        path: path.to_owned(),
+        data_change: true,
+        deletion_timestamp: Some(Utc::now().timestamp_millis()),
+        extended_file_metadata: Some(true),
+        partition_values: Some(partition_values),
+        size: Some(size),
+        tags: None,
+        deletion_vector: None,
+        base_row_id: None,
+        default_row_commit_version: None,
+    })
 }
 
 pub(crate) fn add_action(

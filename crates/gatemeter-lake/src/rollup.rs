@@ -10,13 +10,13 @@ use std::collections::BTreeMap;
 
 use arrow_array::RecordBatch;
 use arrow_schema::Schema;
-use chrono::{NaiveDate, Utc};
-use deltalake_core::kernel::{Action, Remove};
+use chrono::NaiveDate;
+use deltalake_core::kernel::Action;
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
 use object_store::{ObjectStoreExt, PutPayload};
 
 use crate::error::LakeError;
-use crate::lake::{add_action, commit_metadata};
+use crate::lake::{add_action, commit_metadata, remove_action};
 use crate::location::LakeLocation;
 use crate::parquet_file;
 use crate::paths::{new_file_id, object_path, HourPartition};
@@ -142,18 +142,7 @@ impl RollupTable {
         loop {
             let mut actions = vec![Action::Add(add.clone())];
             if let Some((old, _)) = self.hours.get(&hour) {
-                actions.push(Action::Remove(Remove {
-                    path: old.path.clone(),
-                    data_change: true,
-                    deletion_timestamp: Some(Utc::now().timestamp_millis()),
-                    extended_file_metadata: Some(true),
-                    partition_values: Some(Default::default()),
-                    size: Some(old.size),
-                    tags: None,
-                    deletion_vector: None,
-                    base_row_id: None,
-                    default_row_commit_version: None,
-                }));
+                actions.push(remove_action(&old.path, old.size, Default::default()));
             }
             let operation = DeltaOperation::Write {
                 mode: SaveMode::Overwrite,

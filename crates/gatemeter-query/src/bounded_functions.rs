@@ -294,21 +294,21 @@ impl Texts {
         }
     }
 
-    fn longest(&self, rows: usize) -> i64 {
+    fn longest(&self) -> i64 {
         match self {
             Texts::Scalar(text) => text.as_deref().map_or(0, |t| t.len() as i64),
             Texts::Array(array) => (0..array.len())
                 .map(|row| self.len_at(row))
                 .max()
                 .unwrap_or(0),
-            Texts::Other => OTHER_VALUE_BYTES.min(rows.max(1) as i64 * OTHER_VALUE_BYTES),
+            Texts::Other => OTHER_VALUE_BYTES,
         }
     }
 
     fn total(&self, rows: usize) -> i64 {
         match self {
             Texts::Array(array) => (0..array.len()).map(|row| self.len_at(row)).sum(),
-            _ => self.longest(rows).saturating_mul(rows as i64),
+            _ => self.longest().saturating_mul(rows as i64),
         }
     }
 }
@@ -428,7 +428,7 @@ impl Bounded {
         let texts: Vec<Texts> = args.iter().map(Texts::of).collect();
         let rows_i64 = rows as i64;
         let arg = |index: usize| args.get(index);
-        let longest = |index: usize| texts.get(index).map_or(0, |t| t.longest(rows));
+        let longest = |index: usize| texts.get(index).map_or(0, |t| t.longest());
         let per_row = |value: i64| Cost::bytes(value, value.saturating_mul(rows_i64));
         match self.bound {
             Bound::Repeat => {
@@ -446,7 +446,7 @@ impl Bounded {
             Bound::Sum => Cost::bytes(
                 texts
                     .iter()
-                    .map(|t| t.longest(rows))
+                    .map(|t| t.longest())
                     .fold(0, i64::saturating_add),
                 texts
                     .iter()
@@ -459,7 +459,7 @@ impl Bounded {
                 Cost::bytes(
                     longest(0)
                         .saturating_mul(separators)
-                        .saturating_add(rest.iter().map(|t| t.longest(rows)).sum()),
+                        .saturating_add(rest.iter().map(|t| t.longest()).sum()),
                     texts
                         .first()
                         .map_or(0, |t| t.total(rows))
@@ -570,7 +570,7 @@ fn regexp_replace_cost(texts: &[Texts], args: &[ColumnarValue], rows: usize) -> 
         Some(ColumnarValue::Scalar(flags)) => text_of(flags).is_some_and(|f| f.contains('g')),
         Some(ColumnarValue::Array(_)) => true,
     };
-    let longest_replacement = replacement.longest(rows);
+    let longest_replacement = replacement.longest();
     let references = match replacement {
         Texts::Scalar(text) => text.as_deref().map_or(0, reference_count),
         Texts::Array(array) => array
@@ -586,7 +586,7 @@ fn regexp_replace_cost(texts: &[Texts], args: &[ColumnarValue], rows: usize) -> 
         let matches = if global { len.saturating_add(1) } else { 1 };
         len.saturating_add(matches.saturating_mul(per_match))
     };
-    let value = bound(text.longest(rows));
+    let value = bound(text.longest());
     let batch = match text {
         Texts::Array(array) => (0..array.len())
             .map(|row| bound(text.len_at(row)))
