@@ -148,12 +148,19 @@ period = "monthly"
     days_in_month = ((month_start + datetime.timedelta(days=32)).replace(day=1) - month_start).total_seconds() / 86400
     elapsed_days = (now - month_start).total_seconds() / 86400
     pace_spend = 3 * 1000 * elapsed_days / days_in_month
+    # The spend lands in an hour that ended over an hour ago (unless the
+    # month is younger), so `compact` stores its rollups and the budget
+    # reads them.
+    spend_start = max(month_start + datetime.timedelta(minutes=1),
+                      now.replace(minute=0, second=0, microsecond=0) - datetime.timedelta(minutes=90))
     spend = tmp_path / "spend.jsonl"
-    write_requests(spend, 100, 0.0, now - datetime.timedelta(minutes=50), 60, cost=f"{pace_spend / 100:.9f}",
-                   prefix="spend")
+    write_requests(spend, 100, 0.0, spend_start, 60, cost=f"{pace_spend / 100:.9f}", prefix="spend")
     burst = tmp_path / "burst.jsonl"
     write_requests(burst, 500, 0.2, now - datetime.timedelta(minutes=4), 180, team="research", prefix="burst")
     gatemeter("--data-dir", data_dir, "import", spend, burst)
+    compacted = gatemeter("--data-dir", data_dir, "compact").stdout
+    if spend_start.replace(minute=0, second=0, microsecond=0) + datetime.timedelta(hours=2) <= now:
+        assert "rollups: 1 hours" in compacted, compacted
 
     server = Gatemeter(config, data_dir)
     server.start()

@@ -158,6 +158,20 @@ def test_late_duplicates_and_corrections_count_once_before_and_after_the_next_co
     assert requests == [(team, n, attempts, spend) for team, n, attempts, spend in oracle]
     usage = stored_rollup(data_dir, "hourly_usage", "team", ["attempts", "spend_usd"])
     assert usage == [(team, attempts, spend) for team, _, attempts, spend in oracle]
+    # Every KPI read from the stored hours equals the raw computation:
+    # counts, money and ratios exactly, percentiles within 1%.
+    def kpi_rows(*flags):
+        return json.loads(gatemeter("--data-dir", data_dir, "--prices", PRICES, "kpis",
+                                    "--group-by", "team,provider", "--bucket", "1h",
+                                    "--format", "json", *flags).stdout)
+    from_rollups, exact = kpi_rows(), kpi_rows("--exact-percentiles")
+    assert len(from_rollups) == len(exact) > 3
+    for fast, slow in zip(from_rollups, exact):
+        for column, value in slow.items():
+            if column.endswith(("_p50_ms", "_p95_ms", "_p99_ms")) and value is not None:
+                assert abs(fast[column] - value) <= 0.01 * abs(value), (column, fast, slow)
+            else:
+                assert fast[column] == value, (column, fast, slow)
 
     # Nothing changed: nothing is rewritten. A new price book: every hour is.
     unchanged = gatemeter("--data-dir", data_dir, "--prices", PRICES, "compact").stdout

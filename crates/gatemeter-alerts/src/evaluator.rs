@@ -14,7 +14,8 @@ use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{Decimal128Type, Int64Type};
 use gatemeter_query::kpi::quote_literal;
 use gatemeter_query::output::json_rows;
-use gatemeter_query::{kpis, KpiQuery, KpiSettings, QueryEngine, Window};
+use gatemeter_query::stored_rollups::stored_name;
+use gatemeter_query::{kpis, KpiQuery, KpiSettings, QueryEngine, TeamScope, Window};
 use serde_json::{json, Value};
 use tokio::time::MissedTickBehavior;
 use tracing::{info, warn};
@@ -122,12 +123,21 @@ impl Evaluator {
         }
     }
 
+    /// The first row of `sql` over `window`. With `rollups`, the session
+    /// also holds the stored rollups of the window's settled hours
+    /// (`rollup_hourly_usage`, `rollup_hourly_requests`; docs/lake.md,
+    /// "Rollups") and its raw views leave those hours out, so `sql` must
+    /// add both up.
     async fn scalar_row(
         &self,
         window: Window,
+        rollups: bool,
         sql: &str,
     ) -> Result<datafusion::arrow::record_batch::RecordBatch, AlertError> {
-        let ctx = self.engine.session(window).await?;
+        let (ctx, _) = self
+            .engine
+            .rollup_session(window, &TeamScope::all(), !rollups)
+            .await?;
         let batches = ctx
             .sql(sql)
             .await
@@ -148,20 +158,33 @@ impl Evaluator {
         window: Duration,
         now: DateTime<Utc>,
     ) -> Result<(u64, u64), AlertError> {
-        let good = match (slo.kind, slo.latency_threshold_ms) {
-            (SloKind::Latency, Some(ms)) => format!("(good AND e2e_latency_ms <= {ms:?})"),
-            _ => "good".to_owned(),
+        let filter = where_clause(&scope_filter(&slo.scope));
+        // An availability SLO's counts are in the stored rollups; a latency
+        // SLO's threshold is the operator's, so its requests are read raw.
+        let (sql, rollups) = match (slo.kind, slo.latency_threshold_ms) {
+            (SloKind::Latency, Some(ms)) => (
+                format!(
+                    "SELECT count(*) FILTER (WHERE valid) AS valid, count(*) FILTER (WHERE valid AND NOT (good AND e2e_latency_ms <= {ms:?})) AS bad FROM requests{filter}"
+                ),
+                false,
+            ),
+            _ => (
+                format!(
+                    "SELECT CAST(sum(valid) AS BIGINT) AS valid, CAST(sum(bad) AS BIGINT) AS bad FROM (\
+                     SELECT count(*) FILTER (WHERE valid) AS valid, count(*) FILTER (WHERE valid AND NOT good) AS bad FROM requests{filter} \
+                     UNION ALL SELECT sum(valid_requests), sum(valid_requests - good_requests) FROM {stored}{filter})",
+                    stored = stored_name("hourly_requests"),
+                ),
+                true,
+            ),
         };
-        let sql = format!(
-            "SELECT count(*) FILTER (WHERE valid) AS valid, count(*) FILTER (WHERE valid AND NOT {good}) AS bad FROM requests{}",
-            where_clause(&scope_filter(&slo.scope))
-        );
         let row = self
             .scalar_row(
                 Window {
                     from: Some(micros(now - window)),
                     to: Some(micros(now)),
                 },
+                rollups,
                 &sql,
             )
             .await?;
@@ -180,9 +203,12 @@ impl Evaluator {
         if !budget.include_byok {
             clauses.push("key_type <> 'byok'".to_owned());
         }
+        let filter = where_clause(&clauses);
         let sql = format!(
-            "SELECT CAST(sum(cost_usd) AS DECIMAL(38, 9)) AS spend FROM attempts{}",
-            where_clause(&clauses)
+            "SELECT CAST(sum(spend) AS DECIMAL(38, 9)) AS spend FROM (\
+             SELECT CAST(sum(cost_usd) AS DECIMAL(38, 9)) AS spend FROM attempts{filter} \
+             UNION ALL SELECT CAST(sum(spend_usd) AS DECIMAL(38, 9)) FROM {stored}{filter})",
+            stored = stored_name("hourly_usage"),
         );
         let row = self
             .scalar_row(
@@ -190,6 +216,7 @@ impl Evaluator {
                     from: Some(micros(from)),
                     to: Some(micros(to)),
                 },
+                true,
                 &sql,
             )
             .await?;

@@ -114,6 +114,11 @@ fn unsecured_document() -> Value {
             "Time bucket of request_start.",
             json!({"type": "string", "enum": ["1m", "5m", "15m", "1h", "6h", "1d"]}),
         ),
+        query_param(
+            "exact_percentiles",
+            "true: compute from raw attempts only, percentiles exact; by default whole settled hours are read from the stored hourly rollups (counts and money exact, percentiles within 1%).",
+            json!({"type": "boolean", "default": false}),
+        ),
     ];
     for dimension in DIMENSIONS {
         kpi_params.push(query_param(

@@ -38,7 +38,7 @@ pub use lake::{app_id, CommitSummary, FailPoint, Lake, OpenReport, PendingCommit
 pub use location::LakeLocation;
 pub use manifest::{FileEntry, SourceOffsets};
 pub use migrate::MigrateReport;
-pub use rollup::{RollupTable, StoredHour, ROLLUPS_DIR};
+pub use rollup::{RollupFile, RollupTable, StoredHour, ROLLUPS_DIR};
 pub use storage::register_object_stores;
 
 #[cfg(test)]

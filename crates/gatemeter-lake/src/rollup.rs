@@ -1,8 +1,9 @@
 //! Rollup tables beside the lake (docs/lake.md, "Rollups"): one Delta
 //! table per rollup under `rollups/<name>/`, each file holding the rows of
-//! one hour of `request_start`, named `<YYYY-MM-DD>/<HH>-<basis>-<id>.parquet`
-//! where `basis` fingerprints what the rows were computed with (the view's
-//! definition and the price book), so a change of either is seen.
+//! one hour of `request_start`, named `<YYYY-MM-DD>/<HH>-<stamp>-<id>.parquet`
+//! where `stamp` says what the rows were computed from (the view's
+//! definition, the price book and the hour's raw files), so a reader knows
+//! whether they still hold.
 //! Writing an hour replaces that hour's file in one commit, so a reader
 //! sees the old rows or the new ones, never both or neither.
 
@@ -33,30 +34,42 @@ pub struct StoredHour {
     pub bytes: u64,
 }
 
-/// One rollup table.
-pub struct RollupTable {
-    table: Table,
-    /// Each stored hour's file, as the log names it, and its basis.
-    hours: BTreeMap<HourPartition, (LiveFile, String)>,
+/// The stored file of one hour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollupFile {
+    /// Relative to the lake's root (`rollups/<name>/<date>/<file>`).
+    pub path: String,
+    pub bytes: u64,
+    /// What the rows were computed from.
+    pub stamp: String,
 }
 
-/// The hour a rollup file holds and the basis it was computed on, from its
-/// name.
+/// One rollup table.
+pub struct RollupTable {
+    name: &'static str,
+    table: Table,
+    /// Each stored hour's files as the log names them (one, unless a writer
+    /// of another version left more), with their stamps.
+    hours: BTreeMap<HourPartition, Vec<(LiveFile, String)>>,
+}
+
+/// The hour a rollup file holds and its stamp, from its name.
 fn hour_of(path: &str) -> Option<(HourPartition, String)> {
     let (date, name) = path.rsplit_once('/')?;
     let date = date.rsplit('/').next()?;
-    let mut parts = name.splitn(3, '-');
-    let (hour, basis) = (parts.next()?, parts.next()?);
-    parts.next()?;
+    let (head, _id) = name.strip_suffix(".parquet")?.rsplit_once('-')?;
+    let (hour, stamp) = head.split_once('-')?;
+    if hour.len() != 2 || stamp.is_empty() {
+        return None;
+    }
     let date = NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
-    let partition = HourPartition::from_values(&date.format("%Y-%m-%d").to_string(), hour)
-        .filter(|_| hour.len() == 2)?;
-    Some((partition, basis.to_owned()))
+    let partition = HourPartition::from_values(&date.format("%Y-%m-%d").to_string(), hour)?;
+    Some((partition, stamp.to_owned()))
 }
 
-fn file_path(hour: HourPartition, basis: &str) -> String {
+fn file_path(hour: HourPartition, stamp: &str) -> String {
     format!(
-        "{}/{:02}-{basis}-{}.parquet",
+        "{}/{:02}-{stamp}-{}.parquet",
         hour.date_value(),
         hour.hour,
         new_file_id()
@@ -80,7 +93,26 @@ impl RollupTable {
             &[],
         )
         .await?;
+        RollupTable::of(name, table)
+    }
+
+    /// The rollup `name` of the lake at `location`, or `None` while no
+    /// compaction has written it.
+    pub async fn open_existing(
+        location: &LakeLocation,
+        name: &'static str,
+    ) -> Result<Option<RollupTable>, LakeError> {
+        crate::storage::register_object_stores()?;
+        let url = location.table_url(&format!("{ROLLUPS_DIR}/{name}"))?;
+        match Table::open(name, url, location.storage_options()).await? {
+            Some(table) => Ok(Some(RollupTable::of(name, table)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn of(name: &'static str, table: Table) -> Result<RollupTable, LakeError> {
         let mut rollup = RollupTable {
+            name,
             table,
             hours: BTreeMap::new(),
         };
@@ -89,31 +121,41 @@ impl RollupTable {
     }
 
     fn read_hours(&mut self) -> Result<(), LakeError> {
-        self.hours = self
-            .table
-            .live_files()?
-            .into_iter()
-            .filter_map(|file| {
-                let (hour, basis) = hour_of(&file.path)?;
-                Some((hour, (file, basis)))
-            })
-            .collect();
+        self.hours.clear();
+        for file in self.table.live_files()? {
+            // A file named otherwise is no hour's: left to whoever wrote it.
+            if let Some((hour, stamp)) = hour_of(&file.path) {
+                self.hours.entry(hour).or_default().push((file, stamp));
+            }
+        }
         Ok(())
     }
 
-    /// The hours a file is stored for, each with the basis it was
-    /// computed on.
-    pub fn hours(&self) -> impl Iterator<Item = (HourPartition, &str)> + '_ {
-        self.hours
-            .iter()
-            .map(|(hour, (_, basis))| (*hour, basis.as_str()))
+    /// Loads commits made since the last look; returns how many.
+    pub async fn refresh(&mut self) -> Result<u64, LakeError> {
+        let applied = self.table.refresh().await?;
+        if applied > 0 {
+            self.read_hours()?;
+        }
+        Ok(applied)
     }
 
-    /// The files of the stored hours, relative to the table folder.
-    pub fn files(&self) -> impl Iterator<Item = (HourPartition, &str)> + '_ {
+    /// Each stored hour's file. An hour holding more than one file (left by
+    /// two writers of another version) is none: its rows would count twice.
+    pub fn files(&self) -> impl Iterator<Item = (HourPartition, RollupFile)> + '_ {
         self.hours
             .iter()
-            .map(|(hour, (file, _))| (*hour, file.path.as_str()))
+            .filter_map(|(hour, files)| match &files[..] {
+                [(file, stamp)] => Some((
+                    *hour,
+                    RollupFile {
+                        path: format!("{ROLLUPS_DIR}/{}/{}", self.name, file.path),
+                        bytes: file.size.max(0) as u64,
+                        stamp: stamp.clone(),
+                    },
+                )),
+                _ => None,
+            })
     }
 
     /// Stores `rows` as `hour`'s rollup, replacing what was stored for it.
@@ -122,16 +164,20 @@ impl RollupTable {
     pub async fn replace_hour(
         &mut self,
         hour: HourPartition,
-        basis: &str,
+        stamp: &str,
         rows: &RecordBatch,
     ) -> Result<StoredHour, LakeError> {
-        if basis.is_empty() || !basis.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        if stamp.is_empty()
+            || !stamp
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
             return Err(LakeError::Delta {
                 table: ROLLUPS_DIR.to_owned(),
-                reason: format!("basis `{basis}`: expected letters and digits"),
+                reason: format!("stamp `{stamp}`: expected letters, digits and `-`"),
             });
         }
-        let path = file_path(hour, basis);
+        let path = file_path(hour, stamp);
         let bytes = parquet_file::encode(rows, None)?;
         let size = bytes.len() as i64;
         self.table
@@ -141,7 +187,7 @@ impl RollupTable {
         let add = add_action(&path, size, Default::default(), file_stats(rows));
         loop {
             let mut actions = vec![Action::Add(add.clone())];
-            if let Some((old, _)) = self.hours.get(&hour) {
+            for (old, _) in self.hours.get(&hour).into_iter().flatten() {
                 actions.push(remove_action(&old.path, old.size, Default::default()));
             }
             let operation = DeltaOperation::Write {
@@ -204,9 +250,9 @@ mod tests {
     #[test]
     fn file_names_carry_their_hour() {
         let hour = HourPartition::from_values("2026-11-01", "7").expect("hour");
-        let path = file_path(hour, "ab12");
-        assert!(path.starts_with("2026-11-01/07-ab12-"), "{path}");
-        assert_eq!(hour_of(&path), Some((hour, "ab12".to_owned())));
+        let path = file_path(hour, "ab12-cd34");
+        assert!(path.starts_with("2026-11-01/07-ab12-cd34-"), "{path}");
+        assert_eq!(hour_of(&path), Some((hour, "ab12-cd34".to_owned())));
         assert_eq!(hour_of("2026-11-01/7-ab-x.parquet"), None);
         assert_eq!(hour_of("2026-11-01/07-x.parquet"), None);
         assert_eq!(hour_of("elsewhere.parquet"), None);
@@ -222,9 +268,9 @@ mod tests {
             .expect("table");
         let ten = HourPartition::from_values("2026-11-01", "10").expect("hour");
         let eleven = HourPartition::from_values("2026-11-01", "11").expect("hour");
-        for (hour, basis, count) in [(ten, "v1", 1), (eleven, "v1", 2), (ten, "v2", 3)] {
+        for (hour, stamp, count) in [(ten, "v1-a", 1), (eleven, "v1-b", 2), (ten, "v2-a", 3)] {
             table
-                .replace_hour(hour, basis, &rows("a", count))
+                .replace_hour(hour, stamp, &rows("a", count))
                 .await
                 .expect("stored");
         }
@@ -232,17 +278,35 @@ mod tests {
             .replace_hour(ten, "no/path", &rows("a", 4))
             .await
             .is_err());
+        let stamps = |table: &RollupTable| -> Vec<(HourPartition, String)> {
+            table
+                .files()
+                .map(|(hour, file)| (hour, file.stamp))
+                .collect()
+        };
         assert_eq!(
-            table.hours().collect::<Vec<_>>(),
-            vec![(ten, "v2"), (eleven, "v1")]
+            stamps(&table),
+            vec![(ten, "v2-a".to_owned()), (eleven, "v1-b".to_owned())]
         );
-        let reopened = RollupTable::open_or_create(&location, "test_rollup", &schema)
+        let mut reader = RollupTable::open_existing(&location, "test_rollup")
             .await
-            .expect("reopen");
-        let files: Vec<_> = reopened.files().map(|(h, p)| (h, p.to_owned())).collect();
+            .expect("open")
+            .expect("exists");
+        assert_eq!(stamps(&reader), stamps(&table));
+        table
+            .replace_hour(eleven, "v3-b", &rows("a", 5))
+            .await
+            .expect("stored");
+        assert_eq!(reader.refresh().await.expect("refresh"), 1);
+        assert_eq!(stamps(&reader), stamps(&table));
+        assert!(RollupTable::open_existing(&location, "no_such_rollup")
+            .await
+            .expect("open")
+            .is_none());
+        let files: Vec<_> = reader.files().collect();
         assert_eq!(files.len(), 2);
         // The stored file of ten holds the last rows written for it.
-        let ten_file = dir.path().join("rollups/test_rollup").join(&files[0].1);
+        let ten_file = dir.path().join(&files[0].1.path);
         let bytes = bytes::Bytes::from(std::fs::read(ten_file).expect("file"));
         let batch = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
             .expect("parquet")

@@ -52,6 +52,7 @@ use crate::error::QueryError;
 use crate::live::LiveLakeTable;
 use crate::price_book::PriceBook;
 use crate::shared_memory::SharedLimitPool;
+use crate::stored_rollups::{RolledUpHours, RollupIndex, RollupTables, ROLLUP_VIEWS};
 use crate::team_scope::{RowScope, ScopeSlot, TeamScope};
 use crate::yielding::YieldingJoins;
 
@@ -171,6 +172,13 @@ pub struct QueryEngine {
     remote_store: Option<(Arc<dyn object_store::ObjectStore>, url::Url)>,
     /// The budget every query's pool also draws from, when configured.
     shared_memory: Option<Arc<GreedyMemoryPool>>,
+    /// The stored rollup tables, re-read with the lake.
+    rollup_tables: tokio::sync::Mutex<RollupTables>,
+    /// Their stored hours as of the last refresh.
+    rollup_index: std::sync::RwLock<Arc<RollupIndex>>,
+    /// What a stored hour must have been computed with to be read: this
+    /// engine's views and price book.
+    rollup_basis: String,
 }
 
 /// The committed data files as of the engine's last refresh, shared with
@@ -239,14 +247,22 @@ impl TablesPresent {
     }
 }
 
+/// Where the lake at `data_dir` is, or `None` for a local folder that
+/// does not exist (yet).
+pub(crate) fn lake_location(data_dir: &Path) -> Result<Option<LakeLocation>, QueryError> {
+    Ok(match LakeRoot::of(data_dir) {
+        LakeRoot::Local(dir) if !dir.is_dir() => None,
+        LakeRoot::Local(dir) => Some(LakeLocation::local(&dir)?),
+        LakeRoot::Remote(url) => Some(LakeLocation::parse(url.as_str())?),
+    })
+}
+
 /// The lake's committed data files, or none while no writer created it.
 async fn load_lake(data_dir: &Path) -> Result<Option<Lake>, QueryError> {
-    let location = match LakeRoot::of(data_dir) {
-        LakeRoot::Local(dir) if !dir.is_dir() => return Ok(None),
-        LakeRoot::Local(dir) => LakeLocation::local(&dir)?,
-        LakeRoot::Remote(url) => LakeLocation::parse(url.as_str())?,
-    };
-    Ok(Lake::open_existing(&location).await?)
+    match lake_location(data_dir)? {
+        Some(location) => Ok(Lake::open_existing(&location).await?),
+        None => Ok(None),
+    }
 }
 
 /// Where the lake's files are read from: a local folder, or an object-store
@@ -307,7 +323,12 @@ impl QueryEngine {
         };
         let column_cache = (config.column_cache_bytes > 0)
             .then(|| Arc::new(ColumnCache::new(config.column_cache_bytes)));
+        let mut rollup_tables = RollupTables::new(config.data_dir.clone());
+        let rollup_index = rollup_tables.refresh().await?.unwrap_or_default();
         Ok(QueryEngine {
+            rollup_tables: tokio::sync::Mutex::new(rollup_tables),
+            rollup_index: std::sync::RwLock::new(Arc::new(rollup_index)),
+            rollup_basis: crate::stored_rollups::basis(&price_book),
             shared_memory: config
                 .shared_memory_limit_bytes
                 .map(|limit| Arc::new(GreedyMemoryPool::new(limit))),
@@ -342,7 +363,21 @@ impl QueryEngine {
                 self.files.replace(lake.data_files().cloned().collect());
             }
         }
-        Ok(applied)
+        drop(lake);
+        let rollups = self.rollup_tables.lock().await.refresh().await?;
+        let rollups_changed = rollups.is_some();
+        if let Some(index) = rollups {
+            *self
+                .rollup_index
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(index);
+        }
+        Ok(applied + u64::from(rollups_changed))
+    }
+
+    /// The committed data files as of the last refresh.
+    pub fn committed_files(&self) -> Arc<Vec<FileEntry>> {
+        self.files.current()
     }
 
     pub fn price_book(&self) -> &PriceBook {
@@ -371,6 +406,88 @@ impl QueryEngine {
         let template = self.template(present).await?;
         self.scoped_copy(template, SessionScope { files, window }, teams)
             .await
+    }
+
+    /// A session for aggregates over `window` that reads the stored
+    /// rollups where they hold (docs/lake.md, "Rollups"): the raw tables
+    /// and views cover the window without the rolled-up hours, and
+    /// `rollup_hourly_usage` / `rollup_hourly_requests` hold those hours'
+    /// stored rows; both only `teams`' rows. With `raw_only` no hour is
+    /// rolled up (and the rollup tables are empty).
+    pub async fn rollup_session(
+        &self,
+        window: Window,
+        teams: &TeamScope,
+        raw_only: bool,
+    ) -> Result<(SessionContext, RolledUpHours), QueryError> {
+        let mut files = self.files.current();
+        let rolled = if raw_only {
+            RolledUpHours::default()
+        } else {
+            let index = self
+                .rollup_index
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            index.usable(window, &files, &self.rollup_basis)
+        };
+        if !rolled.is_empty() {
+            files = Arc::new(
+                files
+                    .iter()
+                    .filter(|file| {
+                        gatemeter_lake::paths::DataFilePath::parse(&file.path)
+                            .is_none_or(|path| !rolled.hours.contains(&path.partition))
+                    })
+                    .cloned()
+                    .collect(),
+            );
+        }
+        let present = TablesPresent::of(&files, window);
+        let template = self.template(present).await?;
+        let ctx = self
+            .scoped_copy(template, SessionScope { files, window }, teams)
+            .await?;
+        self.register_rollups(&ctx, &rolled, teams).await?;
+        Ok((ctx, rolled))
+    }
+
+    /// Registers each stored rollup's `rolled` hours as
+    /// `rollup_<view>`, with the view's columns as stored and only the
+    /// rows of `teams`.
+    async fn register_rollups(
+        &self,
+        ctx: &SessionContext,
+        rolled: &RolledUpHours,
+        teams: &TeamScope,
+    ) -> Result<(), QueryError> {
+        let root = LakeRoot::of(&self.config.data_dir);
+        for (view, files) in ROLLUP_VIEWS.iter().zip(&rolled.files) {
+            let schema = crate::stored_rollups::stored_schema(
+                ctx.table_provider(*view).await?.schema().as_ref(),
+            );
+            let table: Arc<dyn TableProvider> = if files.is_empty() {
+                Arc::new(MemTable::try_new(schema, vec![vec![]])?)
+            } else {
+                let urls: Vec<ListingTableUrl> = files
+                    .iter()
+                    .map(|path| ListingTableUrl::parse(root.file(path)))
+                    .collect::<Result<_, _>>()?;
+                let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+                    .with_file_extension(".parquet");
+                let config = ListingTableConfig::new_with_multi_paths(urls)
+                    .with_listing_options(options)
+                    .with_schema(schema);
+                let statistics = ctx.runtime_env().cache_manager.get_file_statistic_cache();
+                Arc::new(ListingTable::try_new(config)?.with_cache(statistics))
+            };
+            let table = match teams.predicate() {
+                Some(only_teams) => ctx.read_table(table)?.filter(only_teams)?.into_view(),
+                None => table,
+            };
+            ctx.register_table(crate::stored_rollups::stored_name(view), table)?;
+        }
+        Ok(())
     }
 
     /// A long-lived session over whatever is committed when each query

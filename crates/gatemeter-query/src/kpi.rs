@@ -114,6 +114,20 @@ pub struct KpiQuery {
     pub filters: Vec<(String, String)>,
     /// The teams whose rows the caller may read, enforced in the scan.
     pub scope: crate::TeamScope,
+    /// Compute from raw rows only, with exact percentiles, never from the
+    /// stored rollups (`--exact-percentiles`, `exact_percentiles=true`).
+    pub exact_percentiles: bool,
+}
+
+/// Where the KPI statement reads the rows of its window from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KpiSource {
+    /// The `attempts` and `requests` views; percentiles exact.
+    Raw,
+    /// Those views for the hours not rolled up plus the stored rollups
+    /// (`rollup_hourly_usage`, `rollup_hourly_requests`) for the rest;
+    /// counts and money exact, percentiles from merged sketches (1%).
+    RawAndRollups,
 }
 
 /// A SQL string literal.
@@ -165,7 +179,7 @@ impl KpiQuery {
         self.bucket_spec().map(|(_, interval, _)| *interval)
     }
 
-    fn bucket_minutes(&self) -> Option<u64> {
+    pub fn bucket_minutes(&self) -> Option<u64> {
         self.bucket_spec().map(|(_, _, minutes)| *minutes)
     }
 
@@ -202,6 +216,33 @@ impl KpiQuery {
         keys
     }
 
+    /// The group columns as a select list (each followed by `, `), the
+    /// bucket computed from `time_column`.
+    fn select_keys(&self, time_column: &str) -> String {
+        let mut out = String::new();
+        for dimension in &self.group_by {
+            let _ = write!(out, "{dimension}, ");
+        }
+        if let Some(interval) = self.bucket_interval() {
+            let _ = write!(
+                out,
+                "date_bin(INTERVAL '{interval}', {time_column}, {}) AS bucket_start, ",
+                crate::engine::timestamp_literal(0)
+            );
+        }
+        out
+    }
+
+    /// ` GROUP BY` the group columns, or nothing.
+    fn group_by_clause(&self) -> String {
+        let keys = self.keys();
+        if keys.is_empty() {
+            String::new()
+        } else {
+            format!(" GROUP BY {}", keys.join(", "))
+        }
+    }
+
     /// The KPI statement. `baseline` names a table with the same keys and a
     /// `baseline_spend` column (the trailing-7-day spend scaled to the
     /// window's length), or is `None` when there is no baseline.
@@ -209,95 +250,33 @@ impl KpiQuery {
         &self,
         settings: &KpiSettings,
         baseline: Option<&str>,
+        source: KpiSource,
     ) -> Result<String, QueryError> {
         self.validate()?;
         let keys = self.keys();
-        let select_keys = || -> String {
-            let mut out = String::new();
-            for dimension in &self.group_by {
-                let _ = write!(out, "{dimension}, ");
-            }
-            if let Some(interval) = self.bucket_interval() {
+        let mut sql = String::new();
+        match source {
+            KpiSource::Raw => {
                 let _ = write!(
-                    out,
-                    "date_bin(INTERVAL '{interval}', request_start, {}) AS bucket_start, ",
-                    crate::engine::timestamp_literal(0)
+                    sql,
+                    "WITH rk AS ({}), ak AS ({}) ",
+                    self.raw_request_figures(settings, Percentiles::Exact),
+                    self.raw_attempt_figures(Percentiles::Exact)
                 );
             }
-            out
-        };
-        let group_by = if keys.is_empty() {
-            String::new()
-        } else {
-            format!(" GROUP BY {}", keys.join(", "))
-        };
-        let compliance_source = match &settings.allowed_providers {
-            Some(allowed) => {
-                let list = if allowed.is_empty() {
-                    "NULL".to_owned()
-                } else {
-                    allowed
-                        .iter()
-                        .map(|p| quote_literal(p))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                };
-                format!(
-                    "(SELECT r.*, c.compliant FROM requests r JOIN (SELECT request_id, bool_and(COALESCE(provider IN ({list}), false)) AS compliant FROM attempts GROUP BY request_id) c ON c.request_id = r.request_id)"
-                )
+            KpiSource::RawAndRollups => {
+                let _ = write!(
+                    sql,
+                    "WITH rk_parts AS ({} UNION ALL {}), ak_parts AS ({} UNION ALL {}), rk AS ({}), ak AS ({}) ",
+                    self.raw_request_figures(settings, Percentiles::Sketched),
+                    self.rolled_up_request_figures(settings),
+                    self.raw_attempt_figures(Percentiles::Sketched),
+                    self.rolled_up_attempt_figures(),
+                    self.merged_request_figures(),
+                    self.merged_attempt_figures(),
+                );
             }
-            None => "(SELECT *, CAST(NULL AS BOOLEAN) AS compliant FROM requests)".to_owned(),
-        };
-        let percentile = |column: &str, p: f64, filter: &str| {
-            format!("percentile_cont({column}, {p}) FILTER (WHERE {filter})")
-        };
-        let mut sql = String::new();
-        let _ = write!(
-            sql,
-            "WITH rk AS (SELECT {keys_r}\
-             count(*) AS requests, \
-             count(*) FILTER (WHERE attempts > 1) AS retried_requests, \
-             count(*) FILTER (WHERE fallbacks > 0) AS fallback_requests, \
-             count(*) FILTER (WHERE fallbacks > 0 AND successful) AS fallback_successes, \
-             count(*) FILTER (WHERE successful) AS successful_requests, \
-             count(*) FILTER (WHERE valid) AS valid_requests, \
-             count(*) FILTER (WHERE good) AS good_requests, \
-             count(*) FILTER (WHERE compliant) AS compliant_requests, \
-             count(compliant) AS judged_requests, \
-             {p50} AS latency_p50_ms, {p95} AS latency_p95_ms, {p99} AS latency_p99_ms \
-             FROM {compliance_source}{filter}{group_by}), ",
-            keys_r = select_keys(),
-            filter = self.filter_clause(),
-            p50 = percentile("e2e_latency_ms", 0.5, "successful"),
-            p95 = percentile("e2e_latency_ms", 0.95, "successful"),
-            p99 = percentile("e2e_latency_ms", 0.99, "successful"),
-        );
-        let _ = write!(
-            sql,
-            "ak AS (SELECT {keys_a}\
-             count(*) AS attempts, \
-             sum(cost_usd) AS spend_usd, \
-             sum(COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0)) AS tokens, \
-             sum(CASE WHEN is_final_attempt THEN 0 ELSE COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0) END) AS respent_tokens, \
-             sum(CASE WHEN is_final_attempt AND outcome = 'success' THEN COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0) ELSE 0 END) AS successful_final_tokens, \
-             count(*) FILTER (WHERE outcome = 'success') AS successful_attempts, \
-             count(*) FILTER (WHERE outcome = 'success' AND served_model IS NOT NULL AND served_model <> requested_model) AS drifted_attempts, \
-             count(*) FILTER (WHERE streaming) AS streaming_attempts, \
-             count(*) FILTER (WHERE streaming AND outcome = 'partial') AS interrupted_streams, \
-             count(*) FILTER (WHERE cost_source = 'unpriced') AS unpriced_attempts, \
-             CAST(CAST(max(attempt_end) AS BIGINT) - CAST(min(request_start) AS BIGINT) AS DOUBLE) / 60000000.0 AS observed_minutes, \
-             {a50} AS attempt_latency_p50_ms, {a95} AS attempt_latency_p95_ms, {a99} AS attempt_latency_p99_ms, \
-             {t50} AS ttft_p50_ms, {t95} AS ttft_p95_ms, {t99} AS ttft_p99_ms \
-             FROM attempts{filter}{group_by}) ",
-            keys_a = select_keys(),
-            filter = self.filter_clause(),
-            a50 = percentile("duration_ms", 0.5, "outcome = 'success'"),
-            a95 = percentile("duration_ms", 0.95, "outcome = 'success'"),
-            a99 = percentile("duration_ms", 0.99, "outcome = 'success'"),
-            t50 = percentile("ttft_ms", 0.5, "outcome = 'success' AND streaming"),
-            t95 = percentile("ttft_ms", 0.95, "outcome = 'success' AND streaming"),
-            t99 = percentile("ttft_ms", 0.99, "outcome = 'success' AND streaming"),
-        );
+        }
         // Output keys: the non-null side of the full join.
         let mut select = String::from("SELECT ");
         for key in &keys {
@@ -396,5 +375,275 @@ impl KpiQuery {
             let _ = write!(sql, " ORDER BY {}", order.join(", "));
         }
         Ok(sql)
+    }
+}
+
+/// Whether the raw figures carry exact percentiles or sketches to merge
+/// with the stored ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Percentiles {
+    Exact,
+    Sketched,
+}
+
+/// The request figures `rk` holds, in order, and how the merged ones
+/// combine the parts' (all sums).
+const REQUEST_COUNTS: &[&str] = &[
+    "requests",
+    "retried_requests",
+    "fallback_requests",
+    "fallback_successes",
+    "successful_requests",
+    "valid_requests",
+    "good_requests",
+    "compliant_requests",
+    "judged_requests",
+];
+
+/// The attempt counts `ak` holds that merge by summing.
+const ATTEMPT_SUMS: &[&str] = &[
+    "attempts",
+    "spend_usd",
+    "tokens",
+    "respent_tokens",
+    "successful_final_tokens",
+    "successful_attempts",
+    "drifted_attempts",
+    "streaming_attempts",
+    "interrupted_streams",
+    "unpriced_attempts",
+];
+
+/// Each percentile column: its name stem, the sketch it is read from, and
+/// the raw column and filter of its exact form.
+const REQUEST_PERCENTILES: &[(&str, &str, &str, &str)] =
+    &[("latency", "latency_sketch", "e2e_latency_ms", "successful")];
+const ATTEMPT_PERCENTILES: &[(&str, &str, &str, &str)] = &[
+    (
+        "attempt_latency",
+        "duration_sketch",
+        "duration_ms",
+        "outcome = 'success'",
+    ),
+    (
+        "ttft",
+        "ttft_sketch",
+        "ttft_ms",
+        "outcome = 'success' AND streaming",
+    ),
+];
+
+const QUANTILES: [(&str, f64); 3] = [("p50", 0.5), ("p95", 0.95), ("p99", 0.99)];
+
+impl KpiQuery {
+    /// Percentile columns: exact over the raw rows, or one sketch each.
+    fn raw_percentiles(percentiles: Percentiles, columns: &[(&str, &str, &str, &str)]) -> String {
+        let mut out = String::new();
+        for (stem, sketch, column, filter) in columns {
+            match percentiles {
+                Percentiles::Exact => {
+                    for (suffix, p) in QUANTILES {
+                        let _ = write!(
+                            out,
+                            ", percentile_cont({column}, {p}) FILTER (WHERE {filter}) AS {stem}_{suffix}_ms"
+                        );
+                    }
+                }
+                Percentiles::Sketched => {
+                    let _ = write!(
+                        out,
+                        ", ddsketch({column}) FILTER (WHERE {filter}) AS {sketch}"
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    /// Percentiles read from the merged sketches of the parts.
+    fn merged_percentiles(columns: &[(&str, &str, &str, &str)]) -> String {
+        let mut out = String::new();
+        for (stem, sketch, _, _) in columns {
+            for (suffix, p) in QUANTILES {
+                let _ = write!(
+                    out,
+                    ", ddsketch_quantile(ddsketch_merge({sketch}), {p}) AS {stem}_{suffix}_ms"
+                );
+            }
+        }
+        out
+    }
+
+    /// Request figures of the raw rows, grouped by the keys.
+    fn raw_request_figures(&self, settings: &KpiSettings, percentiles: Percentiles) -> String {
+        let source = match &settings.allowed_providers {
+            Some(allowed) => {
+                let list = if allowed.is_empty() {
+                    "NULL".to_owned()
+                } else {
+                    allowed
+                        .iter()
+                        .map(|p| quote_literal(p))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                format!(
+                    "(SELECT r.*, c.compliant FROM requests r JOIN (SELECT request_id, bool_and(COALESCE(provider IN ({list}), false)) AS compliant FROM attempts GROUP BY request_id) c ON c.request_id = r.request_id)"
+                )
+            }
+            None => "(SELECT *, CAST(NULL AS BOOLEAN) AS compliant FROM requests)".to_owned(),
+        };
+        format!(
+            "SELECT {keys}\
+             count(*) AS requests, \
+             count(*) FILTER (WHERE attempts > 1) AS retried_requests, \
+             count(*) FILTER (WHERE fallbacks > 0) AS fallback_requests, \
+             count(*) FILTER (WHERE fallbacks > 0 AND successful) AS fallback_successes, \
+             count(*) FILTER (WHERE successful) AS successful_requests, \
+             count(*) FILTER (WHERE valid) AS valid_requests, \
+             count(*) FILTER (WHERE good) AS good_requests, \
+             count(*) FILTER (WHERE compliant) AS compliant_requests, \
+             count(compliant) AS judged_requests\
+             {percentiles} \
+             FROM {source}{filter}{group_by}",
+            keys = self.select_keys("request_start"),
+            percentiles = Self::raw_percentiles(percentiles, REQUEST_PERCENTILES),
+            filter = self.filter_clause(),
+            group_by = self.group_by_clause(),
+        )
+    }
+
+    /// Request figures of the stored hours, in the columns of
+    /// [`Self::raw_request_figures`]. A stored row's requests are compliant
+    /// when every provider they tried is allowed.
+    fn rolled_up_request_figures(&self, settings: &KpiSettings) -> String {
+        let (compliant, judged) = match &settings.allowed_providers {
+            Some(allowed) => {
+                let allowed: Vec<String> = allowed
+                    .iter()
+                    .filter(|p| !p.is_empty())
+                    .map(|p| quote_literal(p))
+                    .collect();
+                let condition = if allowed.is_empty() {
+                    "false".to_owned()
+                } else {
+                    format!(
+                        "array_has_all(make_array({}), tried_providers)",
+                        allowed.join(", ")
+                    )
+                };
+                (
+                    format!("sum(CASE WHEN {condition} THEN requests ELSE 0 END)"),
+                    "sum(requests)".to_owned(),
+                )
+            }
+            None => (
+                "CAST(0 AS BIGINT)".to_owned(),
+                "CAST(0 AS BIGINT)".to_owned(),
+            ),
+        };
+        format!(
+            "SELECT {keys}\
+             sum(requests), sum(retried_requests), sum(fallback_requests), sum(fallback_successes), \
+             sum(successful_requests), sum(valid_requests), sum(good_requests), \
+             {compliant}, {judged}, ddsketch_merge(latency_sketch) \
+             FROM {table}{filter}{group_by}",
+            keys = self.select_keys("hour"),
+            table = crate::stored_rollups::stored_name("hourly_requests"),
+            filter = self.filter_clause(),
+            group_by = self.group_by_clause(),
+        )
+    }
+
+    /// Attempt figures of the raw rows, grouped by the keys.
+    fn raw_attempt_figures(&self, percentiles: Percentiles) -> String {
+        let spend = match percentiles {
+            Percentiles::Exact => "sum(cost_usd)",
+            Percentiles::Sketched => "CAST(sum(cost_usd) AS DECIMAL(38, 9))",
+        };
+        let observed = match percentiles {
+            Percentiles::Exact => "CAST(CAST(max(attempt_end) AS BIGINT) - CAST(min(request_start) AS BIGINT) AS DOUBLE) / 60000000.0 AS observed_minutes",
+            Percentiles::Sketched => "min(request_start) AS first_request_start, max(attempt_end) AS last_attempt_end",
+        };
+        format!(
+            "SELECT {keys}\
+             count(*) AS attempts, \
+             {spend} AS spend_usd, \
+             sum(COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0)) AS tokens, \
+             sum(CASE WHEN is_final_attempt THEN 0 ELSE COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0) END) AS respent_tokens, \
+             sum(CASE WHEN is_final_attempt AND outcome = 'success' THEN COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0) ELSE 0 END) AS successful_final_tokens, \
+             count(*) FILTER (WHERE outcome = 'success') AS successful_attempts, \
+             count(*) FILTER (WHERE outcome = 'success' AND served_model IS NOT NULL AND served_model <> requested_model) AS drifted_attempts, \
+             count(*) FILTER (WHERE streaming) AS streaming_attempts, \
+             count(*) FILTER (WHERE streaming AND outcome = 'partial') AS interrupted_streams, \
+             count(*) FILTER (WHERE cost_source = 'unpriced') AS unpriced_attempts, \
+             {observed}\
+             {percentiles} \
+             FROM attempts{filter}{group_by}",
+            keys = self.select_keys("request_start"),
+            percentiles = Self::raw_percentiles(percentiles, ATTEMPT_PERCENTILES),
+            filter = self.filter_clause(),
+            group_by = self.group_by_clause(),
+        )
+    }
+
+    /// Attempt figures of the stored hours, in the columns of
+    /// [`Self::raw_attempt_figures`] with sketches.
+    fn rolled_up_attempt_figures(&self) -> String {
+        format!(
+            "SELECT {keys}\
+             sum(attempts), \
+             CAST(sum(spend_usd) AS DECIMAL(38, 9)), \
+             sum(input_tokens + output_tokens), \
+             sum(input_tokens + output_tokens - final_tokens), \
+             sum(CASE WHEN outcome = 'success' THEN final_tokens ELSE 0 END), \
+             sum(CASE WHEN outcome = 'success' THEN attempts ELSE 0 END), \
+             sum(CASE WHEN outcome = 'success' AND served_model IS NOT NULL AND served_model <> requested_model THEN attempts ELSE 0 END), \
+             sum(streaming_attempts), \
+             sum(CASE WHEN outcome = 'partial' THEN streaming_attempts ELSE 0 END), \
+             sum(unpriced_attempts), \
+             min(first_request_start), max(last_attempt_end), \
+             ddsketch_merge(duration_sketch), ddsketch_merge(ttft_sketch) \
+             FROM {table}{filter}{group_by}",
+            keys = self.select_keys("hour"),
+            table = crate::stored_rollups::stored_name("hourly_usage"),
+            filter = self.filter_clause(),
+            group_by = self.group_by_clause(),
+        )
+    }
+
+    /// The plain key columns of a part, for merging parts.
+    fn key_list(&self) -> String {
+        self.keys().iter().map(|k| format!("{k}, ")).collect()
+    }
+
+    fn merged_request_figures(&self) -> String {
+        let sums: Vec<String> = REQUEST_COUNTS
+            .iter()
+            .map(|c| format!("sum({c}) AS {c}"))
+            .collect();
+        format!(
+            "SELECT {keys}{sums}{percentiles} FROM rk_parts{group_by}",
+            keys = self.key_list(),
+            sums = sums.join(", "),
+            percentiles = Self::merged_percentiles(REQUEST_PERCENTILES),
+            group_by = self.group_by_clause(),
+        )
+    }
+
+    fn merged_attempt_figures(&self) -> String {
+        let sums: Vec<String> = ATTEMPT_SUMS
+            .iter()
+            .map(|c| format!("sum({c}) AS {c}"))
+            .collect();
+        format!(
+            "SELECT {keys}{sums}, \
+             CAST(CAST(max(last_attempt_end) AS BIGINT) - CAST(min(first_request_start) AS BIGINT) AS DOUBLE) / 60000000.0 AS observed_minutes\
+             {percentiles} FROM ak_parts{group_by}",
+            keys = self.key_list(),
+            sums = sums.join(", "),
+            percentiles = Self::merged_percentiles(ATTEMPT_PERCENTILES),
+            group_by = self.group_by_clause(),
+        )
     }
 }

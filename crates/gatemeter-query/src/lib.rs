@@ -23,6 +23,7 @@ pub mod scorecard;
 pub mod shared_memory;
 pub mod sketch;
 pub mod sketch_functions;
+pub mod stored_rollups;
 pub mod team_scope;
 mod yielding;
 
@@ -34,7 +35,7 @@ use datafusion::datasource::MemTable;
 
 pub use engine::{QueryConfig, QueryEngine, Window};
 pub use error::QueryError;
-pub use kpi::{KpiQuery, KpiSettings, DIMENSIONS, KPI_NAMES};
+pub use kpi::{KpiQuery, KpiSettings, KpiSource, DIMENSIONS, KPI_NAMES};
 pub use price_book::PriceBook;
 pub use team_scope::TeamScope;
 
@@ -76,18 +77,29 @@ pub async fn kpis_frame(
         (Some(from), Some(to)) => Some(((to - from) / 60_000_000).max(1) as u64),
         _ => None,
     };
-    let ctx = engine.scoped_session(window, &query.scope).await?;
+    // Stored rollups answer whole hours; a bucket shorter than an hour
+    // needs the raw rows.
+    let raw_only = query.exact_percentiles || query.bucket_minutes().is_some_and(|m| m < 60);
+    let (ctx, rolled) = engine
+        .rollup_session(window, &query.scope, raw_only)
+        .await?;
+    let source = if rolled.is_empty() {
+        KpiSource::Raw
+    } else {
+        KpiSource::RawAndRollups
+    };
     // Cost variance compares the window with the trailing seven days before
     // it, scaled to the window's length; it needs both ends and no buckets.
     let baseline = match (window.from, window.to, &query.bucket) {
         (Some(from), Some(to), None) => {
-            let before = engine
-                .scoped_session(
+            let (before, _) = engine
+                .rollup_session(
                     Window {
                         from: Some(from - BASELINE_MICROS),
                         to: Some(from),
                     },
                     &query.scope,
+                    query.exact_percentiles,
                 )
                 .await?;
             let keys = query.group_by.clone();
@@ -98,10 +110,13 @@ pub async fn kpis_frame(
                 format!(" GROUP BY {}", keys.join(", "))
             };
             let scale = (to - from) as f64 / BASELINE_MICROS as f64;
+            let filter = query.filter_clause();
             let batches = before
                 .sql(&format!(
-                    "SELECT {key_list}CAST(sum(cost_usd) AS DOUBLE) * {scale:?} AS baseline_spend FROM attempts{filter}{group}",
-                    filter = query.filter_clause()
+                    "SELECT {key_list}CAST(sum(spend) AS DOUBLE) * {scale:?} AS baseline_spend FROM (\
+                     SELECT {key_list}CAST(sum(cost_usd) AS DECIMAL(38, 9)) AS spend FROM attempts{filter}{group} \
+                     UNION ALL SELECT {key_list}CAST(sum(spend_usd) AS DECIMAL(38, 9)) FROM {stored}{filter}{group}){group}",
+                    stored = stored_rollups::stored_name("hourly_usage"),
                 ))
                 .await?
                 .collect()
@@ -122,6 +137,6 @@ pub async fn kpis_frame(
         }
         _ => None,
     };
-    let sql = query.sql(settings, baseline)?;
+    let sql = query.sql(settings, baseline, source)?;
     Ok(ctx.sql(&sql).await?)
 }

@@ -3,6 +3,7 @@
 //! comments) through the runner in `slt/`; this file drives them and also
 //! checks the named queries and the scorecard.
 
+mod rollup_equality;
 mod slt;
 
 use std::path::{Path, PathBuf};

@@ -31,7 +31,8 @@ fn rfc3339(micros: i64) -> String {
         .to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// `from`, `to`, `group_by`, `bucket` and `<dimension>=<value>` filters;
+/// `from`, `to`, `group_by`, `bucket`, `exact_percentiles` and
+/// `<dimension>=<value>` filters;
 /// anything else is refused by name.
 fn kpi_request(params: &BTreeMap<String, String>) -> Result<(Window, KpiQuery), ApiError> {
     let mut window = Window::default();
@@ -49,12 +50,23 @@ fn kpi_request(params: &BTreeMap<String, String>) -> Result<(Window, KpiQuery), 
                     .collect();
             }
             "bucket" => query.bucket = Some(value.clone()),
+            "exact_percentiles" => {
+                query.exact_percentiles = match value.as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => {
+                        return Err(ApiError::BadRequest(format!(
+                            "exact_percentiles=`{value}`: expected true or false"
+                        )))
+                    }
+                }
+            }
             dimension if DIMENSIONS.contains(&dimension) => {
                 query.filters.push((key.clone(), value.clone()))
             }
             other => {
                 return Err(ApiError::BadRequest(format!(
-                    "unknown parameter `{other}` (from, to, group_by, bucket or a dimension: {})",
+                    "unknown parameter `{other}` (from, to, group_by, bucket, exact_percentiles or a dimension: {})",
                     DIMENSIONS.join(", ")
                 )))
             }

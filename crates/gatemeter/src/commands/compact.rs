@@ -99,18 +99,16 @@ pub async fn run(settings: &Settings, args: &CompactArgs) -> Result<(), CliError
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut totals = Totals::default();
-    let mut compacted = std::collections::BTreeSet::new();
     for plan in &plans {
         progress.set_message(plan.partition.dir());
         if let Some(summary) = compact_partition(&mut lake, plan, settled_before).await? {
             totals.add(&summary);
-            compacted.insert(summary.partition);
         }
         progress.inc(plan.rows());
     }
     progress.finish_and_clear();
     let retention = chrono::Duration::microseconds(args.retention);
-    let rollups = write_rollups(settings, &lake, &compacted, settled_before, retention).await?;
+    let rollups = write_rollups(settings, settled_before, retention).await?;
 
     lake.checkpoint().await?;
     let vacuumed = lake.vacuum(retention).await?;

@@ -36,6 +36,11 @@ pub struct KpisArgs {
     pub bucket: Option<String>,
     #[arg(long, env = "GATEMETER_KPIS_FORMAT", value_enum, default_value_t = TableFormat::Table)]
     pub format: TableFormat,
+    /// Compute every KPI from the raw attempts, percentiles exact, instead
+    /// of reading the stored hourly rollups where they hold (their
+    /// percentiles are within 1%; counts and money are exact either way).
+    #[arg(long, env = "GATEMETER_KPIS_EXACT_PERCENTILES")]
+    pub exact_percentiles: bool,
 }
 
 pub fn query_config(settings: &Settings) -> QueryConfig {
@@ -76,6 +81,7 @@ pub async fn run(settings: &Settings, args: &KpisArgs) -> Result<(), CliError> {
             })
             .collect::<Result<_, _>>()?,
         scope: gatemeter_query::TeamScope::all(),
+        exact_percentiles: args.exact_percentiles,
     };
     let batches = kpis(&engine, window, &query, &kpi_settings).await?;
     let text = match args.format {
