@@ -11,21 +11,15 @@
 
 use std::collections::BTreeMap;
 
-use arrow::array::{AsArray, PrimitiveArray, RecordBatch};
-use arrow::compute::{
-    concat_batches, lexsort_to_indices, take_record_batch, SortColumn, SortOptions,
-};
-use arrow::datatypes::UInt32Type;
-use arrow::error::ArrowError;
 use deltalake_core::kernel::Action;
 use deltalake_core::protocol::DeltaOperation;
-use gatemeter_schema::{attempts_schema, EpochMicros};
+use gatemeter_schema::EpochMicros;
 use object_store::ObjectStoreExt;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::error::LakeError;
 use crate::lake::{commit_metadata, partition_values, remove_action, Lake};
 use crate::manifest::FileEntry;
+use crate::merge::merge;
 use crate::paths::{object_path, DataFilePath, HourPartition};
 use crate::table::Attempt;
 
@@ -58,17 +52,6 @@ pub struct CompactionSummary {
     pub bytes_before: u64,
     pub bytes_after: u64,
 }
-
-/// The sort that puts each attempt's winning copy first among its copies.
-/// Every column is non-null, so the null order never decides.
-const WINNER_ORDER: [(&str, bool); 6] = [
-    ("attempt_id", false),
-    ("event_version", true),
-    ("_ingested_at", true),
-    ("_topic", true),
-    ("_partition", true),
-    ("_offset", true),
-];
 
 impl Lake {
     /// Partitions worth compacting whose hour ended at or before
@@ -103,7 +86,7 @@ impl Lake {
     /// [`LakeError::LostCommitRace`] and the lake has reloaded, so plan again.
     pub async fn compact(&mut self, plan: &CompactionPlan) -> Result<CompactionSummary, LakeError> {
         self.begin_commit();
-        let mut batches = Vec::with_capacity(plan.files.len());
+        let mut encoded = Vec::with_capacity(plan.files.len());
         let mut removes = Vec::with_capacity(plan.files.len());
         for file in &plan.files {
             let live =
@@ -117,34 +100,33 @@ impl Lake {
                 live.size,
                 partition_values(live.partition),
             ));
-            let bytes = self
-                .attempts_table()
-                .store()
-                .get(&object_path(&live.path))
-                .await?
-                .bytes()
-                .await?;
-            for batch in ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()? {
-                // The lake's schema, so that every file's batches concatenate.
-                batches.push(RecordBatch::try_new(
-                    attempts_schema(),
-                    batch?.columns().to_vec(),
-                )?);
-            }
+            encoded.push(
+                self.attempts_table()
+                    .store()
+                    .get(&object_path(&live.path))
+                    .await?
+                    .bytes()
+                    .await?,
+            );
         }
-        let all = concat_batches(&attempts_schema(), &batches)?;
-        let compacted = deduplicate(&all)?;
+        let merged = merge(&encoded)?;
+        drop(encoded);
         let path = DataFilePath::new(plan.partition, true);
         let add = self
-            .write_data_file(&compacted, &path.in_table(), Some(plan.partition))
+            .put_data_file(
+                merged.bytes,
+                &path.in_table(),
+                Some(plan.partition),
+                merged.stats,
+            )
             .await?;
         self.maybe_crash_after_data_files();
         let summary = CompactionSummary {
             partition: plan.partition,
             version: -1,
             files_replaced: plan.files.len(),
-            rows_read: all.num_rows() as u64,
-            rows_written: compacted.num_rows() as u64,
+            rows_read: merged.rows_read,
+            rows_written: merged.rows_written,
             bytes_before: plan.bytes(),
             bytes_after: add.size as u64,
         };
@@ -183,47 +165,4 @@ impl Lake {
             }
         }
     }
-}
-
-/// Keeps each attempt's winning copy and orders the rows by
-/// `request_start` (then `attempt_id`), the order the lake's files declare.
-pub fn deduplicate(batch: &RecordBatch) -> Result<RecordBatch, LakeError> {
-    let order = lexsort_to_indices(&sort_columns(batch, &WINNER_ORDER)?, None)?;
-    let ids = batch
-        .column_by_name("attempt_id")
-        .ok_or_else(|| ArrowError::SchemaError("no column attempt_id".into()))?
-        .as_string::<i32>();
-    let mut winners: Vec<u32> = Vec::with_capacity(order.len());
-    let mut previous: Option<&str> = None;
-    for index in order.values() {
-        let id = ids.value(*index as usize);
-        if previous != Some(id) {
-            winners.push(*index);
-            previous = Some(id);
-        }
-    }
-    let winners = take_record_batch(batch, &PrimitiveArray::<UInt32Type>::from(winners))?;
-    let order = lexsort_to_indices(
-        &sort_columns(&winners, &[("request_start", false), ("attempt_id", false)])?,
-        None,
-    )?;
-    Ok(take_record_batch(&winners, &order)?)
-}
-
-fn sort_columns(batch: &RecordBatch, order: &[(&str, bool)]) -> Result<Vec<SortColumn>, LakeError> {
-    order
-        .iter()
-        .map(|(name, descending)| {
-            Ok(SortColumn {
-                values: batch
-                    .column_by_name(name)
-                    .cloned()
-                    .ok_or_else(|| ArrowError::SchemaError(format!("no column {name}")))?,
-                options: Some(SortOptions {
-                    descending: *descending,
-                    nulls_first: false,
-                }),
-            })
-        })
-        .collect()
 }

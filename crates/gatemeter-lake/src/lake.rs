@@ -598,6 +598,18 @@ impl Lake {
         partition: Option<HourPartition>,
     ) -> Result<Add, LakeError> {
         let bytes = parquet_file::encode(batch, Some("request_start"))?;
+        self.put_data_file(bytes, in_table, partition, file_stats(batch))
+            .await
+    }
+
+    /// Stores an encoded data file and returns its Add action.
+    pub(crate) async fn put_data_file(
+        &self,
+        bytes: Vec<u8>,
+        in_table: &str,
+        partition: Option<HourPartition>,
+        stats: String,
+    ) -> Result<Add, LakeError> {
         let size = bytes.len() as i64;
         self.attempts
             .store()
@@ -607,7 +619,7 @@ impl Lake {
             in_table,
             size,
             partition_values(partition),
-            file_stats(batch),
+            stats,
         ))
     }
 

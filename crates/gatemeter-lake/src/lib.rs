@@ -24,6 +24,7 @@ mod lake;
 pub mod legacy;
 mod location;
 pub mod manifest;
+mod merge;
 mod migrate;
 mod parquet_file;
 pub mod paths;
@@ -32,7 +33,7 @@ mod stats;
 mod storage;
 mod table;
 
-pub use compact::{deduplicate, CompactionPlan, CompactionSummary};
+pub use compact::{CompactionPlan, CompactionSummary};
 pub use error::LakeError;
 pub use lake::{app_id, CommitSummary, FailPoint, Lake, OpenReport, PendingCommit};
 pub use location::LakeLocation;

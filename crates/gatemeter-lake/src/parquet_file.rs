@@ -2,6 +2,7 @@
 //! expects it: zstd, page statistics, sorted by `request_start` and saying so.
 
 use arrow_array::RecordBatch;
+use arrow_schema::Schema;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
@@ -14,8 +15,8 @@ use crate::error::LakeError;
 /// a one-hour drill-down can skip most of a file by statistics.
 const ROW_GROUP_ROWS: usize = 256 * 1024;
 
-fn writer_properties(
-    batch: &RecordBatch,
+pub(crate) fn writer_properties(
+    schema: &Schema,
     sort_column: Option<&str>,
 ) -> Result<WriterProperties, LakeError> {
     let mut builder = WriterProperties::builder()
@@ -24,7 +25,7 @@ fn writer_properties(
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_created_by(format!("gatemeter {}", env!("CARGO_PKG_VERSION")));
     if let Some(name) = sort_column {
-        let index = batch.schema().index_of(name)?;
+        let index = schema.index_of(name)?;
         builder = builder.set_sorting_columns(Some(vec![SortingColumn {
             column_idx: index as i32,
             descending: false,
@@ -40,7 +41,7 @@ fn writer_properties(
         "_offset",
         "_ingested_at",
     ] {
-        if batch.schema().index_of(column).is_ok() {
+        if schema.index_of(column).is_ok() {
             let path = ColumnPath::from(column);
             builder = builder
                 .set_column_dictionary_enabled(path.clone(), false)
@@ -52,7 +53,7 @@ fn writer_properties(
 
 /// Encodes `batch` into Parquet bytes, declaring `sort_column` as the order.
 pub fn encode(batch: &RecordBatch, sort_column: Option<&str>) -> Result<Vec<u8>, LakeError> {
-    let properties = writer_properties(batch, sort_column)?;
+    let properties = writer_properties(&batch.schema(), sort_column)?;
     let mut buffer = Vec::with_capacity(batch.get_array_memory_size() / 4);
     let mut writer = ArrowWriter::try_new(&mut buffer, batch.schema(), Some(properties))?;
     writer.write(batch)?;

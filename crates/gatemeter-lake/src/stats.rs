@@ -22,26 +22,100 @@ const MAX_STRING_STAT: usize = 32;
 
 /// The JSON `stats` of an Add action for a file holding `batch`.
 pub fn file_stats(batch: &RecordBatch) -> String {
-    let mut mins = Map::new();
-    let mut maxs = Map::new();
-    let mut nulls = Map::new();
-    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
-        if matches!(field.data_type(), DataType::Decimal128(..)) {
-            continue;
+    let mut stats = StatsBuilder::default();
+    stats.add(batch);
+    stats.finish()
+}
+
+/// What is known of one column's bounds over the batches added so far.
+#[derive(Debug, Clone, PartialEq)]
+enum ColumnBounds {
+    /// Only nulls so far.
+    Empty,
+    Known(Value, Value),
+    /// Some batch had values but no bound (a long string, a NaN).
+    Unknown,
+}
+
+/// The stats of a file written batch by batch: each batch's bounds merged
+/// into the file's, equal to [`file_stats`] of all the rows together.
+#[derive(Debug, Default)]
+pub struct StatsBuilder {
+    rows: usize,
+    /// Per column, in schema order: name, null count, bounds.
+    columns: Vec<(String, usize, ColumnBounds)>,
+}
+
+/// The lesser (`less`) or greater of two bounds of the same column.
+fn pick(a: Value, b: Value, less: bool) -> Value {
+    let a_first = match (&a, &b) {
+        (Value::String(x), Value::String(y)) => x <= y,
+        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
+            (Some(x), Some(y)) => x <= y,
+            _ => x.as_f64().unwrap_or(f64::NAN) <= y.as_f64().unwrap_or(f64::NAN),
+        },
+        _ => true,
+    };
+    if a_first == less {
+        a
+    } else {
+        b
+    }
+}
+
+impl StatsBuilder {
+    pub fn add(&mut self, batch: &RecordBatch) {
+        if self.columns.is_empty() {
+            self.columns = batch
+                .schema()
+                .fields()
+                .iter()
+                .filter(|field| !matches!(field.data_type(), DataType::Decimal128(..)))
+                .map(|field| (field.name().clone(), 0, ColumnBounds::Empty))
+                .collect();
         }
-        nulls.insert(field.name().clone(), json!(column.null_count()));
-        if let Some((low, high)) = bounds(column.as_ref()) {
-            mins.insert(field.name().clone(), low);
-            maxs.insert(field.name().clone(), high);
+        self.rows += batch.num_rows();
+        for (name, nulls, known) in &mut self.columns {
+            let Some(column) = batch.column_by_name(name) else {
+                continue;
+            };
+            *nulls += column.null_count();
+            if column.null_count() == column.len() {
+                continue;
+            }
+            *known = match (
+                std::mem::replace(known, ColumnBounds::Unknown),
+                bounds(column.as_ref()),
+            ) {
+                (ColumnBounds::Unknown, _) | (_, None) => ColumnBounds::Unknown,
+                (ColumnBounds::Empty, Some((low, high))) => ColumnBounds::Known(low, high),
+                (ColumnBounds::Known(low, high), Some((l, h))) => {
+                    ColumnBounds::Known(pick(low, l, true), pick(high, h, false))
+                }
+            };
         }
     }
-    json!({
-        "numRecords": batch.num_rows(),
-        "minValues": mins,
-        "maxValues": maxs,
-        "nullCount": nulls,
-    })
-    .to_string()
+
+    /// The JSON `stats` of all the rows added.
+    pub fn finish(&self) -> String {
+        let mut mins = Map::new();
+        let mut maxs = Map::new();
+        let mut nulls = Map::new();
+        for (name, null_count, known) in &self.columns {
+            nulls.insert(name.clone(), json!(null_count));
+            if let ColumnBounds::Known(low, high) = known {
+                mins.insert(name.clone(), low.clone());
+                maxs.insert(name.clone(), high.clone());
+            }
+        }
+        json!({
+            "numRecords": self.rows,
+            "minValues": mins,
+            "maxValues": maxs,
+            "nullCount": nulls,
+        })
+        .to_string()
+    }
 }
 
 fn bounds(column: &dyn Array) -> Option<(Value, Value)> {
@@ -198,5 +272,50 @@ mod tests {
         assert_eq!(read.rows, Some(2));
         assert_eq!(read.min_request_start, Some(1_000_000));
         assert_eq!(read.max_request_start, Some(2_001_000));
+    }
+
+    #[test]
+    fn stats_added_batch_by_batch_equal_the_stats_of_all_rows() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("input_tokens", DataType::Int64, true),
+            Field::new("team", DataType::Utf8, true),
+            Field::new("tags", DataType::Utf8, true),
+        ]));
+        let long = "y".repeat(40);
+        let batch =
+            |tokens: Vec<Option<i64>>, teams: Vec<Option<&str>>, tags: Vec<Option<&str>>| {
+                RecordBatch::try_new(
+                    schema.clone(),
+                    vec![
+                        Arc::new(Int64Array::from(tokens)),
+                        Arc::new(StringArray::from(teams)),
+                        Arc::new(StringArray::from(tags)),
+                    ],
+                )
+                .expect("batch")
+            };
+        let parts = [
+            batch(vec![None, None], vec![Some("m"), None], vec![None, None]),
+            batch(
+                vec![Some(9), Some(-3)],
+                vec![Some("b"), Some("z")],
+                vec![Some("t"), None],
+            ),
+            batch(vec![Some(4)], vec![None], vec![Some(long.as_str())]),
+            batch(vec![Some(12)], vec![Some("c")], vec![Some("a")]),
+        ];
+        let whole = arrow::compute::concat_batches(&schema, &parts).expect("concat");
+        let mut builder = StatsBuilder::default();
+        for part in &parts {
+            builder.add(part);
+        }
+        assert_eq!(builder.finish(), file_stats(&whole));
+        let stats: Value = serde_json::from_str(&builder.finish()).expect("json");
+        assert_eq!(stats["minValues"]["input_tokens"], -3);
+        assert_eq!(stats["maxValues"]["team"], "z");
+        assert!(
+            stats["minValues"].get("tags").is_none(),
+            "one tag is too long"
+        );
     }
 }

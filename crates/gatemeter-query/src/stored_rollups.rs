@@ -150,20 +150,19 @@ fn to_stored(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, Que
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
-/// The rows of `view` over `window`, as stored.
+/// Raw rows a rollup is computed over at a time, by default: an hour with
+/// more is computed in slices of its time whose rows are then merged, so
+/// that a big hour (a million attempts and more) stays within a query's
+/// memory.
+pub const SLICE_ROWS: u64 = 200_000;
+
+/// The batches of `sql` on `session`, as one batch of `schema`'s types.
 async fn stored_rows(
-    engine: &QueryEngine,
-    view: &str,
-    window: Window,
+    session: &datafusion::prelude::SessionContext,
+    sql: &str,
     schema: &SchemaRef,
 ) -> Result<RecordBatch, QueryError> {
-    let batches = engine
-        .session(window)
-        .await?
-        .sql(&format!("SELECT * FROM {view}"))
-        .await?
-        .collect()
-        .await?;
+    let batches = session.sql(sql).await?.collect().await?;
     let stored = batches
         .iter()
         .map(|batch| to_stored(batch, schema))
@@ -171,25 +170,109 @@ async fn stored_rows(
     Ok(concat_batches(schema, &stored)?)
 }
 
+/// How a rollup column merges when rows of the same hour and dimensions
+/// are added up: sketches merge, the time bounds take their extreme, every
+/// other number adds up, and the rest (the hour and the dimensions) group.
+fn merge_sql(schema: &Schema, table: &str) -> String {
+    let mut select = Vec::new();
+    let mut keys = Vec::new();
+    for field in schema.fields() {
+        let name = field.name();
+        match (name.as_str(), field.data_type()) {
+            ("first_request_start", _) => select.push(format!("min({name}) AS {name}")),
+            ("last_attempt_end", _) => select.push(format!("max({name}) AS {name}")),
+            (_, DataType::Binary) => select.push(format!("ddsketch_merge({name}) AS {name}")),
+            (_, DataType::Int64 | DataType::Decimal128(..)) => {
+                select.push(format!("sum({name}) AS {name}"))
+            }
+            _ => {
+                select.push(name.clone());
+                keys.push(name.clone());
+            }
+        }
+    }
+    format!(
+        "SELECT {} FROM {table} GROUP BY {}",
+        select.join(", "),
+        keys.join(", ")
+    )
+}
+
+/// The rows of `view` over `hour`, which holds `rows` raw rows, as stored:
+/// computed at once, or slice by slice and merged.
+async fn hour_rows(
+    engine: &QueryEngine,
+    view: &str,
+    hour: HourPartition,
+    (rows, slice_rows): (u64, u64),
+    schema: &SchemaRef,
+) -> Result<RecordBatch, QueryError> {
+    let end = hour.end_micros();
+    let start = end - 3_600_000_000;
+    // A request's attempts share its start, so no slice splits one.
+    let slices = rows.div_ceil(slice_rows.max(1)).clamp(1, 60) as i64;
+    let length = (end - start) / slices;
+    let mut parts = Vec::with_capacity(slices as usize);
+    for slice in 0..slices {
+        let from = start + slice * length;
+        let to = if slice + 1 == slices {
+            end
+        } else {
+            from + length
+        };
+        let window = Window {
+            from: Some(from),
+            to: Some(to),
+        };
+        let session = engine.session(window).await?;
+        parts.push(stored_rows(&session, &format!("SELECT * FROM {view}"), schema).await?);
+    }
+    if parts.len() == 1 {
+        return Ok(parts.remove(0));
+    }
+    let session = engine
+        .session(Window {
+            from: Some(0),
+            to: Some(0),
+        })
+        .await?;
+    session.register_table(
+        "hour_slices",
+        Arc::new(datafusion::datasource::MemTable::try_new(
+            schema.clone(),
+            vec![parts],
+        )?),
+    )?;
+    stored_rows(&session, &merge_sql(schema, "hour_slices"), schema).await
+}
+
 /// Stores the rollups of every hour of `engine`'s lake that ends at or
 /// before `settled_before` (µs) and whose stored stamp is not the one its
 /// raw files, the views and the price book give now: each view computed
-/// over that hour alone, replacing the hour's file. Then each rollup
-/// table is checkpointed and its files replaced more than `retention`
-/// ago are deleted.
+/// over that hour alone (in slices of about `slice_rows` raw rows,
+/// [`SLICE_ROWS`] for a command), replacing the hour's file. Then each
+/// rollup table is checkpointed and its files replaced more than
+/// `retention` ago are deleted.
 pub async fn store_rollups(
     engine: &QueryEngine,
     location: &LakeLocation,
-    settled_before: i64,
+    (settled_before, slice_rows): (i64, u64),
     retention: chrono::Duration,
     progress: &mut dyn FnMut(RollupProgress<'_>),
 ) -> Result<RollupTotals, QueryError> {
     // The engine reads the files committed when it last looked, and the
     // stamps name those.
-    let sources: BTreeMap<HourPartition, String> = hour_sources(&engine.committed_files())
+    let files = engine.committed_files();
+    let sources: BTreeMap<HourPartition, String> = hour_sources(&files)
         .into_iter()
         .filter(|(hour, _)| hour.end_micros() <= settled_before)
         .collect();
+    let mut rows_of: BTreeMap<HourPartition, u64> = BTreeMap::new();
+    for file in files.iter() {
+        if let Some(path) = DataFilePath::parse(&file.path) {
+            *rows_of.entry(path.partition).or_default() += file.rows;
+        }
+    }
     let basis = basis(engine.price_book());
     let mut totals = RollupTotals::default();
     let mut hours_written = BTreeSet::new();
@@ -215,11 +298,8 @@ pub async fn store_rollups(
             hours: due.len(),
         });
         for (hour, wanted) in due {
-            let window = Window {
-                from: Some(hour.end_micros() - 3_600_000_000),
-                to: Some(hour.end_micros()),
-            };
-            let rows = stored_rows(engine, view, window, &schema).await?;
+            let raw_rows = rows_of.get(&hour).copied().unwrap_or(0);
+            let rows = hour_rows(engine, view, hour, (raw_rows, slice_rows), &schema).await?;
             let written = table.replace_hour(hour, &wanted, &rows).await?;
             totals.files += 1;
             totals.bytes += written.bytes;

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use gatemeter_lake::Lake;
 use gatemeter_query::output::json_rows;
-use gatemeter_query::stored_rollups::store_rollups;
+use gatemeter_query::stored_rollups::{store_rollups, SLICE_ROWS};
 use gatemeter_query::{
     kpis, KpiQuery, KpiSettings, QueryConfig, QueryEngine, TeamScope, Window, DIMENSIONS,
 };
@@ -226,12 +226,14 @@ async fn engine(dir: &Path, book: &Path) -> QueryEngine {
     .expect("engine")
 }
 
-async fn store(engine: &QueryEngine, dir: &Path) -> usize {
+/// Stores the rollups of every hour, computing each in slices of about
+/// `slice_rows` raw rows.
+async fn store(engine: &QueryEngine, dir: &Path, slice_rows: u64) -> usize {
     let location = gatemeter_lake::LakeLocation::local(dir).expect("location");
     store_rollups(
         engine,
         &location,
-        i64::MAX,
+        (i64::MAX, slice_rows),
         chrono::Duration::zero(),
         &mut |_| {},
     )
@@ -372,7 +374,9 @@ async fn one_case(seed: u64) {
     write_jsonl(&work.path().join("first.jsonl"), &first);
     import(dir.path(), &work.path().join("first.jsonl")).await;
     let before = engine(dir.path(), &books[0]).await;
-    assert!(store(&before, dir.path()).await >= 5, "seed {seed}");
+    // Small slices: each hour's rows are computed in several parts and
+    // merged, as a big hour's are.
+    assert!(store(&before, dir.path(), 40).await >= 5, "seed {seed}");
     let mut used = 0;
     let before = engine(dir.path(), &books[0]).await;
     used += compare(&before, &mut random, 12, &format!("seed {seed}, stored")).await;
@@ -398,7 +402,7 @@ async fn one_case(seed: u64) {
     )
     .await;
     assert_eq!(
-        store(&before, dir.path()).await,
+        store(&before, dir.path(), SLICE_ROWS).await,
         4,
         "seed {seed}: hours 1, 3, 5 and 6 again"
     );
@@ -418,7 +422,7 @@ async fn one_case(seed: u64) {
     }
     before.refresh().await.expect("refresh");
     used += compare(&before, &mut random, 8, &format!("seed {seed}, compacted")).await;
-    store(&before, dir.path()).await;
+    store(&before, dir.path(), SLICE_ROWS).await;
     before.refresh().await.expect("refresh");
     used += compare(
         &before,
@@ -438,7 +442,11 @@ async fn one_case(seed: u64) {
         rolled.is_empty(),
         "seed {seed}: hours priced with the old book"
     );
-    assert_eq!(store(&after, dir.path()).await as i64, HOURS, "seed {seed}");
+    assert_eq!(
+        store(&after, dir.path(), SLICE_ROWS).await as i64,
+        HOURS,
+        "seed {seed}"
+    );
     after.refresh().await.expect("refresh");
     used += compare(&after, &mut random, 12, &format!("seed {seed}, new prices")).await;
     assert!(

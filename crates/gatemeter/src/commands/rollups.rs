@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use gatemeter_query::stored_rollups::{store_rollups, RollupProgress};
+use gatemeter_query::stored_rollups::{store_rollups, RollupProgress, SLICE_ROWS};
 use gatemeter_query::QueryEngine;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -54,7 +54,14 @@ pub async fn write_rollups(
             }
         }
     };
-    let totals = store_rollups(&engine, &location, settled_before, retention, &mut show).await?;
+    let totals = store_rollups(
+        &engine,
+        &location,
+        (settled_before, SLICE_ROWS),
+        retention,
+        &mut show,
+    )
+    .await?;
     Ok(RollupTotals {
         hours: totals.hours,
         files: totals.files,
