@@ -135,50 +135,50 @@ SRE = [
 
 FINANCE = [
     panel("stat", "Spend this month",
-          "USD spent since the first instant of the current UTC month: reported cost where the event had one, else priced by the price book; billed = false costs 0.",
-          [sql("SELECT sum(cost_usd) AS spend_usd FROM attempts WHERE request_start >= date_trunc('month', now())", "table")],
+          "USD spent since the first instant of the current UTC month: reported cost where the event had one, else priced by the price book; billed = false costs 0. From hourly_usage: stored rollups for settled hours, raw attempts for the rest.",
+          [sql("SELECT sum(spend_usd) AS spend_usd FROM hourly_usage WHERE hour >= date_trunc('month', now())", "table")],
           unit="currencyUSD", width=6, height=4),
     panel("stat", "Cost per 1M tokens",
           "1,000,000 × spend ÷ (input + output tokens of all attempts) in the time range, failed and retried attempts included.",
-          [sql("""SELECT CAST(sum(cost_usd) AS DOUBLE) * 1000000 / NULLIF(sum(COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0)), 0) AS cost_per_1m_tokens_usd
-                  FROM attempts WHERE $__timeFilter(request_start)""", "table")], unit="currencyUSD", width=6, height=4),
+          [sql("""SELECT CAST(sum(spend_usd) AS DOUBLE) * 1000000 / NULLIF(sum(input_tokens + output_tokens), 0) AS cost_per_1m_tokens_usd
+                  FROM hourly_usage WHERE $__timeFilter(hour)""", "table")], unit="currencyUSD", width=6, height=4),
     panel("stat", "Cost per successful outcome",
           "Spend of all attempts of all requests (failed ones included) ÷ successful requests in the time range: what one useful answer costs.",
-          [sql("""SELECT CAST(sum(cost_usd) AS DOUBLE) / NULLIF(count(*) FILTER (WHERE successful), 0) AS cost_per_successful_outcome_usd
-                  FROM requests WHERE $__timeFilter(request_start)""", "table")], unit="currencyUSD", width=6, height=4),
+          [sql("""SELECT CAST(sum(spend_usd) AS DOUBLE) / NULLIF(sum(successful_requests), 0) AS cost_per_successful_outcome_usd
+                  FROM hourly_requests WHERE $__timeFilter(hour)""", "table")], unit="currencyUSD", width=6, height=4),
     panel("stat", "Unpriced attempts",
           "Attempts with no reported cost and no price-book row for their provider and model: their cost is missing from every spend figure until the book covers them.",
-          [sql("SELECT count(*) AS unpriced_attempts FROM attempts WHERE $__timeFilter(request_start) AND cost_source = 'unpriced'", "table")],
+          [sql("SELECT COALESCE(sum(unpriced_attempts), 0) AS unpriced_attempts FROM hourly_usage WHERE $__timeFilter(hour)", "table")],
           unit="short", width=6, height=4,
           thresholds=[{"color": "green", "value": None}, {"color": "orange", "value": 1}]),
     panel("timeseries", "Spend by team",
           "USD per hour by team (the first attempt's attribution), all attempts of the team's requests.",
-          [sql("""SELECT date_trunc('hour', request_start) AS "time", team, sum(cost_usd) AS spend_usd
-                  FROM attempts WHERE $__timeFilter(request_start) GROUP BY 1, 2 ORDER BY 1""")], unit="currencyUSD"),
+          [sql("""SELECT hour AS "time", team, sum(spend_usd) AS spend_usd
+                  FROM hourly_usage WHERE $__timeFilter(hour) GROUP BY 1, 2 ORDER BY 1""")], unit="currencyUSD"),
     panel("timeseries", "Cost per 1M tokens over time",
           "Hourly 1,000,000 × spend ÷ tokens; a rise without a price change means traffic moved to dearer models or providers.",
-          [sql("""SELECT date_trunc('hour', request_start) AS "time",
-                  CAST(sum(cost_usd) AS DOUBLE) * 1000000 / NULLIF(sum(COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0)), 0) AS cost_per_1m_tokens_usd
-                  FROM attempts WHERE $__timeFilter(request_start) GROUP BY 1 ORDER BY 1""")], unit="currencyUSD"),
+          [sql("""SELECT hour AS "time",
+                  CAST(sum(spend_usd) AS DOUBLE) * 1000000 / NULLIF(sum(input_tokens + output_tokens), 0) AS cost_per_1m_tokens_usd
+                  FROM hourly_usage WHERE $__timeFilter(hour) GROUP BY 1 ORDER BY 1""")], unit="currencyUSD"),
     panel("table", "Spend by provider and model",
           "USD, attempts and tokens per provider and served model (requested model when nothing was served) in the time range.",
-          [sql("""SELECT provider, COALESCE(served_model, requested_model) AS model, sum(cost_usd) AS spend_usd, count(*) AS attempts,
-                  sum(COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0)) AS tokens
-                  FROM attempts WHERE $__timeFilter(request_start) GROUP BY 1, 2 ORDER BY spend_usd DESC""", "table")],
+          [sql("""SELECT provider, COALESCE(served_model, requested_model) AS model, sum(spend_usd) AS spend_usd, sum(attempts) AS attempts,
+                  sum(input_tokens + output_tokens) AS tokens
+                  FROM hourly_usage WHERE $__timeFilter(hour) GROUP BY 1, 2 ORDER BY spend_usd DESC""", "table")],
           unit="short"),
     panel("piechart", "Spend by environment",
           "USD by environment (prod, staging, dev, ci, …) in the time range.",
-          [sql("""SELECT environment, sum(cost_usd) AS spend_usd FROM attempts WHERE $__timeFilter(request_start)
+          [sql("""SELECT environment, sum(spend_usd) AS spend_usd FROM hourly_usage WHERE $__timeFilter(hour)
                   GROUP BY environment ORDER BY spend_usd DESC""", "table")], unit="currencyUSD", width=6),
     panel("piechart", "BYOK vs platform",
           "USD on customers' own provider keys (byok) against the gateway's platform keys, by the key type of each attempt.",
-          [sql("""SELECT key_type, sum(cost_usd) AS spend_usd FROM attempts WHERE $__timeFilter(request_start)
+          [sql("""SELECT key_type, sum(spend_usd) AS spend_usd FROM hourly_usage WHERE $__timeFilter(hour)
                   GROUP BY key_type ORDER BY key_type""", "table")], unit="currencyUSD", width=6),
     panel("table", "Cost per successful outcome by app",
           "Per app: spend of all its requests' attempts ÷ its successful requests, with both parts.",
-          [sql("""SELECT app, sum(cost_usd) AS spend_usd, count(*) FILTER (WHERE successful) AS successful_requests,
-                  sum(cost_usd) / NULLIF(count(*) FILTER (WHERE successful), 0) AS cost_per_successful_outcome_usd
-                  FROM requests WHERE $__timeFilter(request_start) GROUP BY app ORDER BY spend_usd DESC""", "table")],
+          [sql("""SELECT app, sum(spend_usd) AS spend_usd, sum(successful_requests) AS successful_requests,
+                  sum(spend_usd) / NULLIF(sum(successful_requests), 0) AS cost_per_successful_outcome_usd
+                  FROM hourly_requests WHERE $__timeFilter(hour) GROUP BY app ORDER BY spend_usd DESC""", "table")],
           unit="short"),
     panel("table", "Retry waste by provider and error class",
           "Cost of attempts whose result did not go to the client (non-final attempts: retried after an error or replaced by a fallback), by provider and why they failed.",
@@ -187,8 +187,8 @@ FINANCE = [
                   GROUP BY 1, 2 ORDER BY retry_waste_usd DESC""", "table")], unit="short"),
     panel("table", "Top keys by spend",
           "The 20 gateway keys (fingerprints, never the key) that spent most in the time range, with their team and request count.",
-          [sql("""SELECT api_key_id, team, sum(cost_usd) AS spend_usd, count(DISTINCT request_id) AS requests
-                  FROM attempts WHERE $__timeFilter(request_start) GROUP BY 1, 2 ORDER BY spend_usd DESC LIMIT 20""", "table")],
+          [sql("""SELECT api_key_id, team, sum(spend_usd) AS spend_usd, sum(requests) AS requests
+                  FROM hourly_requests WHERE $__timeFilter(hour) GROUP BY 1, 2 ORDER BY spend_usd DESC LIMIT 20""", "table")],
           unit="short"),
     panel("bargauge", "Month to date against budget",
           "Each configured budget's spend so far ÷ its amount (1.0 = the whole budget) and the projection at period end, from the alert evaluator.",
@@ -222,8 +222,8 @@ BUDGETS = [
           [prom(f"sum by (result) (rate(gatemeter_alert_evaluations_total[{RATE}]))", "{{result}}")], unit="short"),
     panel("table", "Daily spend by team",
           "USD per UTC day and team in the time range, the figures budgets scoped to a team are measured against.",
-          [sql("""SELECT date_trunc('day', request_start) AS day, team, sum(cost_usd) AS spend_usd
-                  FROM attempts WHERE $__timeFilter(request_start) GROUP BY 1, 2 ORDER BY 1, 2""", "table")], unit="short"),
+          [sql("""SELECT date_trunc('day', hour) AS day, team, sum(spend_usd) AS spend_usd
+                  FROM hourly_usage WHERE $__timeFilter(hour) GROUP BY 1, 2 ORDER BY 1, 2""", "table")], unit="short"),
 ]
 
 DASHBOARDS = [

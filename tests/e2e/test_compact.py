@@ -5,6 +5,7 @@ after; duplicates and corrections arriving after compaction still count once
 between the compacted file and its commit changes nothing, and vacuum removes
 what it left."""
 
+import datetime
 import json
 from decimal import Decimal
 
@@ -13,6 +14,7 @@ from deltalake import DeltaTable
 
 import support
 from support import ROOT, gatemeter
+from test_dashboards import expand_grafana_sql, targets
 from test_kpis import duckdb_oracle
 
 PRICES = ROOT / "config" / "prices.csv"
@@ -173,6 +175,8 @@ def test_late_duplicates_and_corrections_count_once_before_and_after_the_next_co
             else:
                 assert fast[column] == value, (column, fast, slow)
 
+    assert_sql_panels_read_stored_hours_and_answer_as_raw(data_dir)
+
     # Nothing changed: nothing is rewritten. A new price book: every hour is.
     unchanged = gatemeter("--data-dir", data_dir, "--prices", PRICES, "compact").stdout
     assert "rollups: 0 hours, 0 files" in unchanged, unchanged
@@ -208,3 +212,31 @@ def test_a_crash_before_the_commit_record_changes_nothing(events, tmp_path):
     assert result.startswith("compacted 3 partitions"), result
     assert support.files_on_disk(data_dir) == support.committed_files(data_dir)
     assert snapshot(data_dir) == before
+
+
+def assert_sql_panels_read_stored_hours_and_answer_as_raw(data_dir):
+    """Every dashboard panel over `hourly_usage` / `hourly_requests` reads
+    the stored rollups of the compacted hours and answers exactly what the
+    same SQL over the views' own definitions (raw attempts) answers."""
+    def rows(sql):
+        out = gatemeter("--data-dir", data_dir, "--prices", PRICES, "query", "--format", "json", sql).stdout
+        return sorted(json.dumps(row, sort_keys=True) for row in json.loads(out))
+
+    definitions = {view: (ROOT / "queries" / f"{view}.sql").read_text()
+                   for view in ("hourly_usage", "hourly_requests")}
+    start, end = datetime.datetime(2026, 11, 1), datetime.datetime(2026, 11, 2)
+    panels = [(title, expand_grafana_sql(sql, start, end)) for _, title, sql in targets("sql")
+              if "hourly_" in sql]
+    assert len(panels) >= 10, [title for title, _ in panels]
+    for title, sql in panels:
+        raw = sql
+        for view, body in definitions.items():
+            raw = raw.replace(f"FROM {view}", f"FROM ({body}\n) AS {view}")
+        stored = rows(sql)
+        assert stored == rows(raw), title
+        if "now()" not in sql:  # this month holds none of the November traffic
+            assert any(value is not None for row in stored for value in json.loads(row).values()), title
+    for view in definitions:
+        plan = gatemeter("--data-dir", data_dir, "--prices", PRICES, "query", "--format", "json",
+                         f"EXPLAIN SELECT * FROM {view}").stdout
+        assert f"rollups/{view}/" in plan, plan

@@ -19,6 +19,7 @@
 //! its own catalog, memory pool and [`SessionScope`] (the committed files as
 //! of its creation and its window).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -44,6 +45,7 @@ use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::planner::ExprPlanner;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use gatemeter_lake::paths::{DataFilePath, HourPartition};
 use gatemeter_lake::{FileEntry, Lake, LakeLocation};
 use gatemeter_schema::{attempts_schema, EpochMicros, Usd};
 
@@ -51,8 +53,9 @@ use crate::column_cache::{ColumnCache, ColumnCacheStats};
 use crate::error::QueryError;
 use crate::live::LiveLakeTable;
 use crate::price_book::PriceBook;
+use crate::rollup_view::{stored_table, RolledUpView, StoredHours};
 use crate::shared_memory::SharedLimitPool;
-use crate::stored_rollups::{RolledUpHours, RollupIndex, RollupTables, ROLLUP_VIEWS};
+use crate::stored_rollups::{RolledUpHours, RollupTables, SharedRollupIndex, ROLLUP_VIEWS};
 use crate::team_scope::{RowScope, ScopeSlot, TeamScope};
 use crate::yielding::YieldingJoins;
 
@@ -175,7 +178,7 @@ pub struct QueryEngine {
     /// The stored rollup tables, re-read with the lake.
     rollup_tables: tokio::sync::Mutex<RollupTables>,
     /// Their stored hours as of the last refresh.
-    rollup_index: std::sync::RwLock<Arc<RollupIndex>>,
+    rollup_index: SharedRollupIndex,
     /// What a stored hour must have been computed with to be read: this
     /// engine's views and price book.
     rollup_basis: String,
@@ -209,6 +212,29 @@ impl CommittedFiles {
 pub(crate) struct SessionScope {
     pub(crate) files: Arc<Vec<FileEntry>>,
     pub(crate) window: Window,
+    /// Hours whose raw files the session does not read: their stored
+    /// rollups stand in for them (docs/lake.md, "Rollups").
+    pub(crate) rolled_up: Arc<BTreeSet<HourPartition>>,
+}
+
+impl SessionScope {
+    /// Every committed file, every hour.
+    pub(crate) fn everything(files: Arc<Vec<FileEntry>>) -> SessionScope {
+        SessionScope {
+            files,
+            window: Window::default(),
+            rolled_up: Arc::default(),
+        }
+    }
+
+    /// Whether the raw tables read `file`: it overlaps the window and is
+    /// not of a rolled-up hour.
+    pub(crate) fn reads(&self, file: &FileEntry) -> bool {
+        self.window.overlaps(file)
+            && (self.rolled_up.is_empty()
+                || DataFilePath::parse(&file.path)
+                    .is_none_or(|path| !self.rolled_up.contains(&path.partition)))
+    }
 }
 
 /// Which of the two kinds of files a session's window holds any of. A
@@ -227,8 +253,8 @@ impl TablesPresent {
         fresh: true,
     };
 
-    fn of(files: &[FileEntry], window: Window) -> TablesPresent {
-        let any = |selection: FileSelection| selection.pick(files).any(|f| window.overlaps(f));
+    fn of(scope: &SessionScope) -> TablesPresent {
+        let any = |selection: FileSelection| selection.pick(&scope.files).any(|f| scope.reads(f));
         TablesPresent {
             compacted: any(FileSelection::Compacted),
             fresh: any(FileSelection::Fresh),
@@ -327,7 +353,7 @@ impl QueryEngine {
         let rollup_index = rollup_tables.refresh().await?.unwrap_or_default();
         Ok(QueryEngine {
             rollup_tables: tokio::sync::Mutex::new(rollup_tables),
-            rollup_index: std::sync::RwLock::new(Arc::new(rollup_index)),
+            rollup_index: SharedRollupIndex::new(rollup_index),
             rollup_basis: crate::stored_rollups::basis(&price_book),
             shared_memory: config
                 .shared_memory_limit_bytes
@@ -367,10 +393,7 @@ impl QueryEngine {
         let rollups = self.rollup_tables.lock().await.refresh().await?;
         let rollups_changed = rollups.is_some();
         if let Some(index) = rollups {
-            *self
-                .rollup_index
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(index);
+            self.rollup_index.replace(index);
         }
         Ok(applied + u64::from(rollups_changed))
     }
@@ -401,11 +424,12 @@ impl QueryEngine {
         window: Window,
         teams: &TeamScope,
     ) -> Result<SessionContext, QueryError> {
-        let files = self.files.current();
-        let present = TablesPresent::of(&files, window);
-        let template = self.template(present).await?;
-        self.scoped_copy(template, SessionScope { files, window }, teams)
-            .await
+        let scope = SessionScope {
+            window,
+            ..SessionScope::everything(self.files.current())
+        };
+        let template = self.template(TablesPresent::of(&scope)).await?;
+        self.scoped_copy(template, scope, teams).await
     }
 
     /// A session for aggregates over `window` that reads the stored
@@ -420,34 +444,19 @@ impl QueryEngine {
         teams: &TeamScope,
         raw_only: bool,
     ) -> Result<(SessionContext, RolledUpHours), QueryError> {
-        let mut files = self.files.current();
+        let files = self.files.current();
         let rolled = if raw_only {
             RolledUpHours::default()
         } else {
-            let index = self
-                .rollup_index
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone();
-            index.usable(window, &files, &self.rollup_basis)
+            self.rollup_index.usable(window, &files, &self.rollup_basis)
         };
-        if !rolled.is_empty() {
-            files = Arc::new(
-                files
-                    .iter()
-                    .filter(|file| {
-                        gatemeter_lake::paths::DataFilePath::parse(&file.path)
-                            .is_none_or(|path| !rolled.hours.contains(&path.partition))
-                    })
-                    .cloned()
-                    .collect(),
-            );
-        }
-        let present = TablesPresent::of(&files, window);
-        let template = self.template(present).await?;
-        let ctx = self
-            .scoped_copy(template, SessionScope { files, window }, teams)
-            .await?;
+        let scope = SessionScope {
+            files,
+            window,
+            rolled_up: Arc::new(rolled.hours.clone()),
+        };
+        let template = self.template(TablesPresent::of(&scope)).await?;
+        let ctx = self.scoped_copy(template, scope, teams).await?;
         self.register_rollups(&ctx, &rolled, teams).await?;
         Ok((ctx, rolled))
     }
@@ -466,20 +475,11 @@ impl QueryEngine {
             let schema = crate::stored_rollups::stored_schema(
                 ctx.table_provider(*view).await?.schema().as_ref(),
             );
+            let statistics = ctx.runtime_env().cache_manager.get_file_statistic_cache();
             let table: Arc<dyn TableProvider> = if files.is_empty() {
                 Arc::new(MemTable::try_new(schema, vec![vec![]])?)
             } else {
-                let urls: Vec<ListingTableUrl> = files
-                    .iter()
-                    .map(|path| ListingTableUrl::parse(root.file(path)))
-                    .collect::<Result<_, _>>()?;
-                let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-                    .with_file_extension(".parquet");
-                let config = ListingTableConfig::new_with_multi_paths(urls)
-                    .with_listing_options(options)
-                    .with_schema(schema);
-                let statistics = ctx.runtime_env().cache_manager.get_file_statistic_cache();
-                Arc::new(ListingTable::try_new(config)?.with_cache(statistics))
+                Arc::new(stored_table(&root, files, schema, statistics)?)
             };
             let table = match teams.predicate() {
                 Some(only_teams) => ctx.read_table(table)?.filter(only_teams)?.into_view(),
@@ -701,25 +701,44 @@ impl QueryEngine {
             ctx.register_udf(function);
         }
         for (name, body) in VIEWS {
-            register_view(ctx, name, body).await?;
+            let view = planned_view(ctx, body).await?;
+            match ROLLUP_VIEWS.iter().position(|rollup| rollup == name) {
+                Some(position) => ctx.register_table(
+                    *name,
+                    Arc::new(RolledUpView::new(view, position, self.stored_hours())),
+                )?,
+                None => ctx.register_table(*name, view)?,
+            };
         }
         Ok(())
     }
+
+    /// Where the rolled-up views look up stored hours.
+    fn stored_hours(&self) -> StoredHours {
+        StoredHours {
+            files: self.files.clone(),
+            index: self.rollup_index.clone(),
+            basis: self.rollup_basis.clone(),
+            root: LakeRoot::of(&self.config.data_dir),
+        }
+    }
 }
 
-/// Registers the view `name` with its plan already optimized: a query
-/// inlines the view's plan and optimizes the whole again, and starting
-/// from the optimized view (empty branches gone, subqueries decorrelated,
-/// expressions simplified) saves that work on every query.
+/// Registers the view `name` ([`planned_view`]).
 async fn register_view(ctx: &SessionContext, name: &str, body: &str) -> Result<(), QueryError> {
+    ctx.register_table(name, planned_view(ctx, body).await?)?;
+    Ok(())
+}
+
+/// The view of `body` with its plan already optimized: a query inlines the
+/// view's plan and optimizes the whole again, and starting from the
+/// optimized view (empty branches gone, subqueries decorrelated,
+/// expressions simplified) saves that work on every query.
+async fn planned_view(ctx: &SessionContext, body: &str) -> Result<Arc<ViewTable>, QueryError> {
     let state = ctx.state();
     let plan = state.create_logical_plan(body).await?;
     let optimized = state.optimize(&plan)?;
-    ctx.register_table(
-        name,
-        Arc::new(ViewTable::new(optimized, Some(body.to_string()))),
-    )?;
-    Ok(())
+    Ok(Arc::new(ViewTable::new(optimized, Some(body.to_string()))))
 }
 
 /// Which of the committed data files a raw table reads.

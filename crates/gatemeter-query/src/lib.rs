@@ -19,6 +19,7 @@ pub mod named;
 pub mod output;
 pub mod price_book;
 pub mod read_only;
+mod rollup_view;
 pub mod scorecard;
 pub mod shared_memory;
 pub mod sketch;

@@ -138,18 +138,19 @@ impl TableProvider for LiveLakeTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let (files, window) = match state.config().get_extension::<SessionScope>() {
-            Some(scope) => (scope.files.clone(), scope.window),
-            None => (self.files.current(), Window::default()),
-        };
+        let scope = state
+            .config()
+            .get_extension::<SessionScope>()
+            .unwrap_or_else(|| Arc::new(SessionScope::everything(self.files.current())));
+        let window = scope.window;
         let team_filter = state
             .config()
             .get_extension::<RowScope>()
             .and_then(|scope| scope.predicate());
         let picked: Vec<&FileEntry> = self
             .selection
-            .pick(&files)
-            .filter(|file| window.overlaps(file))
+            .pick(&scope.files)
+            .filter(|file| scope.reads(file))
             .collect();
         // Rows are filtered by the window only when a file reaches past one
         // of its ends: for hour-aligned windows over hour partitions the

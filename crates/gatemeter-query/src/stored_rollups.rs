@@ -358,6 +358,34 @@ impl RollupIndex {
     }
 }
 
+/// The rollup index as of the engine's last refresh, shared with the
+/// tables that read it when a query scans.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SharedRollupIndex(Arc<std::sync::RwLock<Arc<RollupIndex>>>);
+
+impl SharedRollupIndex {
+    pub(crate) fn new(index: RollupIndex) -> SharedRollupIndex {
+        SharedRollupIndex(Arc::new(std::sync::RwLock::new(Arc::new(index))))
+    }
+
+    pub(crate) fn replace(&self, index: RollupIndex) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(index);
+    }
+
+    /// [`RollupIndex::usable`] on the current index.
+    pub(crate) fn usable(&self, window: Window, files: &[FileEntry], basis: &str) -> RolledUpHours {
+        let index = self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        index.usable(window, files, basis)
+    }
+}
+
 /// The rollup tables of a lake, opened when they exist.
 pub(crate) struct RollupTables {
     data_dir: PathBuf,

@@ -8,8 +8,9 @@ use std::io::Write;
 use std::path::Path;
 
 use gatemeter_lake::Lake;
+use gatemeter_query::engine::VIEWS;
 use gatemeter_query::output::json_rows;
-use gatemeter_query::stored_rollups::{store_rollups, SLICE_ROWS};
+use gatemeter_query::stored_rollups::{store_rollups, ROLLUP_VIEWS, SLICE_ROWS};
 use gatemeter_query::{
     kpis, KpiQuery, KpiSettings, QueryConfig, QueryEngine, TeamScope, Window, DIMENSIONS,
 };
@@ -297,9 +298,15 @@ fn is_percentile(column: &str) -> bool {
         .any(|suffix| column.ends_with(suffix))
 }
 
-/// Runs `queries` random KPI requests both ways and compares them; returns
-/// how many read at least one stored hour.
-async fn compare(engine: &QueryEngine, random: &mut Random, queries: usize, stage: &str) -> usize {
+/// Runs `queries` random KPI requests both ways and compares them, then
+/// the rolled-up views; returns how many requests, and how many views,
+/// read at least one stored hour.
+async fn compare(
+    engine: &QueryEngine,
+    random: &mut Random,
+    queries: usize,
+    stage: &str,
+) -> (usize, usize) {
     let mut rolled_up = 0;
     for _ in 0..queries {
         let (window, query, settings) = random_request(random);
@@ -350,7 +357,95 @@ async fn compare(engine: &QueryEngine, random: &mut Random, queries: usize, stag
             }
         }
     }
-    rolled_up
+    (rolled_up, compare_views(engine, random, stage).await)
+}
+
+/// The columns of `view` for comparing: each sketch as its count, median
+/// and 99th percentile, everything else as it is; and an ORDER BY of the
+/// latter.
+async fn comparable(engine: &QueryEngine, view: &str) -> (String, String) {
+    let session = engine.session(Window::default()).await.expect("session");
+    let schema = session.table(view).await.expect("view").schema().clone();
+    let (mut columns, mut order) = (Vec::new(), Vec::new());
+    for field in schema.fields() {
+        let name = field.name();
+        if field.data_type() == &datafusion::arrow::datatypes::DataType::Binary {
+            columns.push(format!(
+                "ddsketch_count({name}) AS {name}_count, \
+                 ddsketch_quantile({name}, 0.5) AS {name}_p50_ms, \
+                 ddsketch_quantile({name}, 0.99) AS {name}_p99_ms"
+            ));
+        } else {
+            columns.push(name.to_string());
+            order.push(name.to_string());
+        }
+    }
+    (columns.join(", "), order.join(", "))
+}
+
+/// `hourly_usage` and `hourly_requests` as SQL reads them (stored rows for
+/// the hours whose stamps hold, in a window's session or PostgreSQL's
+/// live one) equal the views' own SQL over the raw rows; returns how many
+/// of the two read stored files.
+async fn compare_views(engine: &QueryEngine, random: &mut Random, stage: &str) -> usize {
+    let (window, query, _) = random_request(random);
+    let live = random.chance(40);
+    let session = if live {
+        let template = engine.live_session().await.expect("live session");
+        let (session, slot) = engine.fork_session(&template).expect("fork");
+        slot.set(query.scope.clone());
+        session
+    } else {
+        engine
+            .scoped_session(window, &query.scope)
+            .await
+            .expect("session")
+    };
+    let mut read_stored = 0;
+    for (view, body) in VIEWS.iter().filter(|(name, _)| ROLLUP_VIEWS.contains(name)) {
+        let context = format!(
+            "{stage}: {view}, live {live}, {window:?}, {:?}",
+            query.scope
+        );
+        let (columns, order) = comparable(engine, view).await;
+        let rows = |sql: String| {
+            let session = session.clone();
+            async move {
+                let batches = session
+                    .sql(&sql)
+                    .await
+                    .expect(&sql)
+                    .collect()
+                    .await
+                    .expect(&sql);
+                json_rows(&batches).expect("rows")
+            }
+        };
+        let read = rows(format!("SELECT {columns} FROM {view} ORDER BY {order}")).await;
+        let raw = rows(format!(
+            "WITH raw AS ({body}) SELECT {columns} FROM raw ORDER BY {order}"
+        ))
+        .await;
+        assert_eq!(read.len(), raw.len(), "{context}");
+        for (r, x) in read.iter().zip(&raw) {
+            for (column, expected) in x.as_object().expect("row") {
+                let value = &r[column];
+                match (is_percentile(column), value.as_f64(), expected.as_f64()) {
+                    (true, Some(v), Some(e)) => assert!(
+                        (v - e).abs() <= 0.01 * e.abs() + 1e-9,
+                        "{column}: {v} against {e}\n{context}"
+                    ),
+                    _ => assert_eq!(value, expected, "{column}\n{context}\n{r:?}\n{x:?}"),
+                }
+            }
+        }
+        let plan = rows(format!("EXPLAIN SELECT * FROM {view}")).await;
+        read_stored += usize::from(plan.iter().any(|row| {
+            row.to_string()
+                .contains(&format!("{}/{view}/", gatemeter_lake::ROLLUPS_DIR))
+        }));
+    }
+    read_stored
 }
 
 async fn one_case(seed: u64) {
@@ -377,9 +472,13 @@ async fn one_case(seed: u64) {
     // Small slices: each hour's rows are computed in several parts and
     // merged, as a big hour's are.
     assert!(store(&before, dir.path(), 40).await >= 5, "seed {seed}");
-    let mut used = 0;
+    let (mut used, mut views_used) = (0, 0);
+    let mut tally = |(requests, views): (usize, usize)| {
+        used += requests;
+        views_used += views;
+    };
     let before = engine(dir.path(), &books[0]).await;
-    used += compare(&before, &mut random, 12, &format!("seed {seed}, stored")).await;
+    tally(compare(&before, &mut random, 12, &format!("seed {seed}, stored")).await);
 
     // Late: corrections and copies into hours 1 and 3, and hours 5–6.
     let mut late = Vec::new();
@@ -394,26 +493,30 @@ async fn one_case(seed: u64) {
     write_jsonl(&work.path().join("late.jsonl"), &late);
     import(dir.path(), &work.path().join("late.jsonl")).await;
     before.refresh().await.expect("refresh");
-    used += compare(
-        &before,
-        &mut random,
-        12,
-        &format!("seed {seed}, late events"),
-    )
-    .await;
+    tally(
+        compare(
+            &before,
+            &mut random,
+            12,
+            &format!("seed {seed}, late events"),
+        )
+        .await,
+    );
     assert_eq!(
         store(&before, dir.path(), SLICE_ROWS).await,
         4,
         "seed {seed}: hours 1, 3, 5 and 6 again"
     );
     before.refresh().await.expect("refresh");
-    used += compare(
-        &before,
-        &mut random,
-        12,
-        &format!("seed {seed}, stored again"),
-    )
-    .await;
+    tally(
+        compare(
+            &before,
+            &mut random,
+            12,
+            &format!("seed {seed}, stored again"),
+        )
+        .await,
+    );
 
     // Compaction rewrites every hour's files: raw until stored again.
     let (mut lake, _) = Lake::open_local(dir.path(), None).await.expect("lake");
@@ -421,16 +524,18 @@ async fn one_case(seed: u64) {
         lake.compact(&plan).await.expect("compact");
     }
     before.refresh().await.expect("refresh");
-    used += compare(&before, &mut random, 8, &format!("seed {seed}, compacted")).await;
+    tally(compare(&before, &mut random, 8, &format!("seed {seed}, compacted")).await);
     store(&before, dir.path(), SLICE_ROWS).await;
     before.refresh().await.expect("refresh");
-    used += compare(
-        &before,
-        &mut random,
-        8,
-        &format!("seed {seed}, compacted, stored"),
-    )
-    .await;
+    tally(
+        compare(
+            &before,
+            &mut random,
+            8,
+            &format!("seed {seed}, compacted, stored"),
+        )
+        .await,
+    );
 
     // Another price book: no stored hour holds for it until stored again.
     let after = engine(dir.path(), &books[1]).await;
@@ -448,10 +553,14 @@ async fn one_case(seed: u64) {
         "seed {seed}"
     );
     after.refresh().await.expect("refresh");
-    used += compare(&after, &mut random, 12, &format!("seed {seed}, new prices")).await;
+    tally(compare(&after, &mut random, 12, &format!("seed {seed}, new prices")).await);
     assert!(
         used >= 20,
         "seed {seed}: only {used} requests read stored hours"
+    );
+    assert!(
+        views_used >= 4,
+        "seed {seed}: only {views_used} views read stored hours"
     );
 }
 
