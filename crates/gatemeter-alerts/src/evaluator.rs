@@ -15,7 +15,7 @@ use datafusion::arrow::datatypes::{Decimal128Type, Int64Type};
 use gatemeter_query::kpi::quote_literal;
 use gatemeter_query::output::json_rows;
 use gatemeter_query::stored_rollups::stored_name;
-use gatemeter_query::{kpis, KpiQuery, KpiSettings, QueryEngine, TeamScope, Window};
+use gatemeter_query::{kpis, KpiQuery, KpiSettings, QueryEngine, RollupGrain, TeamScope, Window};
 use serde_json::{json, Value};
 use tokio::time::MissedTickBehavior;
 use tracing::{info, warn};
@@ -123,20 +123,20 @@ impl Evaluator {
         }
     }
 
-    /// The first row of `sql` over `window`. With `rollups`, the session
-    /// also holds the stored rollups of the window's settled hours
-    /// (`rollup_hourly_usage`, `rollup_hourly_requests`; docs/lake.md,
-    /// "Rollups") and its raw views leave those hours out, so `sql` must
-    /// add both up.
+    /// The first row of `sql` over `window`. Unless `grain` is raw only,
+    /// the session also holds the stored rollups of the window's settled
+    /// days and hours (`rollup_hourly_usage`, `rollup_hourly_requests`;
+    /// docs/lake.md, "Rollups") and its raw views leave those hours out, so
+    /// `sql` must add both up.
     async fn scalar_row(
         &self,
         window: Window,
-        rollups: bool,
+        grain: RollupGrain,
         sql: &str,
     ) -> Result<datafusion::arrow::record_batch::RecordBatch, AlertError> {
         let (ctx, _) = self
             .engine
-            .rollup_session(window, &TeamScope::all(), !rollups)
+            .rollup_session(window, &TeamScope::all(), grain)
             .await?;
         let batches = ctx
             .sql(sql)
@@ -161,12 +161,12 @@ impl Evaluator {
         let filter = where_clause(&scope_filter(&slo.scope));
         // An availability SLO's counts are in the stored rollups; a latency
         // SLO's threshold is the operator's, so its requests are read raw.
-        let (sql, rollups) = match (slo.kind, slo.latency_threshold_ms) {
+        let (sql, grain) = match (slo.kind, slo.latency_threshold_ms) {
             (SloKind::Latency, Some(ms)) => (
                 format!(
                     "SELECT count(*) FILTER (WHERE valid) AS valid, count(*) FILTER (WHERE valid AND NOT (good AND e2e_latency_ms <= {ms:?})) AS bad FROM requests{filter}"
                 ),
-                false,
+                RollupGrain::RawOnly,
             ),
             _ => (
                 format!(
@@ -175,7 +175,7 @@ impl Evaluator {
                      UNION ALL SELECT sum(valid_requests), sum(valid_requests - good_requests) FROM {stored}{filter})",
                     stored = stored_name("hourly_requests"),
                 ),
-                true,
+                RollupGrain::Days,
             ),
         };
         let row = self
@@ -184,7 +184,7 @@ impl Evaluator {
                     from: Some(micros(now - window)),
                     to: Some(micros(now)),
                 },
-                rollups,
+                grain,
                 &sql,
             )
             .await?;
@@ -216,7 +216,7 @@ impl Evaluator {
                     from: Some(micros(from)),
                     to: Some(micros(to)),
                 },
-                true,
+                RollupGrain::Days,
                 &sql,
             )
             .await?;

@@ -55,7 +55,9 @@ use crate::live::LiveLakeTable;
 use crate::price_book::PriceBook;
 use crate::rollup_view::{stored_table, RolledUpView, StoredHours};
 use crate::shared_memory::SharedLimitPool;
-use crate::stored_rollups::{RolledUpHours, RollupTables, SharedRollupIndex, ROLLUP_VIEWS};
+use crate::stored_rollups::{
+    RolledUpHours, RollupGrain, RollupTables, SharedRollupIndex, ROLLUP_VIEWS,
+};
 use crate::team_scope::{RowScope, ScopeSlot, TeamScope};
 use crate::yielding::YieldingJoins;
 
@@ -398,6 +400,11 @@ impl QueryEngine {
         Ok(applied + u64::from(rollups_changed))
     }
 
+    /// Where the lake's files are read from.
+    pub(crate) fn lake_root(&self) -> LakeRoot {
+        LakeRoot::of(&self.config.data_dir)
+    }
+
     /// The committed data files as of the last refresh.
     pub fn committed_files(&self) -> Arc<Vec<FileEntry>> {
         self.files.current()
@@ -436,20 +443,20 @@ impl QueryEngine {
     /// rollups where they hold (docs/lake.md, "Rollups"): the raw tables
     /// and views cover the window without the rolled-up hours, and
     /// `rollup_hourly_usage` / `rollup_hourly_requests` hold those hours'
-    /// stored rows; both only `teams`' rows. With `raw_only` no hour is
-    /// rolled up (and the rollup tables are empty).
+    /// stored rows (with [`RollupGrain::Days`], a whole stored day as rows
+    /// whose `hour` is the day's start); both only `teams`' rows. With
+    /// [`RollupGrain::RawOnly`] no hour is rolled up (and the rollup tables
+    /// are empty).
     pub async fn rollup_session(
         &self,
         window: Window,
         teams: &TeamScope,
-        raw_only: bool,
+        grain: RollupGrain,
     ) -> Result<(SessionContext, RolledUpHours), QueryError> {
         let files = self.files.current();
-        let rolled = if raw_only {
-            RolledUpHours::default()
-        } else {
-            self.rollup_index.usable(window, &files, &self.rollup_basis)
-        };
+        let rolled = self
+            .rollup_index
+            .usable(window, &files, &self.rollup_basis, grain);
         let scope = SessionScope {
             files,
             window,

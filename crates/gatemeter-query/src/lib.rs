@@ -20,6 +20,7 @@ pub mod output;
 pub mod price_book;
 pub mod read_only;
 mod rollup_view;
+mod rollup_writer;
 pub mod scorecard;
 pub mod shared_memory;
 pub mod sketch;
@@ -38,10 +39,23 @@ pub use engine::{QueryConfig, QueryEngine, Window};
 pub use error::QueryError;
 pub use kpi::{KpiQuery, KpiSettings, KpiSource, DIMENSIONS, KPI_NAMES};
 pub use price_book::PriceBook;
+pub use stored_rollups::RollupGrain;
 pub use team_scope::TeamScope;
 
 /// Seven days in microseconds: the cost-variance baseline period.
 const BASELINE_MICROS: i64 = 7 * 24 * 3600 * 1_000_000;
+
+/// What stored rollups `query` may read: none for exact percentiles or a
+/// bucket shorter than an hour, whole days for no bucket or buckets of
+/// whole days (they start at midnight UTC), hours otherwise.
+pub fn rollup_grain(query: &KpiQuery) -> RollupGrain {
+    match query.bucket_minutes() {
+        _ if query.exact_percentiles => RollupGrain::RawOnly,
+        Some(minutes) if minutes < 60 => RollupGrain::RawOnly,
+        Some(minutes) if minutes % (24 * 60) != 0 => RollupGrain::Hours,
+        _ => RollupGrain::Days,
+    }
+}
 
 /// Computes the KPI rows for `window`, grouped as `query` says.
 pub async fn kpis(
@@ -78,11 +92,8 @@ pub async fn kpis_frame(
         (Some(from), Some(to)) => Some(((to - from) / 60_000_000).max(1) as u64),
         _ => None,
     };
-    // Stored rollups answer whole hours; a bucket shorter than an hour
-    // needs the raw rows.
-    let raw_only = query.exact_percentiles || query.bucket_minutes().is_some_and(|m| m < 60);
     let (ctx, rolled) = engine
-        .rollup_session(window, &query.scope, raw_only)
+        .rollup_session(window, &query.scope, rollup_grain(&query))
         .await?;
     let source = if rolled.is_empty() {
         KpiSource::Raw
@@ -100,7 +111,11 @@ pub async fn kpis_frame(
                         to: Some(from),
                     },
                     &query.scope,
-                    query.exact_percentiles,
+                    if query.exact_percentiles {
+                        RollupGrain::RawOnly
+                    } else {
+                        RollupGrain::Days
+                    },
                 )
                 .await?;
             let keys = query.group_by.clone();

@@ -30,7 +30,7 @@ use datafusion::logical_expr::{
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::engine::{CommittedFiles, LakeRoot, SessionScope};
-use crate::stored_rollups::{stored_schema, SharedRollupIndex};
+use crate::stored_rollups::{stored_schema, RollupGrain, SharedRollupIndex};
 use crate::team_scope::RowScope;
 
 /// Where a rolled-up view's stored hours are looked up.
@@ -128,10 +128,12 @@ impl TableProvider for RolledUpView {
             .config()
             .get_extension::<SessionScope>()
             .unwrap_or_else(|| Arc::new(SessionScope::everything(self.stored.files.current())));
-        let rolled = self
-            .stored
-            .index
-            .usable(scope.window, &scope.files, &self.stored.basis);
+        let rolled = self.stored.index.usable(
+            scope.window,
+            &scope.files,
+            &self.stored.basis,
+            RollupGrain::Hours,
+        );
         // The raw view reads every hour of the session but the stored ones.
         let raw_scope = SessionScope {
             files: scope.files.clone(),

@@ -10,19 +10,61 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use datafusion::arrow::compute::{cast, concat_batches};
 use gatemeter_lake::paths::{DataFilePath, HourPartition};
 use gatemeter_lake::{FileEntry, LakeLocation, RollupFile, RollupTable};
 use sha2::{Digest, Sha256};
 
-use crate::engine::{QueryEngine, Window, VIEWS};
+use crate::engine::{Window, VIEWS};
 use crate::error::QueryError;
 use crate::price_book::PriceBook;
+pub use crate::rollup_writer::{store_rollups, RollupProgress, RollupTotals, SLICE_ROWS};
 
 /// The rollups `compact` stores, each the view of the same name.
 pub const ROLLUP_VIEWS: [&str; 2] = ["hourly_usage", "hourly_requests"];
+
+/// The daily rollups `compact` stores beside them, in the same order: the
+/// same columns, a UTC day's hours merged, `hour` holding the day's start.
+pub const DAILY_ROLLUPS: [&str; 2] = ["daily_usage", "daily_requests"];
+
+/// A day in µs.
+pub const DAY: i64 = 24 * 3_600_000_000;
+
+/// The day of `hour`, keyed (in the daily tables too) by its first hour.
+pub fn day_of(hour: HourPartition) -> HourPartition {
+    HourPartition {
+        date: hour.date,
+        hour: 0,
+    }
+}
+
+/// Each day of `hours` (from [`hour_sources`]) with the fingerprint of its
+/// hours and their sources: a day's stamp changes whenever one of its
+/// hours' does.
+pub fn day_sources(hours: &BTreeMap<HourPartition, String>) -> BTreeMap<HourPartition, String> {
+    let mut by_day: BTreeMap<HourPartition, Sha256> = BTreeMap::new();
+    for (hour, source) in hours {
+        let hasher = by_day.entry(day_of(*hour)).or_default();
+        hasher.update(format!("{:02}:{source}", hour.hour).as_bytes());
+        hasher.update([0]);
+    }
+    by_day
+        .into_iter()
+        .map(|(day, hasher)| (day, short_hex(hasher)))
+        .collect()
+}
+
+/// Which stored rollups a session reads in place of raw rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RollupGrain {
+    /// None: every row raw (exact percentiles, sub-hour buckets).
+    RawOnly,
+    /// Stored hours (buckets of hours).
+    Hours,
+    /// Stored days where a whole day is inside the window, stored hours
+    /// elsewhere (no buckets, or buckets of whole days).
+    Days,
+}
 
 /// The name a query reads a stored rollup by, in the sessions that use
 /// them.
@@ -119,205 +161,13 @@ pub fn stored_schema(schema: &Schema) -> SchemaRef {
     ))
 }
 
-/// What storing the rollups did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RollupTotals {
-    /// Hours with a file written (of either rollup).
-    pub hours: usize,
-    pub files: usize,
-    pub bytes: u64,
-}
-
-/// Where the rollup writer is, for a progress display.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RollupProgress<'a> {
-    /// Starting `view`, with this many hours due.
-    Started { view: &'a str, hours: usize },
-    /// One more hour of the current view stored.
-    Stored,
-    /// The current view is done.
-    Finished,
-}
-
-/// A batch of a view as stored: `schema`'s column types.
-fn to_stored(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, QueryError> {
-    let columns = batch
-        .columns()
-        .iter()
-        .zip(schema.fields())
-        .map(|(column, field)| cast(column, field.data_type()))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(RecordBatch::try_new(schema.clone(), columns)?)
-}
-
-/// Raw rows a rollup is computed over at a time, by default: an hour with
-/// more is computed in slices of its time whose rows are then merged, so
-/// that a big hour (a million attempts and more) stays within a query's
-/// memory.
-pub const SLICE_ROWS: u64 = 200_000;
-
-/// The batches of `sql` on `session`, as one batch of `schema`'s types.
-async fn stored_rows(
-    session: &datafusion::prelude::SessionContext,
-    sql: &str,
-    schema: &SchemaRef,
-) -> Result<RecordBatch, QueryError> {
-    let batches = session.sql(sql).await?.collect().await?;
-    let stored = batches
-        .iter()
-        .map(|batch| to_stored(batch, schema))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(concat_batches(schema, &stored)?)
-}
-
-/// How a rollup column merges when rows of the same hour and dimensions
-/// are added up: sketches merge, the time bounds take their extreme, every
-/// other number adds up, and the rest (the hour and the dimensions) group.
-fn merge_sql(schema: &Schema, table: &str) -> String {
-    let mut select = Vec::new();
-    let mut keys = Vec::new();
-    for field in schema.fields() {
-        let name = field.name();
-        match (name.as_str(), field.data_type()) {
-            ("first_request_start", _) => select.push(format!("min({name}) AS {name}")),
-            ("last_attempt_end", _) => select.push(format!("max({name}) AS {name}")),
-            (_, DataType::Binary) => select.push(format!("ddsketch_merge({name}) AS {name}")),
-            (_, DataType::Int64 | DataType::Decimal128(..)) => {
-                select.push(format!("sum({name}) AS {name}"))
-            }
-            _ => {
-                select.push(name.clone());
-                keys.push(name.clone());
-            }
-        }
-    }
-    format!(
-        "SELECT {} FROM {table} GROUP BY {}",
-        select.join(", "),
-        keys.join(", ")
-    )
-}
-
-/// The rows of `view` over `hour`, which holds `rows` raw rows, as stored:
-/// computed at once, or slice by slice and merged.
-async fn hour_rows(
-    engine: &QueryEngine,
-    view: &str,
-    hour: HourPartition,
-    (rows, slice_rows): (u64, u64),
-    schema: &SchemaRef,
-) -> Result<RecordBatch, QueryError> {
-    let end = hour.end_micros();
-    let start = end - 3_600_000_000;
-    // A request's attempts share its start, so no slice splits one.
-    let slices = rows.div_ceil(slice_rows.max(1)).clamp(1, 60) as i64;
-    let length = (end - start) / slices;
-    let mut parts = Vec::with_capacity(slices as usize);
-    for slice in 0..slices {
-        let from = start + slice * length;
-        let to = if slice + 1 == slices {
-            end
-        } else {
-            from + length
-        };
-        let window = Window {
-            from: Some(from),
-            to: Some(to),
-        };
-        let session = engine.session(window).await?;
-        parts.push(stored_rows(&session, &format!("SELECT * FROM {view}"), schema).await?);
-    }
-    if parts.len() == 1 {
-        return Ok(parts.remove(0));
-    }
-    let session = engine
-        .session(Window {
-            from: Some(0),
-            to: Some(0),
-        })
-        .await?;
-    session.register_table(
-        "hour_slices",
-        Arc::new(datafusion::datasource::MemTable::try_new(
-            schema.clone(),
-            vec![parts],
-        )?),
-    )?;
-    stored_rows(&session, &merge_sql(schema, "hour_slices"), schema).await
-}
-
-/// Stores the rollups of every hour of `engine`'s lake that ends at or
-/// before `settled_before` (µs) and whose stored stamp is not the one its
-/// raw files, the views and the price book give now: each view computed
-/// over that hour alone (in slices of about `slice_rows` raw rows,
-/// [`SLICE_ROWS`] for a command), replacing the hour's file. Then each
-/// rollup table is checkpointed and its files replaced more than
-/// `retention` ago are deleted.
-pub async fn store_rollups(
-    engine: &QueryEngine,
-    location: &LakeLocation,
-    (settled_before, slice_rows): (i64, u64),
-    retention: chrono::Duration,
-    progress: &mut dyn FnMut(RollupProgress<'_>),
-) -> Result<RollupTotals, QueryError> {
-    // The engine reads the files committed when it last looked, and the
-    // stamps name those.
-    let files = engine.committed_files();
-    let sources: BTreeMap<HourPartition, String> = hour_sources(&files)
-        .into_iter()
-        .filter(|(hour, _)| hour.end_micros() <= settled_before)
-        .collect();
-    let mut rows_of: BTreeMap<HourPartition, u64> = BTreeMap::new();
-    for file in files.iter() {
-        if let Some(path) = DataFilePath::parse(&file.path) {
-            *rows_of.entry(path.partition).or_default() += file.rows;
-        }
-    }
-    let basis = basis(engine.price_book());
-    let mut totals = RollupTotals::default();
-    let mut hours_written = BTreeSet::new();
-    for view in ROLLUP_VIEWS {
-        let no_rows = Window {
-            from: Some(0),
-            to: Some(0),
-        };
-        let planned = engine.session(no_rows).await?.table(view).await?;
-        let schema = stored_schema(planned.schema().as_arrow());
-        let mut table = RollupTable::open_or_create(location, view, &schema).await?;
-        let stored: BTreeMap<HourPartition, String> = table
-            .files()
-            .map(|(hour, file)| (hour, file.stamp))
-            .collect();
-        let due: Vec<(HourPartition, String)> = sources
-            .iter()
-            .map(|(hour, source)| (*hour, stamp(&basis, source)))
-            .filter(|(hour, wanted)| stored.get(hour) != Some(wanted))
-            .collect();
-        progress(RollupProgress::Started {
-            view,
-            hours: due.len(),
-        });
-        for (hour, wanted) in due {
-            let raw_rows = rows_of.get(&hour).copied().unwrap_or(0);
-            let rows = hour_rows(engine, view, hour, (raw_rows, slice_rows), &schema).await?;
-            let written = table.replace_hour(hour, &wanted, &rows).await?;
-            totals.files += 1;
-            totals.bytes += written.bytes;
-            hours_written.insert(hour);
-            progress(RollupProgress::Stored);
-        }
-        progress(RollupProgress::Finished);
-        table.tidy(retention).await?;
-    }
-    totals.hours = hours_written.len();
-    Ok(totals)
-}
-
 /// The hours a query reads from stored rollups, and their files (lake
-/// relative) in [`ROLLUP_VIEWS`] order.
+/// relative, hourly and daily) in [`ROLLUP_VIEWS`] order.
 #[derive(Debug, Clone, Default)]
 pub struct RolledUpHours {
     pub hours: BTreeSet<HourPartition>,
+    /// The days among them read from the daily rollups.
+    pub days: BTreeSet<HourPartition>,
     pub files: [Vec<String>; 2],
 }
 
@@ -327,30 +177,73 @@ impl RolledUpHours {
     }
 }
 
-/// Every stored hour with its file of each rollup, as of the last look.
+/// Every stored hour and day with its file of each rollup, as of the last
+/// look.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct RollupIndex(BTreeMap<HourPartition, [Option<RollupFile>; 2]>);
+pub(crate) struct RollupIndex {
+    hours: BTreeMap<HourPartition, [Option<RollupFile>; 2]>,
+    days: BTreeMap<HourPartition, [Option<RollupFile>; 2]>,
+}
+
+/// Both files of a stored period when both carry `expected`.
+fn matching<'a>(
+    stored: Option<&'a [Option<RollupFile>; 2]>,
+    expected: &str,
+) -> Option<[&'a RollupFile; 2]> {
+    match stored {
+        Some([Some(usage), Some(requests)])
+            if usage.stamp == expected && requests.stamp == expected =>
+        {
+            Some([usage, requests])
+        }
+        _ => None,
+    }
+}
 
 impl RollupIndex {
-    /// The hours inside `window` whose files of both rollups carry
-    /// `stamp(basis, source of the hour in files)`.
-    pub(crate) fn usable(&self, window: Window, files: &[FileEntry], basis: &str) -> RolledUpHours {
-        let sources = hour_sources(files);
+    /// With `grain`, the days inside `window` whose files of both daily
+    /// rollups carry `stamp(basis, the day's source in files)`, then the
+    /// other hours inside it whose files of both hourly rollups carry
+    /// `stamp(basis, the hour's source)`.
+    pub(crate) fn usable(
+        &self,
+        window: Window,
+        files: &[FileEntry],
+        basis: &str,
+        grain: RollupGrain,
+    ) -> RolledUpHours {
         let mut used = RolledUpHours::default();
-        for (hour, stored) in &self.0 {
-            let end = hour.end_micros();
-            let start = end - 3_600_000_000;
-            let inside = window.from.is_none_or(|from| start >= from)
-                && window.to.is_none_or(|to| end <= to);
-            let Some(source) = sources.get(hour).filter(|_| inside) else {
+        if grain == RollupGrain::RawOnly {
+            return used;
+        }
+        let inside = |start: i64, length: i64| {
+            window.from.is_none_or(|from| start >= from)
+                && window.to.is_none_or(|to| start + length <= to)
+        };
+        let sources = hour_sources(files);
+        if grain == RollupGrain::Days {
+            for (day, source) in day_sources(&sources) {
+                let start = day.end_micros() - 3_600_000_000;
+                let stored = matching(self.days.get(&day), &stamp(basis, &source));
+                if let Some(stored) = stored.filter(|_| inside(start, DAY)) {
+                    used.days.insert(day);
+                    used.hours
+                        .extend(sources.keys().filter(|hour| day_of(**hour) == day));
+                    for (list, file) in used.files.iter_mut().zip(stored) {
+                        list.push(file.path.clone());
+                    }
+                }
+            }
+        }
+        for (hour, source) in &sources {
+            let start = hour.end_micros() - 3_600_000_000;
+            if used.hours.contains(hour) || !inside(start, 3_600_000_000) {
                 continue;
-            };
-            let expected = stamp(basis, source);
-            if let [Some(usage), Some(requests)] = stored {
-                if usage.stamp == expected && requests.stamp == expected {
-                    used.hours.insert(*hour);
-                    used.files[0].push(usage.path.clone());
-                    used.files[1].push(requests.path.clone());
+            }
+            if let Some(stored) = matching(self.hours.get(hour), &stamp(basis, source)) {
+                used.hours.insert(*hour);
+                for (list, file) in used.files.iter_mut().zip(stored) {
+                    list.push(file.path.clone());
                 }
             }
         }
@@ -376,13 +269,19 @@ impl SharedRollupIndex {
     }
 
     /// [`RollupIndex::usable`] on the current index.
-    pub(crate) fn usable(&self, window: Window, files: &[FileEntry], basis: &str) -> RolledUpHours {
+    pub(crate) fn usable(
+        &self,
+        window: Window,
+        files: &[FileEntry],
+        basis: &str,
+        grain: RollupGrain,
+    ) -> RolledUpHours {
         let index = self
             .0
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
-        index.usable(window, files, basis)
+        index.usable(window, files, basis, grain)
     }
 }
 
@@ -390,7 +289,8 @@ impl SharedRollupIndex {
 pub(crate) struct RollupTables {
     data_dir: PathBuf,
     location: Option<LakeLocation>,
-    tables: [Option<RollupTable>; 2],
+    /// [`ROLLUP_VIEWS`], then [`DAILY_ROLLUPS`].
+    tables: [Option<RollupTable>; 4],
 }
 
 impl RollupTables {
@@ -398,7 +298,7 @@ impl RollupTables {
         RollupTables {
             data_dir,
             location: None,
-            tables: [None, None],
+            tables: [None, None, None, None],
         }
     }
 
@@ -412,7 +312,11 @@ impl RollupTables {
             return Ok(None);
         };
         let mut changed = false;
-        for (slot, view) in self.tables.iter_mut().zip(ROLLUP_VIEWS) {
+        for (slot, view) in self
+            .tables
+            .iter_mut()
+            .zip(ROLLUP_VIEWS.iter().chain(&DAILY_ROLLUPS))
+        {
             match slot {
                 Some(table) => changed |= table.refresh().await? > 0,
                 None => {
@@ -425,13 +329,18 @@ impl RollupTables {
     }
 
     fn index(&self) -> RollupIndex {
-        let mut index: BTreeMap<HourPartition, [Option<RollupFile>; 2]> = BTreeMap::new();
+        let mut index = RollupIndex::default();
         for (position, table) in self.tables.iter().enumerate() {
-            for (hour, file) in table.iter().flat_map(|table| table.files()) {
-                index.entry(hour).or_default()[position] = Some(file);
+            let periods = if position < 2 {
+                &mut index.hours
+            } else {
+                &mut index.days
+            };
+            for (period, file) in table.iter().flat_map(|table| table.files()) {
+                periods.entry(period).or_default()[position % 2] = Some(file);
             }
         }
-        RollupIndex(index)
+        index
     }
 }
 
@@ -448,6 +357,17 @@ mod tests {
             max_request_start: None,
             deduplicated: false,
         }
+    }
+
+    /// Both files of a stored period of the tables `names`.
+    fn stored(names: &[&str; 2], period: HourPartition, stamp: String) -> [Option<RollupFile>; 2] {
+        [0, 1].map(|i| {
+            Some(RollupFile {
+                path: format!("rollups/{}/{period:?}.parquet", names[i]),
+                bytes: 1,
+                stamp: stamp.clone(),
+            })
+        })
     }
 
     const A: &str =
@@ -478,20 +398,15 @@ mod tests {
         let eleven = HourPartition::from_values("2026-11-01", "11").expect("hour");
         let files = [file(A), file(C)];
         let sources = hour_sources(&files);
-        let stored = |hour: HourPartition, stamp: String| {
-            [0, 1].map(|i| {
-                Some(RollupFile {
-                    path: format!("rollups/{}/{hour:?}.parquet", ROLLUP_VIEWS[i]),
-                    bytes: 1,
-                    stamp: stamp.clone(),
-                })
-            })
+        let stored = |hour, stamp| stored(&ROLLUP_VIEWS, hour, stamp);
+        let index = RollupIndex {
+            hours: BTreeMap::from([
+                (ten, stored(ten, stamp("b1", &sources[&ten]))),
+                (eleven, stored(eleven, stamp("b0", &sources[&eleven]))),
+            ]),
+            days: BTreeMap::new(),
         };
-        let index = RollupIndex(BTreeMap::from([
-            (ten, stored(ten, stamp("b1", &sources[&ten]))),
-            (eleven, stored(eleven, stamp("b0", &sources[&eleven]))),
-        ]));
-        let all = index.usable(Window::default(), &files, "b1");
+        let all = index.usable(Window::default(), &files, "b1", RollupGrain::Hours);
         assert_eq!(all.hours, BTreeSet::from([ten]), "eleven has another basis");
         assert_eq!(all.files[0].len(), 1);
         let start_of_ten = ten.end_micros() - 3_600_000_000;
@@ -499,9 +414,57 @@ mod tests {
             from: Some(start_of_ten + 1),
             to: None,
         };
-        assert!(index.usable(part, &files, "b1").is_empty(), "ten is cut");
+        assert!(
+            index
+                .usable(part, &files, "b1", RollupGrain::Hours)
+                .is_empty(),
+            "ten is cut"
+        );
         let late = [file(A), file(B), file(C)];
-        assert!(index.usable(Window::default(), &late, "b1").is_empty());
+        assert!(index
+            .usable(Window::default(), &late, "b1", RollupGrain::Hours)
+            .is_empty());
+        assert!(index
+            .usable(Window::default(), &files, "b1", RollupGrain::RawOnly)
+            .is_empty());
+    }
+
+    #[test]
+    fn a_stored_day_stands_for_all_its_hours_inside_the_window_with_its_stamp_only() {
+        let ten = HourPartition::from_values("2026-11-01", "10").expect("hour");
+        let eleven = HourPartition::from_values("2026-11-01", "11").expect("hour");
+        let day = day_of(ten);
+        let files = [file(A), file(C)];
+        let hours = hour_sources(&files);
+        let days = day_sources(&hours);
+        let late = [file(A), file(B), file(C)];
+        assert_ne!(days[&day], day_sources(&hour_sources(&late))[&day]);
+        let index = RollupIndex {
+            hours: BTreeMap::from([(ten, stored(&ROLLUP_VIEWS, ten, stamp("b", &hours[&ten])))]),
+            days: BTreeMap::from([(day, stored(&DAILY_ROLLUPS, day, stamp("b", &days[&day])))]),
+        };
+        let whole = index.usable(Window::default(), &files, "b", RollupGrain::Days);
+        assert_eq!(whole.hours, BTreeSet::from([ten, eleven]));
+        assert_eq!(whole.days, BTreeSet::from([day]));
+        assert_eq!(
+            whole.files[1],
+            vec![format!("rollups/daily_requests/{day:?}.parquet")]
+        );
+        let by_hours = index.usable(Window::default(), &files, "b", RollupGrain::Hours);
+        assert_eq!(by_hours.hours, BTreeSet::from([ten]));
+        let start = day.end_micros() - 3_600_000_000;
+        let part_of_day = Window {
+            from: Some(start),
+            to: Some(start + DAY - 1),
+        };
+        let cut = index.usable(part_of_day, &files, "b", RollupGrain::Days);
+        assert_eq!(
+            cut.hours,
+            BTreeSet::from([ten]),
+            "the day is cut: its hours"
+        );
+        let after_late = index.usable(Window::default(), &late, "b", RollupGrain::Days);
+        assert!(after_late.is_empty(), "a late file: neither day nor hour");
     }
 
     #[test]

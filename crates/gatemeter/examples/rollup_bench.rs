@@ -13,7 +13,9 @@
 //! HOURS × COPIES × the measured hour's attempts, as rollup rows only. The
 //! stamps are those of the target's raw files and price book, so the
 //! engine reads every hour from the rollups, as it would for a lake whose
-//! raw files held all that traffic.
+//! raw files held all that traffic. The daily rollups are then merged from
+//! those hours as `compact` merges them, and read where whole days are
+//! asked for.
 //!
 //! Each request runs once to warm up, then RUNS times; prints one JSON
 //! line per request (median and every run in milliseconds) and a Markdown
@@ -34,7 +36,9 @@ use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use gatemeter_alerts::config::AlertsConfig;
 use gatemeter_alerts::evaluator::Evaluator;
 use gatemeter_lake::{Lake, LakeLocation, RollupTable};
-use gatemeter_query::stored_rollups::{basis, hour_sources, stamp, ROLLUP_VIEWS};
+use gatemeter_query::stored_rollups::{
+    basis, hour_sources, stamp, store_rollups, ROLLUP_VIEWS, SLICE_ROWS,
+};
 use gatemeter_query::{kpis, KpiQuery, KpiSettings, QueryConfig, QueryEngine, TeamScope, Window};
 use serde_json::json;
 
@@ -235,6 +239,24 @@ async fn main() -> Result<(), String> {
         started.elapsed().as_secs_f64()
     );
     engine.refresh().await.map_err(|e| e.to_string())?;
+    // The daily rollups, merged from the stored hours as `compact` does.
+    let started = Instant::now();
+    let stored = store_rollups(
+        &engine,
+        &location,
+        (i64::MAX, SLICE_ROWS),
+        chrono::Duration::zero(),
+        &mut |_| {},
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    eprintln!(
+        "stored {} days ({} bytes) from the stored hours in {:.1} s",
+        stored.days,
+        stored.day_bytes,
+        started.elapsed().as_secs_f64()
+    );
+    engine.refresh().await.map_err(|e| e.to_string())?;
     let start = micros(START)?;
     let end = start + hours * HOUR;
     let (_, rolled) = engine
@@ -244,7 +266,7 @@ async fn main() -> Result<(), String> {
                 to: Some(end),
             },
             &TeamScope::all(),
-            false,
+            gatemeter_query::RollupGrain::Hours,
         )
         .await
         .map_err(|e| e.to_string())?;

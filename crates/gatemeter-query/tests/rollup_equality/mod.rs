@@ -12,8 +12,12 @@ use gatemeter_query::engine::VIEWS;
 use gatemeter_query::output::json_rows;
 use gatemeter_query::stored_rollups::{store_rollups, ROLLUP_VIEWS, SLICE_ROWS};
 use gatemeter_query::{
-    kpis, KpiQuery, KpiSettings, QueryConfig, QueryEngine, TeamScope, Window, DIMENSIONS,
+    kpis, rollup_grain, KpiQuery, KpiSettings, QueryConfig, QueryEngine, RollupGrain, TeamScope,
+    Window, DIMENSIONS,
 };
+
+/// Stored days the KPI requests read, over every case.
+static DAYS_READ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 use serde_json::{json, Value};
 
 /// 2026-11-02T00:00:00Z in µs.
@@ -308,15 +312,24 @@ async fn compare(
     stage: &str,
 ) -> (usize, usize) {
     let mut rolled_up = 0;
-    for _ in 0..queries {
-        let (window, query, settings) = random_request(random);
+    // The random requests, and one over the whole lake (its day whole).
+    let mut requests: Vec<_> = (0..queries).map(|_| random_request(random)).collect();
+    requests.push((
+        Window::default(),
+        KpiQuery {
+            group_by: vec!["team".to_owned()],
+            ..KpiQuery::default()
+        },
+        KpiSettings::default(),
+    ));
+    for (window, query, settings) in requests {
         let context = format!("{stage}: {window:?} {query:?} {settings:?}");
-        let raw_only = query.exact_percentiles || query.bucket.as_deref() == Some("15m");
         let (_, rolled) = engine
-            .rollup_session(window, &query.scope, raw_only)
+            .rollup_session(window, &query.scope, rollup_grain(&query))
             .await
             .expect("session");
         rolled_up += usize::from(!rolled.is_empty());
+        DAYS_READ.fetch_add(rolled.days.len(), std::sync::atomic::Ordering::Relaxed);
         let mixed = json_rows(
             &kpis(engine, window, &query, &settings)
                 .await
@@ -540,7 +553,7 @@ async fn one_case(seed: u64) {
     // Another price book: no stored hour holds for it until stored again.
     let after = engine(dir.path(), &books[1]).await;
     let (_, rolled) = after
-        .rollup_session(Window::default(), &TeamScope::all(), false)
+        .rollup_session(Window::default(), &TeamScope::all(), RollupGrain::Days)
         .await
         .expect("session");
     assert!(
@@ -574,4 +587,6 @@ fn kpis_from_rollups_and_raw_rows_equal_kpis_from_raw_rows() {
     for seed in [2026_12_03_u64, 31_337] {
         runtime.block_on(one_case(seed));
     }
+    let days = DAYS_READ.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(days >= 4, "only {days} stored days were read");
 }

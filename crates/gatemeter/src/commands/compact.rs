@@ -124,12 +124,16 @@ pub async fn run(settings: &Settings, args: &CompactArgs) -> Result<(), CliError
         totals.bytes_after,
         vacuumed.len()
     );
+    let stored = &rollups.stored;
     println!(
-        "rollups: {} hours, {} files, {} bytes ({} bytes an hour) in {:.1} s",
-        rollups.hours,
-        rollups.files,
-        rollups.bytes,
-        rollups.bytes.checked_div(rollups.hours as u64).unwrap_or(0),
+        "rollups: {} hours, {} files, {} bytes ({} bytes an hour); {} days, {} files, {} bytes; in {:.1} s",
+        stored.hours,
+        stored.files,
+        stored.bytes,
+        stored.bytes.checked_div(stored.hours as u64).unwrap_or(0),
+        stored.days,
+        stored.day_files,
+        stored.day_bytes,
         rollups.seconds
     );
     Ok(())

@@ -1,8 +1,8 @@
 //! The rollup step of `gatemeter compact` (docs/lake.md, "Rollups"): the
 //! hourly rollups of every settled hour whose stored ones no longer hold
 //! (none yet, a late event or compaction changed its raw files, or the
-//! views or price book changed) are computed and stored, with a progress
-//! bar over the hours.
+//! views or price book changed) are computed and stored, then the daily
+//! ones of every settled day, with a progress bar over the hours and days.
 
 use std::time::Instant;
 
@@ -16,9 +16,7 @@ use crate::settings::Settings;
 /// What the rollup step did.
 #[derive(Debug, Default)]
 pub struct RollupTotals {
-    pub hours: usize,
-    pub files: usize,
-    pub bytes: u64,
+    pub stored: gatemeter_query::stored_rollups::RollupTotals,
     pub seconds: f64,
 }
 
@@ -34,13 +32,19 @@ pub async fn write_rollups(
     let location = settings.lake_location()?;
     let mut bar: Option<ProgressBar> = None;
     let mut show = |step: RollupProgress<'_>| match step {
-        RollupProgress::Started { view, hours } => {
-            let progress = ProgressBar::new(hours as u64);
+        RollupProgress::Started {
+            table,
+            due,
+            periods,
+        } => {
+            let progress = ProgressBar::new(due as u64);
             progress.set_style(
-                ProgressStyle::with_template("rollup {msg} {bar:40} {pos}/{len} hours")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                ProgressStyle::with_template(&format!(
+                    "rollup {{msg}} {{bar:40}} {{pos}}/{{len}} {periods}"
+                ))
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
-            progress.set_message(view.to_owned());
+            progress.set_message(table.to_owned());
             bar = Some(progress);
         }
         RollupProgress::Stored => {
@@ -63,9 +67,7 @@ pub async fn write_rollups(
     )
     .await?;
     Ok(RollupTotals {
-        hours: totals.hours,
-        files: totals.files,
-        bytes: totals.bytes,
+        stored: totals,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
