@@ -99,25 +99,37 @@ impl DdSketch {
             self.zeros += 1;
             return;
         }
-        self.add_to_bucket(bucket_of(value), 1);
+        // An infinite value counts in the highest bucket (its stored min or
+        // max keeps it), so no bucket lies past what a merge can cover.
+        self.add_to_bucket(bucket_of(value.min(f64::MAX)), 1);
     }
 
     fn add_to_bucket(&mut self, bucket: i32, count: u64) {
-        if self.counts.is_empty() {
-            self.offset = bucket;
-            self.counts.push(0);
-        }
-        if bucket < self.offset {
-            let grow = (self.offset - bucket) as usize;
-            self.counts.splice(0..0, std::iter::repeat_n(0, grow));
-            self.offset = bucket;
-        }
+        self.cover(bucket, 1);
         let index = (bucket - self.offset) as usize;
-        if index >= self.counts.len() {
-            self.counts.resize(index + 1, 0);
-        }
         self.counts[index] += count;
         self.collapse();
+    }
+
+    /// Grows the buckets to hold the `len` buckets from `first` on.
+    fn cover(&mut self, first: i32, len: usize) {
+        if len == 0 {
+            return;
+        }
+        if self.counts.is_empty() {
+            self.offset = first;
+            self.counts.resize(len, 0);
+            return;
+        }
+        if first < self.offset {
+            let grow = (self.offset - first) as usize;
+            self.counts.splice(0..0, std::iter::repeat_n(0, grow));
+            self.offset = first;
+        }
+        let end = (first - self.offset) as usize + len;
+        if end > self.counts.len() {
+            self.counts.resize(end, 0);
+        }
     }
 
     /// Folds the lowest buckets into one while there are too many.
@@ -141,6 +153,36 @@ impl DdSketch {
                 self.add_to_bucket(other.offset + index as i32, count);
             }
         }
+    }
+
+    /// Adds the values of the sketch stored as `bytes` (see
+    /// [`DdSketch::to_bytes`]) without building it first: merging stored
+    /// hours reads millions of these, and a sketch each was most of the
+    /// work. On an error this sketch is left part merged.
+    pub fn merge_bytes(&mut self, bytes: &[u8]) -> Result<(), SketchError> {
+        let (&version, mut rest) = bytes.split_first().ok_or(SketchError::Malformed)?;
+        if version != VERSION {
+            return Err(SketchError::Version(version));
+        }
+        let zeros = read_varint(&mut rest)?;
+        let offset = unzigzag(read_varint(&mut rest)?)?;
+        let buckets = bucket_count(offset, read_varint(&mut rest)?)?;
+        if buckets > 0 {
+            self.cover(offset, buckets);
+            let start = (offset - self.offset) as usize;
+            for slot in &mut self.counts[start..start + buckets] {
+                *slot += read_varint(&mut rest)?;
+            }
+        }
+        if rest.len() != 16 {
+            return Err(SketchError::Malformed);
+        }
+        let (min, max) = rest.split_at(8);
+        self.zeros += zeros;
+        self.min = self.min.min(f64_of(min)?);
+        self.max = self.max.max(f64_of(max)?);
+        self.collapse();
+        Ok(())
     }
 
     /// The value at quantile `q` (0 to 1) as SQL's `percentile_cont`
@@ -196,33 +238,27 @@ impl DdSketch {
         bytes
     }
 
+    /// The sketch stored as `bytes` (see [`DdSketch::to_bytes`]).
     pub fn from_bytes(bytes: &[u8]) -> Result<DdSketch, SketchError> {
-        let (&version, mut rest) = bytes.split_first().ok_or(SketchError::Malformed)?;
-        if version != VERSION {
-            return Err(SketchError::Version(version));
-        }
-        let zeros = read_varint(&mut rest)?;
-        let offset = unzigzag(read_varint(&mut rest)?)?;
-        let buckets = usize::try_from(read_varint(&mut rest)?)
-            .ok()
-            .filter(|&n| n <= MAX_BUCKETS)
-            .ok_or(SketchError::Malformed)?;
-        let counts = (0..buckets)
-            .map(|_| read_varint(&mut rest))
-            .collect::<Result<Vec<u64>, _>>()?;
-        if rest.len() != 16 {
-            return Err(SketchError::Malformed);
-        }
-        let (min, max) = rest.split_at(8);
-        let (min, max) = (f64_of(min)?, f64_of(max)?);
-        Ok(DdSketch {
-            zeros,
-            offset,
-            counts,
-            min,
-            max,
-        })
+        let mut sketch = DdSketch::new();
+        sketch.merge_bytes(bytes)?;
+        Ok(sketch)
     }
+}
+
+/// The number of stored buckets from `offset` on, when they all lie where
+/// a value can fall (zero excluded, up to `f64::MAX`): a sketch read from
+/// bad bytes must not make a merge grow without bound.
+fn bucket_count(offset: i32, stored: u64) -> Result<usize, SketchError> {
+    let lowest = bucket_of(MIN_POSITIVE);
+    let highest = bucket_of(f64::MAX);
+    usize::try_from(stored)
+        .ok()
+        .filter(|&n| n <= MAX_BUCKETS)
+        .filter(|&n| {
+            n == 0 || (offset >= lowest && i64::from(offset) + n as i64 - 1 <= i64::from(highest))
+        })
+        .ok_or(SketchError::Malformed)
 }
 
 fn f64_of(bytes: &[u8]) -> Result<f64, SketchError> {
@@ -313,6 +349,32 @@ mod tests {
             }
             let read = DdSketch::from_bytes(&merged.to_bytes()).expect("round trip");
             prop_assert_eq!(read.quantile(0.99), merged.quantile(0.99));
+        }
+
+        #[test]
+        fn merging_stored_bytes_equals_merging_the_sketch(
+            left in prop::collection::vec(0.0f64..1e7, 0..200),
+            right in prop::collection::vec(prop_oneof![Just(0.0), 1e-12f64..1e-3, 0.5f64..1e12], 0..200),
+        ) {
+            let sketch_of = |values: &[f64]| {
+                let mut sketch = DdSketch::new();
+                values.iter().for_each(|&v| sketch.add(v));
+                sketch
+            };
+            let mut by_sketch = sketch_of(&left);
+            by_sketch.merge(&sketch_of(&right));
+            let mut by_bytes = sketch_of(&left);
+            by_bytes.merge_bytes(&sketch_of(&right).to_bytes()).expect("merges");
+            prop_assert_eq!(by_bytes.to_bytes(), by_sketch.to_bytes());
+        }
+
+        #[test]
+        fn any_bytes_merge_or_are_an_error(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+            let mut sketch = DdSketch::new();
+            sketch.add(12.0);
+            if sketch.merge_bytes(&bytes).is_ok() {
+                prop_assert!(sketch.count() >= 1);
+            }
         }
 
         #[test]

@@ -8,13 +8,15 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Builder};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Float64Builder,
+};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type, UInt64Type};
 use datafusion::common::{exec_err, Result, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, ScalarFunctionArgs, ScalarUDF,
-    ScalarUDFImpl, Signature, TypeSignature, Volatility,
+    Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, EmitTo, GroupsAccumulator,
+    ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature, Volatility,
 };
 
 use crate::sketch::DdSketch;
@@ -91,6 +93,165 @@ impl AggregateUDFImpl for SketchAggregate {
             merges: self.input == DataType::Binary,
         }))
     }
+
+    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
+        true
+    }
+
+    fn create_groups_accumulator(
+        &self,
+        _args: AccumulatorArgs,
+    ) -> Result<Box<dyn GroupsAccumulator>> {
+        Ok(Box::new(SketchGroups {
+            sketches: Vec::new(),
+            heap_bytes: 0,
+            merges: self.input == DataType::Binary,
+        }))
+    }
+}
+
+/// The sketch of every group of a grouped aggregation in one vector, so
+/// that a batch of stored sketches merges row by row into its groups
+/// (DataFusion's per-group adapter copies each group's rows out first).
+#[derive(Debug)]
+struct SketchGroups {
+    sketches: Vec<DdSketch>,
+    heap_bytes: usize,
+    merges: bool,
+}
+
+impl SketchGroups {
+    fn grow(&mut self, total_num_groups: usize) {
+        if total_num_groups > self.sketches.len() {
+            self.sketches.resize_with(total_num_groups, DdSketch::new);
+        }
+    }
+
+    /// Merges row `i` of `sketches` into group `group_indices[i]` where
+    /// `take(i)` holds.
+    fn merge_rows(
+        &mut self,
+        sketches: &ArrayRef,
+        group_indices: &[usize],
+        take: impl Fn(usize) -> bool,
+    ) -> Result<()> {
+        let sketches = sketches.as_binary::<i32>();
+        for (row, &group) in group_indices.iter().enumerate() {
+            if sketches.is_valid(row) && take(row) {
+                let sketch = &mut self.sketches[group];
+                let before = sketch.heap_bytes();
+                merge_into(sketch, sketches.value(row))?;
+                self.heap_bytes = self.heap_bytes + sketch.heap_bytes() - before;
+            }
+        }
+        Ok(())
+    }
+
+    fn take(&mut self, emit_to: EmitTo) -> Vec<DdSketch> {
+        let taken = emit_to.take_needed(&mut self.sketches);
+        let freed: usize = taken.iter().map(DdSketch::heap_bytes).sum();
+        self.heap_bytes = self.heap_bytes.saturating_sub(freed);
+        taken
+    }
+}
+
+impl GroupsAccumulator for SketchGroups {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.grow(total_num_groups);
+        let Some(values) = values.first() else {
+            return Ok(());
+        };
+        let passes = |row: usize| opt_filter.is_none_or(|f| f.is_valid(row) && f.value(row));
+        if self.merges {
+            return self.merge_rows(values, group_indices, passes);
+        }
+        let values = values.as_primitive::<Float64Type>();
+        for (row, &group) in group_indices.iter().enumerate() {
+            if values.is_valid(row) && passes(row) {
+                let sketch = &mut self.sketches[group];
+                let before = sketch.heap_bytes();
+                sketch.add(values.value(row));
+                self.heap_bytes = self.heap_bytes + sketch.heap_bytes() - before;
+            }
+        }
+        Ok(())
+    }
+
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.grow(total_num_groups);
+        match values.first() {
+            Some(states) => self.merge_rows(states, group_indices, |_| true),
+            None => Ok(()),
+        }
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let sketches = self.take(emit_to);
+        let array: BinaryArray = sketches
+            .iter()
+            .map(|s| (!s.is_empty()).then(|| s.to_bytes()))
+            .collect();
+        Ok(Arc::new(array))
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        let sketches = self.take(emit_to);
+        let array: BinaryArray = sketches.iter().map(|s| Some(s.to_bytes())).collect();
+        Ok(vec![Arc::new(array)])
+    }
+
+    /// Each row as a state of its own: its sketch (a stored sketch as it
+    /// is, a value as a sketch of one), none where it is null or filtered
+    /// out.
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&BooleanArray>,
+    ) -> Result<Vec<ArrayRef>> {
+        let Some(values) = values.first() else {
+            return exec_err!("ddsketch: expected one argument");
+        };
+        let passes = |row: usize| opt_filter.is_none_or(|f| f.is_valid(row) && f.value(row));
+        let states: BinaryArray = if self.merges {
+            let sketches = values.as_binary::<i32>();
+            (0..sketches.len())
+                .map(|row| (sketches.is_valid(row) && passes(row)).then(|| sketches.value(row)))
+                .collect()
+        } else {
+            let numbers = values.as_primitive::<Float64Type>();
+            (0..numbers.len())
+                .map(|row| {
+                    (numbers.is_valid(row) && passes(row)).then(|| {
+                        let mut sketch = DdSketch::new();
+                        sketch.add(numbers.value(row));
+                        sketch.to_bytes()
+                    })
+                })
+                .collect()
+        };
+        Ok(vec![Arc::new(states)])
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self)
+            + self.sketches.capacity() * std::mem::size_of::<DdSketch>()
+            + self.heap_bytes
+    }
+}
+
+fn merge_into(sketch: &mut DdSketch, bytes: &[u8]) -> Result<()> {
+    sketch.merge_bytes(bytes).or_else(|e| exec_err!("{e}"))
 }
 
 #[derive(Debug)]
@@ -103,7 +264,7 @@ struct SketchAccumulator {
 impl SketchAccumulator {
     fn merge_sketches(&mut self, sketches: &ArrayRef) -> Result<()> {
         for bytes in sketches.as_binary::<i32>().iter().flatten() {
-            self.sketch.merge(&read(bytes)?);
+            merge_into(&mut self.sketch, bytes)?;
         }
         Ok(())
     }
@@ -281,6 +442,40 @@ mod tests {
         let p95: f64 = cells[0].parse().expect("a number");
         assert!((p95 - 9500.0).abs() <= 95.0, "{p95}");
         assert_eq!(cells[2], "10000");
+    }
+
+    #[tokio::test]
+    async fn grouped_and_filtered_sketches_answer_as_one_sketch_per_group() {
+        let ctx = context();
+        // Many groups of parts, merged per group (the grouped path) and
+        // over one group's rows alone (the single-group path), with a
+        // FILTER and nulls in both.
+        let sql = |group: &str| {
+            format!(
+                "WITH v AS (SELECT value, value % 7 AS g, value % 50 AS part,                    CASE WHEN value % 11 = 0 THEN NULL ELSE CAST(value AS DOUBLE) END AS ms                    FROM generate_series(1, 20000)),                  parts AS (SELECT g, part, ddsketch(ms) FILTER (WHERE value % 3 <> 0) AS s                    FROM v GROUP BY g, part)                  SELECT ddsketch_quantile(ddsketch_merge(s) FILTER (WHERE part <> 4), 0.9),                    ddsketch_count(ddsketch_merge(s) FILTER (WHERE part <> 4))                  FROM parts {group}"
+            )
+        };
+        let grouped = one_row(
+            &ctx,
+            &format!("{} ORDER BY g LIMIT 1 OFFSET 2", sql("GROUP BY g")),
+        )
+        .await;
+        let alone = one_row(&ctx, &sql("WHERE g = 2")).await;
+        assert_eq!(grouped, alone);
+        let exact = one_row(
+            &ctx,
+            "SELECT percentile_cont(CAST(value AS DOUBLE), 0.9), count(*) FROM generate_series(1, 20000)              WHERE value % 7 = 2 AND value % 11 <> 0 AND value % 3 <> 0 AND value % 50 <> 4",
+        )
+        .await;
+        assert_eq!(grouped[1], exact[1], "{grouped:?} {exact:?}");
+        let (estimate, truth): (f64, f64) = (
+            grouped[0].parse().expect("estimate"),
+            exact[0].parse().expect("exact"),
+        );
+        assert!(
+            (estimate - truth).abs() <= 0.01 * truth,
+            "{estimate} vs {truth}"
+        );
     }
 
     #[tokio::test]
