@@ -135,36 +135,36 @@ SRE = [
 
 FINANCE = [
     panel("stat", "Spend this month",
-          "USD spent since the first instant of the current UTC month: reported cost where the event had one, else priced by the price book; billed = false costs 0. From hourly_usage: stored rollups for settled hours, raw attempts for the rest.",
-          [sql("SELECT sum(spend_usd) AS spend_usd FROM hourly_usage WHERE hour >= date_trunc('month', now())", "table")],
+          "USD spent since the first instant of the current UTC month: reported cost where the event had one, else priced by the price book; billed = false costs 0. From daily_usage_by_model: stored rollups for settled days and hours, raw attempts for the rest.",
+          [sql("SELECT sum(spend_usd) AS spend_usd FROM daily_usage_by_model WHERE hour >= date_trunc('month', now())", "table")],
           unit="currencyUSD", width=6, height=4),
     panel("stat", "Cost per 1M tokens",
           "1,000,000 × spend ÷ (input + output tokens of all attempts) in the time range, failed and retried attempts included.",
           [sql("""SELECT CAST(sum(spend_usd) AS DOUBLE) * 1000000 / NULLIF(sum(input_tokens + output_tokens), 0) AS cost_per_1m_tokens_usd
-                  FROM hourly_usage WHERE $__timeFilter(hour)""", "table")], unit="currencyUSD", width=6, height=4),
+                  FROM hourly_usage_by_model WHERE $__timeFilter(hour)""", "table")], unit="currencyUSD", width=6, height=4),
     panel("stat", "Cost per successful outcome",
           "Spend of all attempts of all requests (failed ones included) ÷ successful requests in the time range: what one useful answer costs.",
           [sql("""SELECT CAST(sum(spend_usd) AS DOUBLE) / NULLIF(sum(successful_requests), 0) AS cost_per_successful_outcome_usd
-                  FROM hourly_requests WHERE $__timeFilter(hour)""", "table")], unit="currencyUSD", width=6, height=4),
+                  FROM hourly_requests_by_model WHERE $__timeFilter(hour)""", "table")], unit="currencyUSD", width=6, height=4),
     panel("stat", "Unpriced attempts",
           "Attempts with no reported cost and no price-book row for their provider and model: their cost is missing from every spend figure until the book covers them.",
-          [sql("SELECT COALESCE(sum(unpriced_attempts), 0) AS unpriced_attempts FROM hourly_usage WHERE $__timeFilter(hour)", "table")],
+          [sql("SELECT COALESCE(sum(unpriced_attempts), 0) AS unpriced_attempts FROM hourly_usage_by_model WHERE $__timeFilter(hour)", "table")],
           unit="short", width=6, height=4,
           thresholds=[{"color": "green", "value": None}, {"color": "orange", "value": 1}]),
     panel("timeseries", "Spend by team",
           "USD per hour by team (the first attempt's attribution), all attempts of the team's requests.",
           [sql("""SELECT hour AS "time", team, sum(spend_usd) AS spend_usd
-                  FROM hourly_usage WHERE $__timeFilter(hour) GROUP BY 1, 2 ORDER BY 1""")], unit="currencyUSD"),
+                  FROM hourly_usage_by_model WHERE $__timeFilter(hour) GROUP BY 1, 2 ORDER BY 1""")], unit="currencyUSD"),
     panel("timeseries", "Cost per 1M tokens over time",
           "Hourly 1,000,000 × spend ÷ tokens; a rise without a price change means traffic moved to dearer models or providers.",
           [sql("""SELECT hour AS "time",
                   CAST(sum(spend_usd) AS DOUBLE) * 1000000 / NULLIF(sum(input_tokens + output_tokens), 0) AS cost_per_1m_tokens_usd
-                  FROM hourly_usage WHERE $__timeFilter(hour) GROUP BY 1 ORDER BY 1""")], unit="currencyUSD"),
+                  FROM hourly_usage_by_model WHERE $__timeFilter(hour) GROUP BY 1 ORDER BY 1""")], unit="currencyUSD"),
     panel("table", "Spend by provider and model",
           "USD, attempts and tokens per provider and served model (requested model when nothing was served) in the time range.",
           [sql("""SELECT provider, COALESCE(served_model, requested_model) AS model, sum(spend_usd) AS spend_usd, sum(attempts) AS attempts,
                   sum(input_tokens + output_tokens) AS tokens
-                  FROM hourly_usage WHERE $__timeFilter(hour) GROUP BY 1, 2 ORDER BY spend_usd DESC""", "table")],
+                  FROM hourly_usage_by_model WHERE $__timeFilter(hour) GROUP BY 1, 2 ORDER BY spend_usd DESC""", "table")],
           unit="short"),
     panel("piechart", "Spend by environment",
           "USD by environment (prod, staging, dev, ci, …) in the time range.",
@@ -172,7 +172,7 @@ FINANCE = [
                   GROUP BY environment ORDER BY spend_usd DESC""", "table")], unit="currencyUSD", width=6),
     panel("piechart", "BYOK vs platform",
           "USD on customers' own provider keys (byok) against the gateway's platform keys, by the key type of each attempt.",
-          [sql("""SELECT key_type, sum(spend_usd) AS spend_usd FROM hourly_usage WHERE $__timeFilter(hour)
+          [sql("""SELECT key_type, sum(spend_usd) AS spend_usd FROM hourly_usage_by_model WHERE $__timeFilter(hour)
                   GROUP BY key_type ORDER BY key_type""", "table")], unit="currencyUSD", width=6),
     panel("table", "Cost per successful outcome by app",
           "Per app: spend of all its requests' attempts ÷ its successful requests, with both parts.",
@@ -221,9 +221,10 @@ BUDGETS = [
           "Evaluations per second by result; errors are logged and retried on the next tick, never stop the evaluator.",
           [prom(f"sum by (result) (rate(gatemeter_alert_evaluations_total[{RATE}]))", "{{result}}")], unit="short"),
     panel("table", "Daily spend by team",
-          "USD per UTC day and team in the time range, the figures budgets scoped to a team are measured against.",
-          [sql("""SELECT date_trunc('day', hour) AS day, team, sum(spend_usd) AS spend_usd
-                  FROM hourly_usage WHERE $__timeFilter(hour) GROUP BY 1, 2 ORDER BY 1, 2""", "table")], unit="short"),
+          "USD per UTC day and team, whole days, for every day the time range touches: the figures budgets scoped to a team are measured against.",
+          [sql("""SELECT hour AS day, team, sum(spend_usd) AS spend_usd FROM daily_usage_by_model
+                  WHERE hour >= date_trunc('day', CAST($__timeFrom() AS TIMESTAMP)) AND hour < $__timeTo()
+                  GROUP BY 1, 2 ORDER BY 1, 2""", "table")], unit="short"),
 ]
 
 DASHBOARDS = [

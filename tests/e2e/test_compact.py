@@ -7,6 +7,7 @@ what it left."""
 
 import datetime
 import json
+import re
 from decimal import Decimal
 
 import pytest
@@ -160,6 +161,12 @@ def test_late_duplicates_and_corrections_count_once_before_and_after_the_next_co
     assert requests == [(team, n, attempts, spend) for team, n, attempts, spend in oracle]
     usage = stored_rollup(data_dir, "hourly_usage", "team", ["attempts", "spend_usd"])
     assert usage == [(team, attempts, spend) for team, _, attempts, spend in oracle]
+    # Their copies by model (without key, environment, app and org) too.
+    assert stored_rollup(data_dir, "hourly_requests_by_model", "team",
+                         ["requests", "attempts", "spend_usd"]) == requests
+    assert stored_rollup(data_dir, "hourly_usage_by_model", "team", ["attempts", "spend_usd"]) == usage
+    narrow = DeltaTable(str(data_dir / "rollups" / "hourly_usage_by_model")).to_pyarrow_table()
+    assert "api_key_id" not in narrow.column_names and "team" in narrow.column_names, narrow.column_names
     # Every KPI read from the stored hours equals the raw computation:
     # counts, money and ratios exactly, percentiles within 1%.
     def kpi_rows(*flags):
@@ -224,14 +231,23 @@ def assert_sql_panels_read_stored_hours_and_answer_as_raw(data_dir):
 
     definitions = {view: (ROOT / "queries" / f"{view}.sql").read_text()
                    for view in ("hourly_usage", "hourly_requests")}
+    # A panel only adds up measures by dimensions, so over the views by day
+    # and by model it answers as over the hourly rows (hours cut to their
+    # day) they merge.
+    for view in ("usage", "requests"):
+        body = definitions[f"hourly_{view}"]
+        definitions[f"hourly_{view}_by_model"] = body
+        definitions[f"daily_{view}_by_model"] = \
+            f"SELECT * EXCLUDE (hour), date_trunc('day', hour) AS hour FROM ({body})"
     start, end = datetime.datetime(2026, 11, 1), datetime.datetime(2026, 11, 2)
     panels = [(title, expand_grafana_sql(sql, start, end)) for _, title, sql in targets("sql")
-              if "hourly_" in sql]
+              if "hourly_" in sql or "daily_" in sql]
     assert len(panels) >= 10, [title for title, _ in panels]
+    assert sum("_by_model" in sql for _, sql in panels) >= 8, [sql for _, sql in panels]
     for title, sql in panels:
         raw = sql
         for view, body in definitions.items():
-            raw = raw.replace(f"FROM {view}", f"FROM ({body}\n) AS {view}")
+            raw = re.sub(rf"FROM {view}\b", lambda _: f"FROM ({body}\n) AS {view}", raw)
         stored = rows(sql)
         assert stored == rows(raw), title
         if "now()" not in sql:  # this month holds none of the November traffic
@@ -239,4 +255,4 @@ def assert_sql_panels_read_stored_hours_and_answer_as_raw(data_dir):
     for view in definitions:
         plan = gatemeter("--data-dir", data_dir, "--prices", PRICES, "query", "--format", "json",
                          f"EXPLAIN SELECT * FROM {view}").stdout
-        assert f"rollups/{view}/" in plan, plan
+        assert f"rollups/{view}/" in plan, (view, plan)

@@ -15,7 +15,10 @@ use datafusion::arrow::datatypes::{Decimal128Type, Int64Type};
 use gatemeter_query::kpi::quote_literal;
 use gatemeter_query::output::json_rows;
 use gatemeter_query::stored_rollups::stored_name;
-use gatemeter_query::{kpis, KpiQuery, KpiSettings, QueryEngine, RollupGrain, TeamScope, Window};
+use gatemeter_query::stored_rollups::BY_MODEL_OMITS;
+use gatemeter_query::{
+    kpis, KpiQuery, KpiSettings, QueryEngine, RollupGrain, RollupReads, TeamScope, Window,
+};
 use serde_json::{json, Value};
 use tokio::time::MissedTickBehavior;
 use tracing::{info, warn};
@@ -68,6 +71,14 @@ fn scope_filter(scope: &BTreeMap<String, String>) -> Vec<String> {
             format!("{column} = {}", quote_literal(value))
         })
         .collect()
+}
+
+/// Whether a scope's rows are all in the rollups by model: it names none
+/// of the columns they leave out.
+fn by_model(scope: &BTreeMap<String, String>) -> bool {
+    scope
+        .keys()
+        .all(|key| !BY_MODEL_OMITS.contains(&key.as_str()))
 }
 
 fn where_clause(clauses: &[String]) -> String {
@@ -131,12 +142,12 @@ impl Evaluator {
     async fn scalar_row(
         &self,
         window: Window,
-        grain: RollupGrain,
+        reads: RollupReads,
         sql: &str,
     ) -> Result<datafusion::arrow::record_batch::RecordBatch, AlertError> {
         let (ctx, _) = self
             .engine
-            .rollup_session(window, &TeamScope::all(), grain)
+            .rollup_session(window, &TeamScope::all(), reads)
             .await?;
         let batches = ctx
             .sql(sql)
@@ -178,13 +189,17 @@ impl Evaluator {
                 RollupGrain::Days,
             ),
         };
+        let reads = RollupReads {
+            grain,
+            by_model: by_model(&slo.scope),
+        };
         let row = self
             .scalar_row(
                 Window {
                     from: Some(micros(now - window)),
                     to: Some(micros(now)),
                 },
-                grain,
+                reads,
                 &sql,
             )
             .await?;
@@ -216,7 +231,10 @@ impl Evaluator {
                     from: Some(micros(from)),
                     to: Some(micros(to)),
                 },
-                RollupGrain::Days,
+                RollupReads {
+                    grain: RollupGrain::Days,
+                    by_model: by_model(&budget.scope),
+                },
                 &sql,
             )
             .await?;

@@ -53,10 +53,11 @@ use crate::column_cache::{ColumnCache, ColumnCacheStats};
 use crate::error::QueryError;
 use crate::live::LiveLakeTable;
 use crate::price_book::PriceBook;
-use crate::rollup_view::{stored_table, RolledUpView, StoredHours};
+use crate::rollup_view::{stored_table, Derivation, RolledUpView, StoredHours};
 use crate::shared_memory::SharedLimitPool;
 use crate::stored_rollups::{
-    RolledUpHours, RollupGrain, RollupTables, SharedRollupIndex, ROLLUP_VIEWS,
+    RolledUpHours, RollupReads, RollupTables, SharedRollupIndex, BY_MODEL_OMITS, BY_MODEL_ROLLUPS,
+    DAILY_ROLLUPS, ROLLUP_VIEWS,
 };
 use crate::team_scope::{RowScope, ScopeSlot, TeamScope};
 use crate::yielding::YieldingJoins;
@@ -443,20 +444,21 @@ impl QueryEngine {
     /// rollups where they hold (docs/lake.md, "Rollups"): the raw tables
     /// and views cover the window without the rolled-up hours, and
     /// `rollup_hourly_usage` / `rollup_hourly_requests` hold those hours'
-    /// stored rows (with [`RollupGrain::Days`], a whole stored day as rows
-    /// whose `hour` is the day's start); both only `teams`' rows. With
-    /// [`RollupGrain::RawOnly`] no hour is rolled up (and the rollup tables
-    /// are empty).
+    /// stored rows (with [`crate::RollupGrain::Days`], a whole stored day as rows
+    /// whose `hour` is the day's start; with `by_model`, rows of the
+    /// narrower rollups where current, null in the columns they omit);
+    /// both only `teams`' rows. With [`crate::RollupGrain::RawOnly`] no hour is
+    /// rolled up (and the rollup tables are empty).
     pub async fn rollup_session(
         &self,
         window: Window,
         teams: &TeamScope,
-        grain: RollupGrain,
+        reads: impl Into<RollupReads>,
     ) -> Result<(SessionContext, RolledUpHours), QueryError> {
         let files = self.files.current();
         let rolled = self
             .rollup_index
-            .usable(window, &files, &self.rollup_basis, grain);
+            .usable(window, &files, &self.rollup_basis, reads.into());
         let scope = SessionScope {
             files,
             window,
@@ -479,9 +481,22 @@ impl QueryEngine {
     ) -> Result<(), QueryError> {
         let root = LakeRoot::of(&self.config.data_dir);
         for (view, files) in ROLLUP_VIEWS.iter().zip(&rolled.files) {
+            // A file of the rollups by model has no key, environment, app
+            // or org: those columns read as nulls there.
             let schema = crate::stored_rollups::stored_schema(
                 ctx.table_provider(*view).await?.schema().as_ref(),
             );
+            let schema = Arc::new(Schema::new(
+                schema
+                    .fields()
+                    .iter()
+                    .map(|field| {
+                        let omitted = BY_MODEL_OMITS.contains(&field.name().as_str());
+                        let nullable = field.is_nullable() || omitted;
+                        field.as_ref().clone().with_nullable(nullable)
+                    })
+                    .collect::<Vec<_>>(),
+            ));
             let statistics = ctx.runtime_env().cache_manager.get_file_statistic_cache();
             let table: Arc<dyn TableProvider> = if files.is_empty() {
                 Arc::new(MemTable::try_new(schema, vec![vec![]])?)
@@ -710,12 +725,38 @@ impl QueryEngine {
         for (name, body) in VIEWS {
             let view = planned_view(ctx, body).await?;
             match ROLLUP_VIEWS.iter().position(|rollup| rollup == name) {
-                Some(position) => ctx.register_table(
-                    *name,
-                    Arc::new(RolledUpView::new(view, position, self.stored_hours())),
-                )?,
+                Some(position) => {
+                    self.register_derived_views(ctx, &view, position)?;
+                    ctx.register_table(
+                        *name,
+                        Arc::new(RolledUpView::new(view, position, self.stored_hours())),
+                    )?
+                }
                 None => ctx.register_table(*name, view)?,
             };
+        }
+        Ok(())
+    }
+
+    /// The daily and by-model views of the hourly rollup view at
+    /// `position` (its plan over raw rows is `hourly`), named as the
+    /// stored rollups they read.
+    fn register_derived_views(
+        &self,
+        ctx: &SessionContext,
+        hourly: &Arc<ViewTable>,
+        position: usize,
+    ) -> Result<(), QueryError> {
+        let derived = [
+            (DAILY_ROLLUPS[position], true, false),
+            (BY_MODEL_ROLLUPS[position], false, true),
+            (BY_MODEL_ROLLUPS[position + 2], true, true),
+        ];
+        for (name, days, by_model) in derived {
+            let derivation = Derivation { days, by_model };
+            let view =
+                RolledUpView::derived(hourly.clone(), position, self.stored_hours(), derivation)?;
+            ctx.register_table(name, Arc::new(view))?;
         }
         Ok(())
     }

@@ -39,7 +39,7 @@ pub use engine::{QueryConfig, QueryEngine, Window};
 pub use error::QueryError;
 pub use kpi::{KpiQuery, KpiSettings, KpiSource, DIMENSIONS, KPI_NAMES};
 pub use price_book::PriceBook;
-pub use stored_rollups::RollupGrain;
+pub use stored_rollups::{RollupGrain, RollupReads};
 pub use team_scope::TeamScope;
 
 /// Seven days in microseconds: the cost-variance baseline period.
@@ -54,6 +54,21 @@ pub fn rollup_grain(query: &KpiQuery) -> RollupGrain {
         Some(minutes) if minutes < 60 => RollupGrain::RawOnly,
         Some(minutes) if minutes % (24 * 60) != 0 => RollupGrain::Hours,
         _ => RollupGrain::Days,
+    }
+}
+
+/// What stored rollups `query` reads: of [`rollup_grain`], and the
+/// narrower ones by model (docs/lake.md, "Rollups") unless it groups or
+/// filters by a column they leave out.
+pub fn rollup_reads(query: &KpiQuery) -> RollupReads {
+    let omitted = |dimension: &String| stored_rollups::BY_MODEL_OMITS.contains(&dimension.as_str());
+    RollupReads {
+        grain: rollup_grain(query),
+        by_model: !query.group_by.iter().any(omitted)
+            && !query
+                .filters
+                .iter()
+                .any(|(dimension, _)| omitted(dimension)),
     }
 }
 
@@ -93,7 +108,7 @@ pub async fn kpis_frame(
         _ => None,
     };
     let (ctx, rolled) = engine
-        .rollup_session(window, &query.scope, rollup_grain(&query))
+        .rollup_session(window, &query.scope, rollup_reads(&query))
         .await?;
     let source = if rolled.is_empty() {
         KpiSource::Raw
@@ -111,10 +126,13 @@ pub async fn kpis_frame(
                         to: Some(from),
                     },
                     &query.scope,
-                    if query.exact_percentiles {
-                        RollupGrain::RawOnly
-                    } else {
-                        RollupGrain::Days
+                    RollupReads {
+                        grain: if query.exact_percentiles {
+                            RollupGrain::RawOnly
+                        } else {
+                            RollupGrain::Days
+                        },
+                        ..rollup_reads(&query)
                     },
                 )
                 .await?;

@@ -5,13 +5,18 @@
 //! for a settled hour, so a query cannot tell which it read, only how fast
 //! it came back.
 //!
+//! The daily and by-model views (`daily_usage`, `hourly_usage_by_model`,
+//! `daily_usage_by_model` and the same of requests) are the same parts
+//! merged once more into their rows, reading the daily and by-model
+//! rollups where those are current.
+//!
 //! Which hours are stored is decided when a query scans, against the files
 //! the session reads, so a long-lived session (PostgreSQL) follows every
 //! compaction and every late file.
 
 use std::sync::Arc;
 
-use arrow_schema::SchemaRef;
+use arrow_schema::{Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -22,15 +27,20 @@ use datafusion::datasource::{provider_as_source, TableProvider, TableType, ViewT
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::cache::cache_manager::FileStatisticsCache;
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
+use datafusion::functions::expr_fn::date_trunc;
+use datafusion::functions_aggregate::expr_fn::{max, min, sum};
 use datafusion::logical_expr::expr_rewriter::unnormalize_col;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{
-    cast, col, Expr, LogicalPlan, LogicalPlanBuilder, TableProviderFilterPushDown,
+    cast, col, lit, Expr, LogicalPlan, LogicalPlanBuilder, TableProviderFilterPushDown,
 };
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::engine::{CommittedFiles, LakeRoot, SessionScope};
-use crate::stored_rollups::{stored_schema, RollupGrain, SharedRollupIndex};
+use crate::sketch_functions::sketch_aggregates;
+use crate::stored_rollups::{
+    stored_schema, MergeRule, RollupGrain, RollupReads, SharedRollupIndex, BY_MODEL_OMITS,
+};
 use crate::team_scope::RowScope;
 
 /// Where a rolled-up view's stored hours are looked up.
@@ -44,39 +54,137 @@ pub(crate) struct StoredHours {
     pub(crate) root: LakeRoot,
 }
 
+/// What a view derived from an hourly rollup view does to its rows
+/// (docs/lake.md, "Rollups in SQL by day and by model"): hours merged into their UTC day,
+/// and/or rows merged over all but the columns the rollups by model keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Derivation {
+    pub(crate) days: bool,
+    pub(crate) by_model: bool,
+}
+
+impl Derivation {
+    /// The stored rollups its rows can be read from.
+    fn reads(self) -> RollupReads {
+        RollupReads {
+            grain: if self.days {
+                RollupGrain::Days
+            } else {
+                RollupGrain::Hours
+            },
+            by_model: self.by_model,
+        }
+    }
+
+    /// `rows`, of an hourly rollup view's columns, merged as this view's
+    /// rows: grouped by its dimensions (and the hour's day), counts and
+    /// sums added, time bounds at their extremes, sketches merged.
+    fn apply(self, rows: LogicalPlanBuilder) -> Result<LogicalPlanBuilder> {
+        let schema = Arc::clone(rows.schema());
+        let merge_sketches = sketch_aggregates()
+            .into_iter()
+            .find(|function| function.name() == "ddsketch_merge")
+            .ok_or_else(|| DataFusionError::Internal("no ddsketch_merge".into()))?;
+        let (mut groups, mut merged, mut names) = (Vec::new(), Vec::new(), Vec::new());
+        for field in schema.fields() {
+            let name = field.name();
+            if self.by_model && BY_MODEL_OMITS.contains(&name.as_str()) {
+                continue;
+            }
+            let column = col(name);
+            names.push(name.clone());
+            match MergeRule::of(field) {
+                MergeRule::Group if self.days && name == "hour" => {
+                    groups.push(date_trunc(lit("day"), column).alias(name))
+                }
+                MergeRule::Group => groups.push(column),
+                MergeRule::Sum => merged.push(sum(column).alias(name)),
+                MergeRule::Min => merged.push(min(column).alias(name)),
+                MergeRule::Max => merged.push(max(column).alias(name)),
+                MergeRule::Sketch => merged.push(merge_sketches.call(vec![column]).alias(name)),
+            }
+        }
+        rows.aggregate(groups, merged)?
+            .project(names.iter().map(|name| col(name.as_str())))
+    }
+}
+
 /// One rollup view: stored rows where they hold, the view over raw rows
-/// elsewhere.
+/// elsewhere; or a view derived from one, over the same parts.
 #[derive(Debug)]
 pub(crate) struct RolledUpView {
-    /// The view over the raw tables.
+    /// The hourly view over the raw tables.
     raw: Arc<ViewTable>,
-    /// The view's position in [`crate::stored_rollups::ROLLUP_VIEWS`].
+    /// The hourly view's position in [`crate::stored_rollups::ROLLUP_VIEWS`].
     position: usize,
     stored: StoredHours,
+    derivation: Option<Derivation>,
+    schema: SchemaRef,
 }
 
 impl RolledUpView {
     pub(crate) fn new(raw: Arc<ViewTable>, position: usize, stored: StoredHours) -> RolledUpView {
+        let schema = raw.schema();
         RolledUpView {
             raw,
             position,
             stored,
+            derivation: None,
+            schema,
         }
     }
 
-    /// The stored files as a table with the view's column types.
+    /// The view `derivation` makes of the hourly view `raw`.
+    pub(crate) fn derived(
+        raw: Arc<ViewTable>,
+        position: usize,
+        stored: StoredHours,
+        derivation: Derivation,
+    ) -> Result<RolledUpView> {
+        let plan = derivation.apply(LogicalPlanBuilder::from(raw.logical_plan().clone()))?;
+        let schema = Arc::new(plan.schema().as_arrow().clone());
+        Ok(RolledUpView {
+            raw,
+            position,
+            stored,
+            derivation: Some(derivation),
+            schema,
+        })
+    }
+
+    /// The columns of the hourly view this view's rows are merged from:
+    /// without those the rollups by model leave out, for a view by model.
+    fn source_fields(&self) -> Vec<Field> {
+        let by_model = self.derivation.is_some_and(|d| d.by_model);
+        self.raw
+            .schema()
+            .fields()
+            .iter()
+            .filter(|field| !(by_model && BY_MODEL_OMITS.contains(&field.name().as_str())))
+            .map(|field| field.as_ref().clone())
+            .collect()
+    }
+
+    /// The hourly view's rows over the raw tables, in [`Self::source_fields`].
+    fn raw_rows(&self) -> Result<LogicalPlanBuilder> {
+        let columns = self.source_fields().into_iter().map(|f| col(f.name()));
+        LogicalPlanBuilder::from(self.raw.logical_plan().clone()).project(columns)
+    }
+
+    /// The stored files as a table of [`Self::source_fields`] with the
+    /// view's column types.
     fn stored_rows(
         &self,
         state: &SessionState,
         files: &[String],
         teams: Option<Expr>,
     ) -> Result<LogicalPlan> {
-        let view_schema = self.raw.schema();
+        let fields = self.source_fields();
         let statistics = state.runtime_env().cache_manager.get_file_statistic_cache();
         let table = stored_table(
             &self.stored.root,
             files,
-            stored_schema(view_schema.as_ref()),
+            stored_schema(&Schema::new(fields.clone())),
             statistics,
         )?;
         let mut plan =
@@ -85,8 +193,7 @@ impl RolledUpView {
             plan = plan.filter(teams)?;
         }
         // Stored strings are plain UTF-8; the view's are string views.
-        let as_view_types: Vec<Expr> = view_schema
-            .fields()
+        let as_view_types: Vec<Expr> = fields
             .iter()
             .map(|field| cast(col(field.name()), field.data_type().clone()).alias(field.name()))
             .collect();
@@ -97,7 +204,7 @@ impl RolledUpView {
 #[async_trait]
 impl TableProvider for RolledUpView {
     fn schema(&self) -> SchemaRef {
-        self.raw.schema()
+        Arc::clone(&self.schema)
     }
 
     fn table_type(&self) -> TableType {
@@ -132,7 +239,8 @@ impl TableProvider for RolledUpView {
             scope.window,
             &scope.files,
             &self.stored.basis,
-            RollupGrain::Hours,
+            self.derivation
+                .map_or(RollupGrain::Hours.into(), Derivation::reads),
         );
         // The raw view reads every hour of the session but the stored ones.
         let raw_scope = SessionScope {
@@ -144,7 +252,7 @@ impl TableProvider for RolledUpView {
         let inner = SessionStateBuilder::new_from_existing(state.clone())
             .with_config(config)
             .build();
-        let mut plan = LogicalPlanBuilder::from(self.raw.logical_plan().clone());
+        let mut plan = self.raw_rows()?;
         let teams = state
             .config()
             .get_extension::<RowScope>()
@@ -153,6 +261,9 @@ impl TableProvider for RolledUpView {
         let stored_files = &rolled.files[self.position];
         if !stored_files.is_empty() {
             plan = plan.union(self.stored_rows(&inner, stored_files, teams)?)?;
+        }
+        if let Some(derivation) = self.derivation {
+            plan = derivation.apply(plan)?;
         }
         // The filters name the columns as the query's scan qualified them.
         // A team-scoped query's own filters run only above (as over the raw

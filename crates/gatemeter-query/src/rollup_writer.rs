@@ -1,13 +1,15 @@
 //! Writing the stored rollups (docs/lake.md, "Rollups"): each settled
 //! hour whose stamp no longer matches is computed again from its raw files,
 //! in time slices when it is big, and replaces its file; then each settled
-//! day whose stamp no longer matches is merged from its stored hours.
+//! day whose stamp no longer matches is merged from its stored hours; then
+//! every hour and day is merged again, over fewer columns, into the
+//! rollups by model wherever its file there does not carry the same stamp.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
-use arrow_schema::{DataType, Schema, SchemaRef};
+use arrow_schema::{Schema, SchemaRef};
 use datafusion::arrow::compute::{cast, concat_batches};
 use gatemeter_lake::paths::{DataFilePath, HourPartition};
 use gatemeter_lake::{LakeLocation, RollupFile, RollupTable};
@@ -15,8 +17,8 @@ use gatemeter_lake::{LakeLocation, RollupFile, RollupTable};
 use crate::engine::{QueryEngine, Window};
 use crate::error::QueryError;
 use crate::stored_rollups::{
-    basis, day_of, day_sources, hour_sources, stamp, stored_schema, DAILY_ROLLUPS, DAY,
-    ROLLUP_VIEWS,
+    basis, day_of, day_sources, hour_sources, stamp, stored_schema, MergeRule, BY_MODEL_OMITS,
+    BY_MODEL_ROLLUPS, DAILY_ROLLUPS, DAY, ROLLUP_VIEWS,
 };
 
 /// What storing the rollups did.
@@ -30,6 +32,9 @@ pub struct RollupTotals {
     pub days: usize,
     pub day_files: usize,
     pub day_bytes: u64,
+    /// Files written of the rollups by model (hourly and daily).
+    pub by_model_files: usize,
+    pub by_model_bytes: u64,
 }
 
 /// Where the rollup writer is, for a progress display.
@@ -78,22 +83,19 @@ async fn stored_rows(
     Ok(concat_batches(schema, &stored)?)
 }
 
-/// How a rollup column merges when rows of the same hour and dimensions
-/// are added up: sketches merge, the time bounds take their extreme, every
-/// other number adds up, and the rest (the hour and the dimensions) group.
+/// `table`'s rows merged by [`MergeRule`]: one row per period and
+/// dimensions.
 fn merge_sql(schema: &Schema, table: &str) -> String {
     let mut select = Vec::new();
     let mut keys = Vec::new();
     for field in schema.fields() {
         let name = field.name();
-        match (name.as_str(), field.data_type()) {
-            ("first_request_start", _) => select.push(format!("min({name}) AS {name}")),
-            ("last_attempt_end", _) => select.push(format!("max({name}) AS {name}")),
-            (_, DataType::Binary) => select.push(format!("ddsketch_merge({name}) AS {name}")),
-            (_, DataType::Int64 | DataType::Decimal128(..)) => {
-                select.push(format!("sum({name}) AS {name}"))
-            }
-            _ => {
+        match MergeRule::of(field) {
+            MergeRule::Min => select.push(format!("min({name}) AS {name}")),
+            MergeRule::Max => select.push(format!("max({name}) AS {name}")),
+            MergeRule::Sketch => select.push(format!("ddsketch_merge({name}) AS {name}")),
+            MergeRule::Sum => select.push(format!("sum({name}) AS {name}")),
+            MergeRule::Group => {
                 select.push(name.clone());
                 keys.push(name.clone());
             }
@@ -185,7 +187,7 @@ pub async fn store_rollups(
     let basis = basis(engine.price_book());
     let mut totals = RollupTotals::default();
     let (mut hours_written, mut days_written) = (BTreeSet::new(), BTreeSet::new());
-    for (view, daily) in ROLLUP_VIEWS.into_iter().zip(DAILY_ROLLUPS) {
+    for (position, (view, daily)) in ROLLUP_VIEWS.into_iter().zip(DAILY_ROLLUPS).enumerate() {
         let no_rows = Window {
             from: Some(0),
             to: Some(0),
@@ -219,17 +221,23 @@ pub async fn store_rollups(
         progress(RollupProgress::Finished);
         table.tidy(retention).await?;
         let periods = (settled_before, retention);
-        days_written.extend(
-            store_days(
-                engine,
-                location,
-                (&table, daily, &schema),
-                periods,
-                &mut totals,
-                progress,
-            )
-            .await?,
-        );
+        let (days, daily_table) = store_days(
+            engine,
+            location,
+            (&table, daily, &schema),
+            periods,
+            &mut totals,
+            progress,
+        )
+        .await?;
+        days_written.extend(days);
+        for (source, target) in [(&table, position), (&daily_table, position + 2)] {
+            let target = (BY_MODEL_ROLLUPS[target], location, retention);
+            let (files, bytes) =
+                store_by_model(engine, (source, &schema), target, progress).await?;
+            totals.by_model_files += files;
+            totals.by_model_bytes += bytes;
+        }
     }
     totals.hours = hours_written.len();
     totals.days = days_written.len();
@@ -241,7 +249,7 @@ pub async fn store_rollups(
 /// or before `settled_before` whose stored stamp is not the one its hours'
 /// raw files give now, merged from the day's stored hours (each up to date:
 /// the hours were stored first). Files replaced more than `retention` ago
-/// are deleted. Returns the days written.
+/// are deleted. Returns the days written and the daily table.
 async fn store_days(
     engine: &QueryEngine,
     location: &LakeLocation,
@@ -249,7 +257,7 @@ async fn store_days(
     (settled_before, retention): (i64, chrono::Duration),
     totals: &mut RollupTotals,
     progress: &mut dyn FnMut(RollupProgress<'_>),
-) -> Result<BTreeSet<HourPartition>, QueryError> {
+) -> Result<(BTreeSet<HourPartition>, RollupTable), QueryError> {
     let basis = basis(engine.price_book());
     let hours = hour_sources(&engine.committed_files());
     let sources = day_sources(&hours);
@@ -294,7 +302,69 @@ async fn store_days(
     }
     progress(RollupProgress::Finished);
     table.tidy(retention).await?;
-    Ok(written_days)
+    Ok((written_days, table))
+}
+
+/// Stores `target` (one of [`BY_MODEL_ROLLUPS`]): each period of
+/// `source` (stored with the schema `full`) whose file's stamp `target`
+/// does not hold for it, merged over all but the columns of
+/// [`BY_MODEL_OMITS`], with that stamp. Files replaced more than
+/// `retention` ago are deleted. Returns the files and bytes written.
+async fn store_by_model(
+    engine: &QueryEngine,
+    (source, full): (&RollupTable, &SchemaRef),
+    (target, location, retention): (&'static str, &LakeLocation, chrono::Duration),
+    progress: &mut dyn FnMut(RollupProgress<'_>),
+) -> Result<(usize, u64), QueryError> {
+    let schema: SchemaRef = Arc::new(Schema::new(
+        full.fields()
+            .iter()
+            .filter(|field| !BY_MODEL_OMITS.contains(&field.name().as_str()))
+            .cloned()
+            .collect::<Vec<_>>(),
+    ));
+    let mut table = RollupTable::open_or_create(location, target, &schema).await?;
+    let stored: BTreeMap<HourPartition, String> = table
+        .files()
+        .map(|(period, file)| (period, file.stamp))
+        .collect();
+    let due: Vec<(HourPartition, RollupFile)> = source
+        .files()
+        .filter(|(period, file)| stored.get(period) != Some(&file.stamp))
+        .collect();
+    progress(RollupProgress::Started {
+        table: target,
+        due: due.len(),
+        periods: if target.starts_with("daily") {
+            "days"
+        } else {
+            "hours"
+        },
+    });
+    let (mut files, mut bytes) = (0, 0);
+    for (period, file) in due {
+        let session = engine
+            .session(Window {
+                from: Some(0),
+                to: Some(0),
+            })
+            .await?;
+        let rows = crate::rollup_view::stored_table(
+            &engine.lake_root(),
+            std::slice::from_ref(&file.path),
+            full.clone(),
+            None,
+        )?;
+        session.register_table("period_rows", Arc::new(rows))?;
+        let rows = stored_rows(&session, &merge_sql(&schema, "period_rows"), &schema).await?;
+        let written = table.replace_hour(period, &file.stamp, &rows).await?;
+        files += 1;
+        bytes += written.bytes;
+        progress(RollupProgress::Stored);
+    }
+    progress(RollupProgress::Finished);
+    table.tidy(retention).await?;
+    Ok((files, bytes))
 }
 
 /// The rows of one day: its stored hours' rows (`files`) with `hour` set

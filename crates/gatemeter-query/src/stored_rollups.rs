@@ -27,6 +27,22 @@ pub const ROLLUP_VIEWS: [&str; 2] = ["hourly_usage", "hourly_requests"];
 /// same columns, a UTC day's hours merged, `hour` holding the day's start.
 pub const DAILY_ROLLUPS: [&str; 2] = ["daily_usage", "daily_requests"];
 
+/// Narrower copies of the rollups above, in the order of
+/// [`ROLLUP_VIEWS`] then [`DAILY_ROLLUPS`]: each stored period's rows
+/// merged over the columns of [`BY_MODEL_OMITS`], so a dashboard grouped
+/// by team, model or provider merges a tenth of the rows. A copy carries
+/// the stamp of the file it was merged from.
+pub const BY_MODEL_ROLLUPS: [&str; 4] = [
+    "hourly_usage_by_model",
+    "hourly_requests_by_model",
+    "daily_usage_by_model",
+    "daily_requests_by_model",
+];
+
+/// The columns [`BY_MODEL_ROLLUPS`] leave out: the ones with the most
+/// values (a row for each key, environment, app and org otherwise).
+pub const BY_MODEL_OMITS: [&str; 4] = ["api_key_id", "environment", "app", "org_id"];
+
 /// A day in µs.
 pub const DAY: i64 = 24 * 3_600_000_000;
 
@@ -64,6 +80,53 @@ pub enum RollupGrain {
     /// Stored days where a whole day is inside the window, stored hours
     /// elsewhere (no buckets, or buckets of whole days).
     Days,
+}
+
+/// What stored rollups a session reads: of which grain, and whether the
+/// narrower [`BY_MODEL_ROLLUPS`] where they are current (only for queries
+/// that neither group nor filter by a column of [`BY_MODEL_OMITS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RollupReads {
+    pub grain: RollupGrain,
+    pub by_model: bool,
+}
+
+impl From<RollupGrain> for RollupReads {
+    /// The full rollups only.
+    fn from(grain: RollupGrain) -> RollupReads {
+        RollupReads {
+            grain,
+            by_model: false,
+        }
+    }
+}
+
+/// How a rollup column merges when rows of the same period and dimensions
+/// are added up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MergeRule {
+    /// The period and the dimensions: rows group by them.
+    Group,
+    /// Counts, tokens and money add up.
+    Sum,
+    /// The first request start: the earliest.
+    Min,
+    /// The last attempt end: the latest.
+    Max,
+    /// Sketches merge.
+    Sketch,
+}
+
+impl MergeRule {
+    pub(crate) fn of(field: &Field) -> MergeRule {
+        match (field.name().as_str(), field.data_type()) {
+            ("first_request_start", _) => MergeRule::Min,
+            ("last_attempt_end", _) => MergeRule::Max,
+            (_, DataType::Binary) => MergeRule::Sketch,
+            (_, DataType::Int64 | DataType::Decimal128(..)) => MergeRule::Sum,
+            _ => MergeRule::Group,
+        }
+    }
 }
 
 /// The name a query reads a stored rollup by, in the sessions that use
@@ -168,6 +231,8 @@ pub struct RolledUpHours {
     pub hours: BTreeSet<HourPartition>,
     /// The days among them read from the daily rollups.
     pub days: BTreeSet<HourPartition>,
+    /// Some of them may be files of [`BY_MODEL_ROLLUPS`], which lack the
+    /// columns of [`BY_MODEL_OMITS`].
     pub files: [Vec<String>; 2],
 }
 
@@ -175,14 +240,25 @@ impl RolledUpHours {
     pub fn is_empty(&self) -> bool {
         self.hours.is_empty()
     }
+
+    fn read(&mut self, files: [&RollupFile; 2]) {
+        for (list, file) in self.files.iter_mut().zip(files) {
+            list.push(file.path.clone());
+        }
+    }
 }
+
+/// Each stored period's file of the usage and the requests rollup.
+type Stored = BTreeMap<HourPartition, [Option<RollupFile>; 2]>;
 
 /// Every stored hour and day with its file of each rollup, as of the last
 /// look.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RollupIndex {
-    hours: BTreeMap<HourPartition, [Option<RollupFile>; 2]>,
-    days: BTreeMap<HourPartition, [Option<RollupFile>; 2]>,
+    hours: Stored,
+    days: Stored,
+    hours_by_model: Stored,
+    days_by_model: Stored,
 }
 
 /// Both files of a stored period when both carry `expected`.
@@ -201,37 +277,52 @@ fn matching<'a>(
 }
 
 impl RollupIndex {
-    /// With `grain`, the days inside `window` whose files of both daily
-    /// rollups carry `stamp(basis, the day's source in files)`, then the
-    /// other hours inside it whose files of both hourly rollups carry
-    /// `stamp(basis, the hour's source)`.
+    /// With `reads.grain`, the days inside `window` whose files of both
+    /// daily rollups carry `stamp(basis, the day's source in files)`, then
+    /// the other hours inside it whose files of both hourly rollups carry
+    /// `stamp(basis, the hour's source)`; with `reads.by_model`, a
+    /// period's [`BY_MODEL_ROLLUPS`] files in place of the full ones where
+    /// they carry that stamp too.
     pub(crate) fn usable(
         &self,
         window: Window,
         files: &[FileEntry],
         basis: &str,
-        grain: RollupGrain,
+        reads: RollupReads,
     ) -> RolledUpHours {
         let mut used = RolledUpHours::default();
-        if grain == RollupGrain::RawOnly {
+        if reads.grain == RollupGrain::RawOnly {
             return used;
         }
         let inside = |start: i64, length: i64| {
             window.from.is_none_or(|from| start >= from)
                 && window.to.is_none_or(|to| start + length <= to)
         };
+        let current = |full: &Stored,
+                       narrow: &Stored,
+                       period: &HourPartition,
+                       expected: &str|
+         -> Option<[RollupFile; 2]> {
+            let narrow = reads
+                .by_model
+                .then(|| matching(narrow.get(period), expected))
+                .flatten();
+            let full = || matching(full.get(period), expected);
+            narrow.or_else(full).map(|files| files.map(Clone::clone))
+        };
         let sources = hour_sources(files);
-        if grain == RollupGrain::Days {
+        if reads.grain == RollupGrain::Days {
             for (day, source) in day_sources(&sources) {
                 let start = day.end_micros() - 3_600_000_000;
-                let stored = matching(self.days.get(&day), &stamp(basis, &source));
-                if let Some(stored) = stored.filter(|_| inside(start, DAY)) {
+                if !inside(start, DAY) {
+                    continue;
+                }
+                let expected = stamp(basis, &source);
+                if let Some(stored) = current(&self.days, &self.days_by_model, &day, &expected) {
                     used.days.insert(day);
                     used.hours
                         .extend(sources.keys().filter(|hour| day_of(**hour) == day));
-                    for (list, file) in used.files.iter_mut().zip(stored) {
-                        list.push(file.path.clone());
-                    }
+                    used.read(stored.each_ref());
                 }
             }
         }
@@ -240,11 +331,10 @@ impl RollupIndex {
             if used.hours.contains(hour) || !inside(start, 3_600_000_000) {
                 continue;
             }
-            if let Some(stored) = matching(self.hours.get(hour), &stamp(basis, source)) {
+            let expected = stamp(basis, source);
+            if let Some(stored) = current(&self.hours, &self.hours_by_model, hour, &expected) {
                 used.hours.insert(*hour);
-                for (list, file) in used.files.iter_mut().zip(stored) {
-                    list.push(file.path.clone());
-                }
+                used.read(stored.each_ref());
             }
         }
         used
@@ -274,14 +364,14 @@ impl SharedRollupIndex {
         window: Window,
         files: &[FileEntry],
         basis: &str,
-        grain: RollupGrain,
+        reads: RollupReads,
     ) -> RolledUpHours {
         let index = self
             .0
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
-        index.usable(window, files, basis, grain)
+        index.usable(window, files, basis, reads)
     }
 }
 
@@ -289,8 +379,8 @@ impl SharedRollupIndex {
 pub(crate) struct RollupTables {
     data_dir: PathBuf,
     location: Option<LakeLocation>,
-    /// [`ROLLUP_VIEWS`], then [`DAILY_ROLLUPS`].
-    tables: [Option<RollupTable>; 4],
+    /// [`ROLLUP_VIEWS`], [`DAILY_ROLLUPS`], then [`BY_MODEL_ROLLUPS`].
+    tables: [Option<RollupTable>; 8],
 }
 
 impl RollupTables {
@@ -298,7 +388,7 @@ impl RollupTables {
         RollupTables {
             data_dir,
             location: None,
-            tables: [None, None, None, None],
+            tables: Default::default(),
         }
     }
 
@@ -312,11 +402,11 @@ impl RollupTables {
             return Ok(None);
         };
         let mut changed = false;
-        for (slot, view) in self
-            .tables
-            .iter_mut()
-            .zip(ROLLUP_VIEWS.iter().chain(&DAILY_ROLLUPS))
-        {
+        let names = ROLLUP_VIEWS
+            .iter()
+            .chain(&DAILY_ROLLUPS)
+            .chain(&BY_MODEL_ROLLUPS);
+        for (slot, view) in self.tables.iter_mut().zip(names) {
             match slot {
                 Some(table) => changed |= table.refresh().await? > 0,
                 None => {
@@ -331,10 +421,11 @@ impl RollupTables {
     fn index(&self) -> RollupIndex {
         let mut index = RollupIndex::default();
         for (position, table) in self.tables.iter().enumerate() {
-            let periods = if position < 2 {
-                &mut index.hours
-            } else {
-                &mut index.days
+            let periods = match position / 2 {
+                0 => &mut index.hours,
+                1 => &mut index.days,
+                2 => &mut index.hours_by_model,
+                _ => &mut index.days_by_model,
             };
             for (period, file) in table.iter().flat_map(|table| table.files()) {
                 periods.entry(period).or_default()[position % 2] = Some(file);
@@ -404,9 +495,9 @@ mod tests {
                 (ten, stored(ten, stamp("b1", &sources[&ten]))),
                 (eleven, stored(eleven, stamp("b0", &sources[&eleven]))),
             ]),
-            days: BTreeMap::new(),
+            ..RollupIndex::default()
         };
-        let all = index.usable(Window::default(), &files, "b1", RollupGrain::Hours);
+        let all = index.usable(Window::default(), &files, "b1", RollupGrain::Hours.into());
         assert_eq!(all.hours, BTreeSet::from([ten]), "eleven has another basis");
         assert_eq!(all.files[0].len(), 1);
         let start_of_ten = ten.end_micros() - 3_600_000_000;
@@ -416,16 +507,16 @@ mod tests {
         };
         assert!(
             index
-                .usable(part, &files, "b1", RollupGrain::Hours)
+                .usable(part, &files, "b1", RollupGrain::Hours.into())
                 .is_empty(),
             "ten is cut"
         );
         let late = [file(A), file(B), file(C)];
         assert!(index
-            .usable(Window::default(), &late, "b1", RollupGrain::Hours)
+            .usable(Window::default(), &late, "b1", RollupGrain::Hours.into())
             .is_empty());
         assert!(index
-            .usable(Window::default(), &files, "b1", RollupGrain::RawOnly)
+            .usable(Window::default(), &files, "b1", RollupGrain::RawOnly.into())
             .is_empty());
     }
 
@@ -442,29 +533,76 @@ mod tests {
         let index = RollupIndex {
             hours: BTreeMap::from([(ten, stored(&ROLLUP_VIEWS, ten, stamp("b", &hours[&ten])))]),
             days: BTreeMap::from([(day, stored(&DAILY_ROLLUPS, day, stamp("b", &days[&day])))]),
+            ..RollupIndex::default()
         };
-        let whole = index.usable(Window::default(), &files, "b", RollupGrain::Days);
+        let whole = index.usable(Window::default(), &files, "b", RollupGrain::Days.into());
         assert_eq!(whole.hours, BTreeSet::from([ten, eleven]));
         assert_eq!(whole.days, BTreeSet::from([day]));
         assert_eq!(
             whole.files[1],
             vec![format!("rollups/daily_requests/{day:?}.parquet")]
         );
-        let by_hours = index.usable(Window::default(), &files, "b", RollupGrain::Hours);
+        let by_hours = index.usable(Window::default(), &files, "b", RollupGrain::Hours.into());
         assert_eq!(by_hours.hours, BTreeSet::from([ten]));
         let start = day.end_micros() - 3_600_000_000;
         let part_of_day = Window {
             from: Some(start),
             to: Some(start + DAY - 1),
         };
-        let cut = index.usable(part_of_day, &files, "b", RollupGrain::Days);
+        let cut = index.usable(part_of_day, &files, "b", RollupGrain::Days.into());
         assert_eq!(
             cut.hours,
             BTreeSet::from([ten]),
             "the day is cut: its hours"
         );
-        let after_late = index.usable(Window::default(), &late, "b", RollupGrain::Days);
+        let after_late = index.usable(Window::default(), &late, "b", RollupGrain::Days.into());
         assert!(after_late.is_empty(), "a late file: neither day nor hour");
+    }
+
+    #[test]
+    fn a_query_by_model_reads_the_narrower_files_where_they_carry_the_stamp() {
+        let ten = HourPartition::from_values("2026-11-01", "10").expect("hour");
+        let eleven = HourPartition::from_values("2026-11-01", "11").expect("hour");
+        let files = [file(A), file(C)];
+        let hours = hour_sources(&files);
+        let narrow = [BY_MODEL_ROLLUPS[0], BY_MODEL_ROLLUPS[1]];
+        let index = RollupIndex {
+            hours: BTreeMap::from([
+                (ten, stored(&ROLLUP_VIEWS, ten, stamp("b", &hours[&ten]))),
+                (
+                    eleven,
+                    stored(&ROLLUP_VIEWS, eleven, stamp("b", &hours[&eleven])),
+                ),
+            ]),
+            hours_by_model: BTreeMap::from([
+                (ten, stored(&narrow, ten, stamp("b", &hours[&ten]))),
+                (
+                    eleven,
+                    stored(&narrow, eleven, stamp("b", "an older source")),
+                ),
+            ]),
+            ..RollupIndex::default()
+        };
+        let by_model = RollupReads {
+            grain: RollupGrain::Hours,
+            by_model: true,
+        };
+        let read = index.usable(Window::default(), &files, "b", by_model);
+        assert_eq!(read.hours, BTreeSet::from([ten, eleven]));
+        assert_eq!(
+            read.files[0],
+            vec![
+                format!("rollups/hourly_usage_by_model/{ten:?}.parquet"),
+                format!("rollups/hourly_usage/{eleven:?}.parquet"),
+            ],
+            "eleven's narrower file is stale: its full one is read"
+        );
+        let full = index.usable(Window::default(), &files, "b", RollupGrain::Hours.into());
+        assert!(full
+            .files
+            .iter()
+            .flatten()
+            .all(|path| !path.contains("by_model")));
     }
 
     #[test]

@@ -251,9 +251,11 @@ async fn main() -> Result<(), String> {
     .await
     .map_err(|e| e.to_string())?;
     eprintln!(
-        "stored {} days ({} bytes) from the stored hours in {:.1} s",
+        "stored {} days ({} bytes) from the stored hours, and {} files ({} bytes) by model, in {:.1} s",
         stored.days,
         stored.day_bytes,
+        stored.by_model_files,
+        stored.by_model_bytes,
         started.elapsed().as_secs_f64()
     );
     engine.refresh().await.map_err(|e| e.to_string())?;
@@ -354,6 +356,20 @@ async fn main() -> Result<(), String> {
             format!(
                 "SELECT date_trunc('day', hour) AS day, team, sum(spend_usd) AS spend_usd \
                  FROM hourly_usage WHERE hour >= {month} GROUP BY 1, 2"
+            ),
+        ),
+        // The same two panels over the daily view by model.
+        (
+            "SQL: spend month to date (daily_usage_by_model)",
+            format!(
+                "SELECT sum(spend_usd) AS spend_usd FROM daily_usage_by_model WHERE hour >= {month}"
+            ),
+        ),
+        (
+            "SQL: spend by team and day, 30 days (daily_usage_by_model)",
+            format!(
+                "SELECT hour AS day, team, sum(spend_usd) AS spend_usd \
+                 FROM daily_usage_by_model WHERE hour >= {month} GROUP BY 1, 2"
             ),
         ),
     ];

@@ -10,14 +10,22 @@ use std::path::Path;
 use gatemeter_lake::Lake;
 use gatemeter_query::engine::VIEWS;
 use gatemeter_query::output::json_rows;
-use gatemeter_query::stored_rollups::{store_rollups, ROLLUP_VIEWS, SLICE_ROWS};
+use gatemeter_query::stored_rollups::{
+    store_rollups, BY_MODEL_OMITS, BY_MODEL_ROLLUPS, DAILY_ROLLUPS, ROLLUP_VIEWS, SLICE_ROWS,
+};
 use gatemeter_query::{
-    kpis, rollup_grain, KpiQuery, KpiSettings, QueryConfig, QueryEngine, RollupGrain, TeamScope,
+    kpis, rollup_reads, KpiQuery, KpiSettings, QueryConfig, QueryEngine, RollupGrain, TeamScope,
     Window, DIMENSIONS,
 };
 
 /// Stored days the KPI requests read, over every case.
 static DAYS_READ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// The rollup views SQL read through their own stored files, over all
+/// cases.
+static VIEWS_READ: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+/// Files of the rollups by model the KPI requests read, over all cases.
+static BY_MODEL_READ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 use serde_json::{json, Value};
 
 /// 2026-11-02T00:00:00Z in µs.
@@ -325,11 +333,14 @@ async fn compare(
     for (window, query, settings) in requests {
         let context = format!("{stage}: {window:?} {query:?} {settings:?}");
         let (_, rolled) = engine
-            .rollup_session(window, &query.scope, rollup_grain(&query))
+            .rollup_session(window, &query.scope, rollup_reads(&query))
             .await
             .expect("session");
         rolled_up += usize::from(!rolled.is_empty());
         DAYS_READ.fetch_add(rolled.days.len(), std::sync::atomic::Ordering::Relaxed);
+        let by_model = rolled.files.iter().flatten();
+        let by_model = by_model.filter(|path| path.contains("_by_model/")).count();
+        BY_MODEL_READ.fetch_add(by_model, std::sync::atomic::Ordering::Relaxed);
         let mixed = json_rows(
             &kpis(engine, window, &query, &settings)
                 .await
@@ -396,10 +407,68 @@ async fn comparable(engine: &QueryEngine, view: &str) -> (String, String) {
     (columns.join(", "), order.join(", "))
 }
 
-/// `hourly_usage` and `hourly_requests` as SQL reads them (stored rows for
-/// the hours whose stamps hold, in a window's session or PostgreSQL's
-/// live one) equal the views' own SQL over the raw rows; returns how many
-/// of the two read stored files.
+/// Every rollup view SQL can read, with its definition over the raw rows:
+/// the two hourly views, and the daily and by-model views derived from
+/// them, spelled out here as docs/lake.md defines them (hours merged into
+/// their UTC day; rows merged over all but the API key, environment, app
+/// and org).
+async fn rollup_views_in_sql(engine: &QueryEngine) -> Vec<(String, String)> {
+    let mut views = Vec::new();
+    for (position, (view, body)) in VIEWS
+        .iter()
+        .filter(|(name, _)| ROLLUP_VIEWS.contains(name))
+        .enumerate()
+    {
+        views.push((view.to_string(), body.to_string()));
+        let session = engine.session(Window::default()).await.expect("session");
+        let schema = session.table(*view).await.expect("view").schema().clone();
+        let derived = [
+            (DAILY_ROLLUPS[position], true, false),
+            (BY_MODEL_ROLLUPS[position], false, true),
+            (BY_MODEL_ROLLUPS[position + 2], true, true),
+        ];
+        for (name, days, by_model) in derived {
+            let (mut select, mut groups) = (Vec::new(), Vec::new());
+            for field in schema.fields() {
+                let column = field.name();
+                if by_model && BY_MODEL_OMITS.contains(&column.as_str()) {
+                    continue;
+                }
+                use datafusion::arrow::datatypes::DataType;
+                match (column.as_str(), field.data_type()) {
+                    ("first_request_start", _) => select.push(format!("min({column})")),
+                    ("last_attempt_end", _) => select.push(format!("max({column})")),
+                    (_, DataType::Binary) => select.push(format!("ddsketch_merge({column})")),
+                    (_, DataType::Int64 | DataType::Decimal128(..)) => {
+                        select.push(format!("sum({column})"))
+                    }
+                    ("hour", _) if days => {
+                        select.push("date_trunc('day', hour)".to_owned());
+                        groups.push("date_trunc('day', hour)".to_owned());
+                    }
+                    _ => {
+                        select.push(column.to_string());
+                        groups.push(column.to_string());
+                    }
+                }
+                let last = select.len() - 1;
+                select[last] = format!("{} AS {column}", select[last]);
+            }
+            let body = format!(
+                "SELECT {} FROM ({body}) GROUP BY {}",
+                select.join(", "),
+                groups.join(", ")
+            );
+            views.push((name.to_owned(), body));
+        }
+    }
+    views
+}
+
+/// Every rollup view as SQL reads it (stored rows for the periods whose
+/// stamps hold, in a window's session or PostgreSQL's live one) equals its
+/// definition over the raw rows; returns how many of the views read their
+/// own stored files.
 async fn compare_views(engine: &QueryEngine, random: &mut Random, stage: &str) -> usize {
     let (window, query, _) = random_request(random);
     let live = random.chance(40);
@@ -415,7 +484,8 @@ async fn compare_views(engine: &QueryEngine, random: &mut Random, stage: &str) -
             .expect("session")
     };
     let mut read_stored = 0;
-    for (view, body) in VIEWS.iter().filter(|(name, _)| ROLLUP_VIEWS.contains(name)) {
+    for (view, body) in rollup_views_in_sql(engine).await {
+        let view = view.as_str();
         let context = format!(
             "{stage}: {view}, live {live}, {window:?}, {:?}",
             query.scope
@@ -453,10 +523,17 @@ async fn compare_views(engine: &QueryEngine, random: &mut Random, stage: &str) -
             }
         }
         let plan = rows(format!("EXPLAIN SELECT * FROM {view}")).await;
-        read_stored += usize::from(plan.iter().any(|row| {
+        let own_files = plan.iter().any(|row| {
             row.to_string()
                 .contains(&format!("{}/{view}/", gatemeter_lake::ROLLUPS_DIR))
-        }));
+        });
+        if own_files {
+            read_stored += 1;
+            VIEWS_READ
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(view.to_owned());
+        }
     }
     read_stored
 }
@@ -589,4 +666,20 @@ fn kpis_from_rollups_and_raw_rows_equal_kpis_from_raw_rows() {
     }
     let days = DAYS_READ.load(std::sync::atomic::Ordering::Relaxed);
     assert!(days >= 4, "only {days} stored days were read");
+    let by_model = BY_MODEL_READ.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        by_model >= 20,
+        "only {by_model} files of the rollups by model were read"
+    );
+    let views = VIEWS_READ
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let expected: std::collections::BTreeSet<String> = ROLLUP_VIEWS
+        .iter()
+        .chain(&DAILY_ROLLUPS)
+        .chain(&BY_MODEL_ROLLUPS)
+        .map(|view| view.to_string())
+        .collect();
+    assert_eq!(views, expected, "views that read their own stored files");
 }

@@ -126,7 +126,7 @@ pub async fn run(settings: &Settings, args: &CompactArgs) -> Result<(), CliError
     );
     let stored = &rollups.stored;
     println!(
-        "rollups: {} hours, {} files, {} bytes ({} bytes an hour); {} days, {} files, {} bytes; in {:.1} s",
+        "rollups: {} hours, {} files, {} bytes ({} bytes an hour); {} days, {} files, {} bytes; by model {} files, {} bytes; in {:.1} s",
         stored.hours,
         stored.files,
         stored.bytes,
@@ -134,6 +134,8 @@ pub async fn run(settings: &Settings, args: &CompactArgs) -> Result<(), CliError
         stored.days,
         stored.day_files,
         stored.day_bytes,
+        stored.by_model_files,
+        stored.by_model_bytes,
         rollups.seconds
     );
     Ok(())
