@@ -343,19 +343,8 @@ async fn store_by_model(
     });
     let (mut files, mut bytes) = (0, 0);
     for (period, file) in due {
-        let session = engine
-            .session(Window {
-                from: Some(0),
-                to: Some(0),
-            })
-            .await?;
-        let rows = crate::rollup_view::stored_table(
-            &engine.lake_root(),
-            std::slice::from_ref(&file.path),
-            full.clone(),
-            None,
-        )?;
-        session.register_table("period_rows", Arc::new(rows))?;
+        let source_file = std::slice::from_ref(&file.path);
+        let session = session_over_files(engine, "period_rows", source_file, full).await?;
         let rows = stored_rows(&session, &merge_sql(&schema, "period_rows"), &schema).await?;
         let written = table.replace_hour(period, &file.stamp, &rows).await?;
         files += 1;
@@ -367,6 +356,25 @@ async fn store_by_model(
     Ok((files, bytes))
 }
 
+/// A session reading no raw rows, with the stored rollup `files` (of
+/// `schema`) as the table `name`.
+async fn session_over_files(
+    engine: &QueryEngine,
+    name: &str,
+    files: &[String],
+    schema: &SchemaRef,
+) -> Result<datafusion::prelude::SessionContext, QueryError> {
+    let session = engine
+        .session(Window {
+            from: Some(0),
+            to: Some(0),
+        })
+        .await?;
+    let table = crate::rollup_view::stored_table(&engine.lake_root(), files, schema.clone(), None)?;
+    session.register_table(name, Arc::new(table))?;
+    Ok(session)
+}
+
 /// The rows of one day: its stored hours' rows (`files`) with `hour` set
 /// to the day's start, merged.
 async fn day_rows(
@@ -374,14 +382,7 @@ async fn day_rows(
     files: &[String],
     schema: &SchemaRef,
 ) -> Result<RecordBatch, QueryError> {
-    let session = engine
-        .session(Window {
-            from: Some(0),
-            to: Some(0),
-        })
-        .await?;
-    let hours = crate::rollup_view::stored_table(&engine.lake_root(), files, schema.clone(), None)?;
-    session.register_table("day_hour_files", Arc::new(hours))?;
+    let session = session_over_files(engine, "day_hour_files", files, schema).await?;
     let columns: Vec<String> = schema
         .fields()
         .iter()
