@@ -15,14 +15,21 @@ use crate::error::QueryError;
 /// Every file of `queries/`, compiled in so the binary needs no data files.
 pub const SOURCES: &[&str] = &[
     include_str!("../../../queries/attempts.sql"),
+    include_str!("../../../queries/billing_anomalies.sql"),
     include_str!("../../../queries/byok_vs_platform_spend.sql"),
+    include_str!("../../../queries/cold_starts.sql"),
     include_str!("../../../queries/cost_per_successful_outcome_by_app.sql"),
     include_str!("../../../queries/hourly_requests.sql"),
     include_str!("../../../queries/hourly_usage.sql"),
+    include_str!("../../../queries/latency_vs_throttling.sql"),
     include_str!("../../../queries/price_book_changes.sql"),
+    include_str!("../../../queries/provider_uptime.sql"),
     include_str!("../../../queries/requests.sql"),
+    include_str!("../../../queries/retry_policy_audit.sql"),
+    include_str!("../../../queries/retry_storms.sql"),
     include_str!("../../../queries/retry_waste_by_provider.sql"),
     include_str!("../../../queries/spend_by_team_model_mtd.sql"),
+    include_str!("../../../queries/throughput_ramp.sql"),
     include_str!("../../../queries/top_keys_by_spend.sql"),
     include_str!("../../../queries/unpriced_attempts.sql"),
 ];

@@ -9,11 +9,13 @@
 //! # gatemeter: window 2026-11-01T10:00:00Z 2026-11-01T11:00:00Z   (or `all`)
 //! # gatemeter: kpis NAME [group_by=a,b] [bucket=1h] [window=FROM,TO|all]
 //! #                 [slo_target=X] [tpm_limit=X] [tpm.DIM=value:limit,…] [allowed_providers=a,b]
+//! # gatemeter: report NAME QUERY [param=value …]   (a named query of queries/, its parameters bound)
 //! ```
 //!
 //! The statements then run in the window's session, where the views
-//! `attempts` and `requests` exist and every `kpis` line has registered the
-//! KPI rows of `gatemeter kpis` as a table called NAME. Floats print rounded
+//! `attempts` and `requests` exist, every `kpis` line has registered the
+//! KPI rows of `gatemeter kpis` as a table called NAME and every `report`
+//! line the rows of the named query QUERY as a table called NAME. Floats print rounded
 //! to 9 decimals; decimals print exactly; NULL prints as `NULL`.
 
 use std::collections::BTreeMap;
@@ -30,7 +32,7 @@ use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
 use gatemeter_ingest::{import_file, FlushPolicy, IngestMetrics};
 use gatemeter_lake::Lake;
-use gatemeter_query::{kpis_frame, KpiQuery, KpiSettings, QueryConfig, QueryEngine, Window};
+use gatemeter_query::{kpis_frame, named, KpiQuery, KpiSettings, QueryConfig, QueryEngine, Window};
 use sqllogictest::{strict_column_validator, AsyncDB, DBOutput, DefaultColumnType};
 
 pub fn slt_dir() -> PathBuf {
@@ -45,6 +47,13 @@ struct KpiTable {
     settings: KpiSettings,
 }
 
+/// One `report` header line: a named query's rows to register.
+struct ReportTable {
+    name: String,
+    query: String,
+    params: BTreeMap<String, String>,
+}
+
 #[derive(Default)]
 struct Header {
     fixture: Option<PathBuf>,
@@ -52,6 +61,26 @@ struct Header {
     prices: Option<PathBuf>,
     window: Window,
     kpi_tables: Vec<KpiTable>,
+    report_tables: Vec<ReportTable>,
+}
+
+fn parse_report_table(words: &[&str]) -> Result<ReportTable, String> {
+    let [name, query, params @ ..] = words else {
+        return Err("report needs a table name and a named query".into());
+    };
+    let params = params
+        .iter()
+        .map(|pair| {
+            pair.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| format!("report parameter `{pair}` is not key=value"))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(ReportTable {
+        name: (*name).to_owned(),
+        query: (*query).to_owned(),
+        params,
+    })
 }
 
 fn parse_time(text: &str) -> Result<i64, String> {
@@ -135,6 +164,7 @@ fn parse_header(text: &str) -> Result<Header, String> {
                 header.window = parse_window(from, rest.first().copied())?
             }
             ["kpis", rest @ ..] => header.kpi_tables.push(parse_kpi_table(rest)?),
+            ["report", rest @ ..] => header.report_tables.push(parse_report_table(rest)?),
             _ => return Err(format!("unknown header line `{line}`")),
         }
     }
@@ -269,6 +299,19 @@ impl AsyncDB for Session {
     }
 }
 
+/// Registers the rows of `frame` as table `name`, collected into one
+/// partition so that the frame's own order holds.
+async fn register_rows(
+    ctx: &SessionContext,
+    name: &str,
+    frame: datafusion::dataframe::DataFrame,
+) -> Result<(), DataFusionError> {
+    let schema = Arc::new(frame.schema().as_arrow().clone());
+    let batches = frame.collect().await?;
+    ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![batches])?))?;
+    Ok(())
+}
+
 /// Builds the lake and session a file's header asks for, then runs the file
 /// on an engine keeping `column_cache_bytes` of decoded columns.
 pub async fn run_file(path: &Path, column_cache_bytes: usize) -> Result<(), String> {
@@ -317,14 +360,20 @@ pub async fn run_file(path: &Path, column_cache_bytes: usize) -> Result<(), Stri
         let frame = kpis_frame(&engine, window, &table.query, &table.settings)
             .await
             .map_err(|e| format!("kpis {}: {e}", table.name))?;
-        let schema = Arc::new(frame.schema().as_arrow().clone());
-        let batches = frame
-            .collect()
+        register_rows(&ctx, &table.name, frame)
             .await
             .map_err(|e| format!("kpis {}: {e}", table.name))?;
-        let memory = MemTable::try_new(schema, vec![batches]).map_err(|e| e.to_string())?;
-        ctx.register_table(table.name.as_str(), Arc::new(memory))
-            .map_err(|e| e.to_string())?;
+    }
+    for table in &header.report_tables {
+        let sql = named::bind(&table.query, &table.params, chrono::Utc::now())
+            .map_err(|e| format!("report {}: {e}", table.name))?;
+        let frame = ctx
+            .sql(&sql)
+            .await
+            .map_err(|e| format!("report {}: {e}", table.name))?;
+        register_rows(&ctx, &table.name, frame)
+            .await
+            .map_err(|e| format!("report {}: {e}", table.name))?;
     }
     let mut runner = sqllogictest::Runner::new(move || {
         let ctx = ctx.clone();
