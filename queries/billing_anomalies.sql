@@ -15,7 +15,7 @@
 WITH spend AS (
     SELECT hour, team, sum(spend_usd) AS spend_usd
     FROM hourly_usage_by_model
-    WHERE hour >= to_timestamp_micros(CAST({{from}} AS BIGINT) - {{baseline_hours}} * 3600000000)
+    WHERE hour >= to_timestamp_micros(CAST(to_timestamp_micros({{from}}) AS BIGINT) - {{baseline_hours}} * 3600000000)
       AND hour < {{to}}
     GROUP BY hour, team
 )

@@ -227,10 +227,52 @@ BUDGETS = [
                   GROUP BY 1, 2 ORDER BY 1, 2""", "table")], unit="short"),
 ]
 
+
+def named_query(name):
+    """The body of queries/NAME.sql for a panel: the time range for `from`
+    and `to`, every other parameter at its default (docs/diagnostics.md)."""
+    lines = (ROOT / "queries" / f"{name}.sql").read_text().splitlines()
+    body = "\n".join(line for line in lines if not line.startswith("--"))
+    body = body.replace("{{from}}", "$__timeFrom()").replace("{{to}}", "$__timeTo()")
+    for line in lines:
+        if line.startswith("-- param:"):
+            param, kind, default = line.removeprefix("-- param:").split()
+            if param not in ("from", "to"):
+                assert kind == "integer", f"{name}: parameter {param} needs a literal for {kind}"
+                body = body.replace("{{%s}}" % param, default)
+    assert "{{" not in body, f"{name}: unbound parameter"
+    return body
+
+
+DIAGNOSTICS = [
+    panel("timeseries", "Throughput ramp: offered against answered",
+          "Requests received per second against requests answered successfully per second, per minute (queries/throughput_ramp.sql). Where goodput stops following offered load, the providers' limits are reached.",
+          [sql(named_query("throughput_ramp"), "table")], unit="reqps", width=24),
+    panel("timeseries", "Tail latency against throttling",
+          "p50 and p99 end-to-end latency of successful requests per minute beside the share of attempts throttled with 429 (queries/latency_vs_throttling.sql). A p99 that rises with throttling while p50 stays is retries behind rate limits.",
+          [sql(named_query("latency_vs_throttling"), "table")], unit="ms"),
+    panel("timeseries", "Retry storms",
+          "Attempts per request and the share of retries sent with no backoff, per minute (queries/retry_storms.sql). The retry-storm alert is a threshold on retry_amplification.",
+          [sql(named_query("retry_storms"), "table")], unit="short"),
+    panel("table", "Cold starts by provider and model",
+          "Median time to first token and duration of attempts after an idle period (10 minutes) against the others, per provider and model (queries/cold_starts.sql).",
+          [sql(named_query("cold_starts"), "table")], unit="ms"),
+    panel("table", "Billing anomalies by hour and team",
+          "Spend per hour and team against the team's mean hourly spend over the 7 days before, variance in percent, largest first (queries/billing_anomalies.sql). The billing-anomaly alert is a threshold on cost_variance_pct.",
+          [sql(named_query("billing_anomalies"), "table")], unit="short"),
+    panel("table", "Retry-policy audit",
+          "Failed attempts the gateway followed with another, by provider, error class and HTTP status: same provider or failed over, what followed cost, and the rule broken (never_retry: client errors; fail_over: 5xx retried on the same provider) (queries/retry_policy_audit.sql).",
+          [sql(named_query("retry_policy_audit"), "table")], unit="short", width=24),
+    panel("table", "Uptime per provider",
+          "Each provider's uptime attempt by attempt, its throttled share, the availability the application saw for the requests that tried it, and the requests a fallback rescued (queries/provider_uptime.sql).",
+          [sql(named_query("provider_uptime"), "table")], unit="percentunit", width=24),
+]
+
 DASHBOARDS = [
     ("gatemeter-sre", "gatemeter — SRE overview", "now-1h", SRE),
     ("gatemeter-finance", "gatemeter — finance and cost", "now-24h", FINANCE),
     ("gatemeter-budgets", "gatemeter — budgets and alerts", "now-24h", BUDGETS),
+    ("gatemeter-diagnostics", "gatemeter — diagnostics", "now-6h", DIAGNOSTICS),
 ]
 
 

@@ -82,7 +82,7 @@ def test_dashboards_are_current_and_well_formed():
     check = subprocess.run([sys.executable, ROOT / "scripts" / "build_dashboards.py", "--check"],
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
-    assert [p.stem for p in DASHBOARDS] == ["gatemeter-budgets", "gatemeter-finance", "gatemeter-sre"]
+    assert [p.stem for p in DASHBOARDS] == ["gatemeter-budgets", "gatemeter-diagnostics", "gatemeter-finance", "gatemeter-sre"]
     for path in DASHBOARDS:
         dashboard = json.loads(path.read_text())
         variables = {v["name"]: v for v in dashboard["templating"]["list"]}

@@ -8,6 +8,7 @@ pub mod catalog;
 mod event;
 pub mod malformed;
 pub mod replay;
+mod scenario;
 
 use chrono::{SecondsFormat, TimeZone, Utc};
 use rand::rngs::StdRng;
@@ -17,17 +18,8 @@ use catalog::{
     Route, APPS, ENVIRONMENTS, KEYS_PER_TEAM, ORGS, REGIONS, ROUTES, TEAMS, WEB_SEARCH_PER_1K,
 };
 pub use event::SynthEvent;
-
-/// A named traffic mix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Scenario {
-    /// Everyday traffic: a few percent retries, fallbacks and errors.
-    Default,
-    /// A provider outage: about 20% of attempts fail with 5xx.
-    Outage,
-    /// Only successful single attempts (hand-checkable numbers).
-    Clean,
-}
+pub use scenario::Scenario;
+use scenario::{Bursts, DOWN_PROVIDER, STORM_THROTTLED_SHARE};
 
 #[derive(Debug, Clone)]
 pub struct GeneratorConfig {
@@ -78,6 +70,7 @@ pub struct Generator {
     clock_micros: i64,
     malformed_counter: usize,
     route_weights_total: u32,
+    bursts: Bursts,
 }
 
 /// Micro-dollars as the decimal text of an exact 9-digit amount.
@@ -112,6 +105,7 @@ impl Generator {
             clock_micros: config.start_micros,
             malformed_counter: 0,
             route_weights_total: ROUTES.iter().map(|r| r.weight).sum(),
+            bursts: Bursts::default(),
             config,
         }
     }
@@ -151,6 +145,7 @@ impl Generator {
             Scenario::Outage if self.chance(0.2) => {
                 return Draw::ProviderError("provider_error", Some(503))
             }
+            Scenario::RetryStorm if self.chance(STORM_THROTTLED_SHARE) => return Draw::RateLimited,
             _ => {}
         }
         let r: f64 = self.rng.random();
@@ -185,6 +180,9 @@ impl Generator {
                 let gap = -self.rng.random::<f64>().max(1e-12).ln()
                     / self.config.requests_per_second.max(1e-9);
                 self.clock_micros += (gap * 1e6) as i64;
+                if self.config.scenario == Scenario::ColdStart {
+                    self.clock_micros = self.bursts.arrival(self.clock_micros);
+                }
                 self.clock_micros
             }
         };
@@ -201,14 +199,15 @@ impl Generator {
                 hit
             })
             .map_or("prod", |(name, _)| name);
+        let (input_factor, output_factor) = scenario::token_factors(self.config.scenario);
         let input_tokens = shape.map_or_else(
             || (600.0 * self.spread(1.0)) as i64 + 20,
             |s| s.input_tokens,
-        );
+        ) * input_factor;
         let output_tokens = shape.map_or_else(
             || (180.0 * self.spread(0.9)) as i64 + 5,
             |s| s.output_tokens,
-        );
+        ) * output_factor;
         let streaming = self.chance(0.6);
         let base = SynthEvent {
             schema_version: 1,
@@ -245,14 +244,25 @@ impl Generator {
                     draw = Draw::Success;
                 }
             }
+            if self.config.scenario == Scenario::ProviderOutage
+                && route.provider == DOWN_PROVIDER
+                && self.chance(0.9)
+            {
+                draw = Draw::ProviderError("provider_error", Some(503));
+            }
             let backoff_ms = match kind {
+                // The storm's retries go out at once.
+                "retry" if self.config.scenario == Scenario::RetryStorm => Some(0.0),
                 "retry" => Some(
                     200.0 * 2f64.powi(rate_limited_here - 1) * (0.5 + self.rng.random::<f64>()),
                 ),
                 _ => None,
             };
             let attempt_start = clock + backoff_ms.map_or(0, |ms| (ms * 1000.0) as i64);
-            let ttft = route.ttft_ms * self.spread(0.35);
+            let mut ttft = route.ttft_ms * self.spread(0.35);
+            if self.config.scenario == Scenario::ColdStart {
+                ttft += self.bursts.cold_start_ms(route_index, attempt_start);
+            }
             let decode = output_tokens as f64 * route.ms_per_token * self.spread(0.25);
             let full_ms = match shape.and_then(|s| s.latency_ms) {
                 Some(latency) if draw == Draw::Success => latency.max(ttft + 1.0),
@@ -312,13 +322,14 @@ impl Generator {
                     event.outcome = "error";
                     event.http_status = Some(429);
                     event.error_class = Some("rate_limited");
-                    let next = if rate_limited_here < 2 {
-                        rate_limited_here += 1;
-                        Some(("retry", route_index))
-                    } else {
-                        rate_limited_here = 0;
-                        self.fallback(route_index)
-                    };
+                    let next =
+                        if rate_limited_here < scenario::rate_limit_retries(self.config.scenario) {
+                            rate_limited_here += 1;
+                            Some(("retry", route_index))
+                        } else {
+                            rate_limited_here = 0;
+                            self.fallback(route_index)
+                        };
                     (self.rng.random_range(40.0..250.0), None, next)
                 }
                 Draw::ProviderError(class, status) => {
@@ -460,7 +471,7 @@ fn priced(route: &Route, event: &SynthEvent) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gatemeter_schema::decode_event;
+    use gatemeter_schema::{decode_event, AttemptEvent};
 
     fn generator(scenario: Scenario, seed: u64) -> Generator {
         Generator::new(GeneratorConfig {
@@ -539,6 +550,60 @@ mod tests {
             let e = decode_event(&messages[0].payload).expect("valid");
             assert_eq!(e.outcome.as_str(), "success");
         }
+    }
+
+    /// Attempts of `count` requests of a scenario, without extra messages.
+    fn attempts_of(scenario: Scenario, count: usize) -> Vec<AttemptEvent> {
+        let mut g = generator(scenario, 5);
+        // One request a second: 2,000 requests span several bursts.
+        g.config.requests_per_second = 1.0;
+        g.config.duplicate_share = 0.0;
+        g.config.correction_share = 0.0;
+        g.config.malformed_share = 0.0;
+        (0..count)
+            .flat_map(|_| g.next_request(None))
+            .map(|m| decode_event(&m.payload).expect("valid"))
+            .collect()
+    }
+
+    #[test]
+    fn each_scenario_shows_its_condition_and_everyday_traffic_does_not() {
+        let share = |events: &[AttemptEvent], hit: &dyn Fn(&AttemptEvent) -> bool| {
+            events.iter().filter(|e| hit(e)).count() as f64 / events.len() as f64
+        };
+        let everyday = attempts_of(Scenario::Default, 2000);
+        let storm = attempts_of(Scenario::RetryStorm, 2000);
+        let unbacked_retry =
+            |e: &AttemptEvent| e.attempt_kind.as_str() == "retry" && e.backoff_ms == Some(0.0);
+        assert!(
+            storm.len() as f64 / 2000.0 > 1.6,
+            "{} attempts",
+            storm.len()
+        );
+        assert!(
+            everyday.len() as f64 / 2000.0 < 1.3,
+            "{} attempts",
+            everyday.len()
+        );
+        assert!(share(&storm, &unbacked_retry) > 0.3);
+        assert_eq!(share(&everyday, &unbacked_retry), 0.0);
+
+        let down = |e: &AttemptEvent| e.provider == DOWN_PROVIDER;
+        let failed_down = |e: &AttemptEvent| down(e) && e.http_status == Some(503);
+        let outage = attempts_of(Scenario::ProviderOutage, 2000);
+        assert!(share(&outage, &failed_down) / share(&outage, &down) > 0.8);
+        assert!(share(&everyday, &failed_down) == 0.0);
+
+        let output = |events: &[AttemptEvent]| -> i64 {
+            events.iter().filter_map(|e| e.output_tokens).sum()
+        };
+        let spike = attempts_of(Scenario::PriceSpike, 2000);
+        assert!(output(&spike) > 10 * output(&everyday));
+
+        let slow_first_token = |e: &AttemptEvent| e.ttft_ms.is_some_and(|ms| ms > 4000.0);
+        let cold = attempts_of(Scenario::ColdStart, 2000);
+        assert!(share(&cold, &slow_first_token) > 0.01);
+        assert!(share(&everyday, &slow_first_token) < 0.001);
     }
 
     #[test]
