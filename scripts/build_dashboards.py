@@ -233,13 +233,15 @@ def named_query(name):
     and `to`, every other parameter at its default (docs/diagnostics.md)."""
     lines = (ROOT / "queries" / f"{name}.sql").read_text().splitlines()
     body = "\n".join(line for line in lines if not line.startswith("--"))
+    # Panels hold the SQL on one line, where a comment would swallow the rest.
+    assert "--" not in body, f"queries/{name}.sql: a comment inside the SQL"
     body = body.replace("{{from}}", "$__timeFrom()").replace("{{to}}", "$__timeTo()")
     for line in lines:
         if line.startswith("-- param:"):
             param, kind, default = line.removeprefix("-- param:").split()
             if param not in ("from", "to"):
-                assert kind == "integer", f"{name}: parameter {param} needs a literal for {kind}"
-                body = body.replace("{{%s}}" % param, default)
+                assert kind in ("integer", "text"), f"{name}: parameter {param} needs a literal for {kind}"
+                body = body.replace("{{%s}}" % param, default if kind == "integer" else f"'{default}'")
     assert "{{" not in body, f"{name}: unbound parameter"
     return body
 
@@ -263,6 +265,15 @@ DIAGNOSTICS = [
     panel("table", "Retry-policy audit",
           "Failed attempts the gateway followed with another, by provider, error class and HTTP status: same provider or failed over, what followed cost, and the rule broken (never_retry: client errors; fail_over: 5xx retried on the same provider) (queries/retry_policy_audit.sql).",
           [sql(named_query("retry_policy_audit"), "table")], unit="short", width=24),
+    panel("table", "Model usage share",
+          "Tokens and spend per UTC day and model (served, else requested), each model's share of the day, its rank by tokens and how many models were active (queries/model_usage_share.sql; period=week or month through the API).",
+          [sql(named_query("model_usage_share"), "table")], unit="short", width=24),
+    panel("table", "Latency breakdown by provider and model",
+          "Where successful requests' time goes, by final provider and model: in the gateway before the first call, upstream, waiting between attempts (shares of the total), with decode speed and cache hit rate (queries/latency_breakdown.sql).",
+          [sql(named_query("latency_breakdown"), "table")], unit="short", width=24),
+    panel("table", "Rate-limit telemetry by key",
+          "Per API key and minute: attempts and tokens per second, the busiest second, peak attempts in flight and the throttled share (queries/rate_limit_telemetry.sql).",
+          [sql(named_query("rate_limit_telemetry"), "table")], unit="short", width=24),
     panel("table", "Uptime per provider",
           "Each provider's uptime attempt by attempt, its throttled share, the availability the application saw for the requests that tried it, and the requests a fallback rescued (queries/provider_uptime.sql).",
           [sql(named_query("provider_uptime"), "table")], unit="percentunit", width=24),
