@@ -4,6 +4,7 @@
 //! by simulation").
 //!
 //! usage: rollup_bench SOURCE_LAKE TARGET_DIR PRICES HOURS COPIES RUNS
+//!        rollup_bench --existing LAKE PRICES END RUNS
 //!
 //! SOURCE_LAKE holds the stored rollups of one measured hour (made by
 //! `gatemeter compact` from real traffic). TARGET_DIR becomes a lake of
@@ -16,6 +17,9 @@
 //! raw files held all that traffic. The daily rollups are then merged from
 //! those hours as `compact` merges them, and read where whole days are
 //! asked for.
+//!
+//! With `--existing`, nothing is built: the same requests are timed over
+//! LAKE (a real one, compacted), for the month that ends at END (RFC 3339).
 //!
 //! Each request runs once to warm up, then RUNS times; prints one JSON
 //! line per request (median and every run in milliseconds) and a Markdown
@@ -43,6 +47,7 @@ use gatemeter_query::{kpis, KpiQuery, KpiSettings, QueryConfig, QueryEngine, Tea
 use serde_json::json;
 
 const START: &str = "2026-10-23T00:00:00Z";
+const USAGE: &str = "usage: rollup_bench SOURCE_LAKE TARGET_DIR PRICES HOURS COPIES RUNS\n       rollup_bench --existing LAKE PRICES END RUNS";
 const HOUR: i64 = 3_600_000_000;
 
 fn micros(text: &str) -> Result<i64, String> {
@@ -175,12 +180,29 @@ fn median(mut runs: Vec<f64>) -> f64 {
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let args: Vec<String> = std::env::args().collect();
-    let [_, source, target, prices, hours, copies, runs] = args.as_slice() else {
-        return Err("usage: rollup_bench SOURCE_LAKE TARGET_DIR PRICES HOURS COPIES RUNS".into());
-    };
     let number = |text: &str| {
         text.parse::<usize>()
             .map_err(|_| format!("`{text}` is not a number"))
+    };
+    if let [_, flag, lake, prices, end, runs] = args.as_slice() {
+        if flag == "--existing" {
+            let config = QueryConfig {
+                data_dir: lake.into(),
+                prices: Some(prices.into()),
+                column_cache_bytes: 256 << 20,
+                ..QueryConfig::default()
+            };
+            let engine = Arc::new(QueryEngine::open(config).await.map_err(|e| e.to_string())?);
+            let state =
+                std::env::temp_dir().join(format!("rollup_bench_state_{}", std::process::id()));
+            std::fs::create_dir_all(&state).map_err(|e| e.to_string())?;
+            let timed = time_requests(engine, micros(end)?, number(runs)?.max(1), &state).await;
+            let _ = std::fs::remove_dir_all(&state);
+            return timed;
+        }
+    }
+    let [_, source, target, prices, hours, copies, runs] = args.as_slice() else {
+        return Err(USAGE.into());
     };
     let (hours, copies, runs) = (number(hours)? as i64, number(copies)?, number(runs)?.max(1));
     let target = Path::new(target);
@@ -278,6 +300,17 @@ async fn main() -> Result<(), String> {
             rolled.hours.len()
         ));
     }
+    time_requests(engine, end, runs, target).await
+}
+
+/// Times the suite over the month that ends at `end` (µs); the alert
+/// evaluator keeps its state in `state_dir`.
+async fn time_requests(
+    engine: Arc<QueryEngine>,
+    end: i64,
+    runs: usize,
+    state_dir: &Path,
+) -> Result<(), String> {
     let day = |days: i64| Window {
         from: Some(end - days * 24 * HOUR),
         to: Some(end),
@@ -341,7 +374,7 @@ async fn main() -> Result<(), String> {
                 timings.push(elapsed);
             }
         }
-        let days = (window.to.unwrap_or(end) - window.from.unwrap_or(start)) / (24 * HOUR);
+        let days = (window.to.unwrap_or(end) - window.from.unwrap_or(end)) / (24 * HOUR);
         table.push_str(&report(name, Some(days), Some(rows), &timings));
     }
     // What a finance panel sends over PostgreSQL: SQL over hourly_usage.
@@ -419,7 +452,7 @@ async fn main() -> Result<(), String> {
         alerts,
         engine.clone(),
         settings.clone(),
-        target,
+        state_dir,
         &prometheus::Registry::new(),
     )
     .map_err(|e| e.to_string())?;
