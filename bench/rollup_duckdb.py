@@ -18,6 +18,9 @@ unreported costs from the price book, no deduplication, no roll-up of
 attempts into requests. A ratio against gatemeter's rollups measured this
 way understates gatemeter's advantage.
 
+With COPIES 0 it reads the lake's own committed attempt files instead
+(a real lake such as the one bench/month_lake.sh builds), each once.
+
 usage: bench/rollup_duckdb.py LAKE COPIES [RUNS]
 """
 
@@ -50,6 +53,9 @@ def main():
     lake, copies = pathlib.Path(sys.argv[1]), int(sys.argv[2])
     runs = int(sys.argv[3]) if len(sys.argv) == 4 else 3
     files = [pathlib.Path(uri.removeprefix("file://")) for uri in DeltaTable(str(lake / "attempts")).file_uris()]
+    if copies == 0:
+        run(files, f"the {len(files)} committed files of {lake}", runs)
+        return
     if len(files) != 1:
         sys.exit(f"{lake}: expected one compacted attempt file, found {len(files)}")
     with tempfile.TemporaryDirectory() as folder:
@@ -57,23 +63,29 @@ def main():
         for copy in range(copies):
             link = pathlib.Path(folder) / f"copy-{copy:04}.parquet"
             link.symlink_to(files[0])
-            links.append(str(link))
-        db = duckdb.connect()
-        db.execute(f"CREATE VIEW attempts AS SELECT * FROM read_parquet({links!r})")
-        (attempts,) = db.execute("SELECT count(*) FROM attempts").fetchone()
-        print(f"{attempts:,} attempts in {copies} links to {files[0]}", file=sys.stderr)
-        table = "| query | DuckDB median ms | runs ms |\n|---|---:|---|\n"
-        for name, sql in QUERIES:
-            timings = []
-            for run in range(runs + 1):
-                started = time.perf_counter()
-                db.execute(sql).fetchall()
-                if run:
-                    timings.append((time.perf_counter() - started) * 1000)
-            median = statistics.median(timings)
-            print(json.dumps({"name": name, "attempts": attempts, "median_ms": median, "runs_ms": timings}))
-            table += f"| {name} | {median:,.0f} | {', '.join(f'{t:.0f}' for t in timings)} |\n"
-        print(table, end="")
+            links.append(link)
+        run(links, f"{copies} links to {files[0]}", runs)
+
+
+def run(files, what, runs):
+    """Times QUERIES over `files` (hot: one warm-up, then `runs` runs)."""
+    paths = [str(f) for f in files]
+    db = duckdb.connect()
+    db.execute(f"CREATE VIEW attempts AS SELECT * FROM read_parquet({paths!r})")
+    (attempts,) = db.execute("SELECT count(*) FROM attempts").fetchone()
+    print(f"{attempts:,} attempts in {what}", file=sys.stderr)
+    table = "| query | DuckDB median ms | runs ms |\n|---|---:|---|\n"
+    for name, sql in QUERIES:
+        timings = []
+        for attempt in range(runs + 1):
+            started = time.perf_counter()
+            db.execute(sql).fetchall()
+            if attempt:
+                timings.append((time.perf_counter() - started) * 1000)
+        median = statistics.median(timings)
+        print(json.dumps({"name": name, "attempts": attempts, "median_ms": median, "runs_ms": timings}))
+        table += f"| {name} | {median:,.0f} | {', '.join(f'{t:.0f}' for t in timings)} |\n"
+    print(table, end="")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ pub const SOURCES: &[&str] = &[
     include_str!("../../../queries/billing_anomalies.sql"),
     include_str!("../../../queries/byok_vs_platform_spend.sql"),
     include_str!("../../../queries/cold_starts.sql"),
+    include_str!("../../../queries/cost_breakdown.sql"),
     include_str!("../../../queries/cost_per_successful_outcome_by_app.sql"),
     include_str!("../../../queries/hourly_requests.sql"),
     include_str!("../../../queries/hourly_usage.sql"),
