@@ -25,6 +25,7 @@ pub const SOURCES: &[&str] = &[
     include_str!("../../../queries/latency_breakdown.sql"),
     include_str!("../../../queries/latency_vs_throttling.sql"),
     include_str!("../../../queries/model_usage_share.sql"),
+    include_str!("../../../queries/policy_violations.sql"),
     include_str!("../../../queries/price_book_changes.sql"),
     include_str!("../../../queries/provider_uptime.sql"),
     include_str!("../../../queries/rate_limit_telemetry.sql"),
