@@ -26,6 +26,14 @@ value = 1.5
 window_minutes = 5
 
 [[alerts.threshold]]
+name = "openai-down"
+kpi = "attempt_uptime"
+op = "<"
+value = 0.5
+window_minutes = 60
+scope = { provider = "openai" }
+
+[[alerts.threshold]]
 name = "billing-anomaly"
 kpi = "cost_variance_pct"
 op = ">"
@@ -139,9 +147,11 @@ def test_a_provider_outage_rescued_by_fallback_shows_in_provider_uptime(tmp_path
     start = now() - datetime.timedelta(minutes=30)
     for scenario, outage in (("provider-outage", True), ("default", False)):
         data_dir = lake(tmp_path, scenario, (scenario, 3000, 5, start, 13))
-        rows, _ = diagnose(tmp_path, data_dir, "provider_uptime", **{"from": iso(start)})
+        rows, alerts = diagnose(tmp_path, data_dir, "provider_uptime", **{"from": iso(start)})
         uptime = {r["provider"]: r for r in rows}
+        alert = alerts["threshold:openai-down"]
         if outage:
+            assert alert["state"] == "firing" and float(alert["annotations"]["value"]) < 0.3, alert
             openai = uptime["openai"]
             assert number(openai["attempt_uptime"]) < 0.3, openai
             # What the application saw: fallbacks answered most of them.
@@ -150,6 +160,7 @@ def test_a_provider_outage_rescued_by_fallback_shows_in_provider_uptime(tmp_path
             assert all(number(r["attempt_uptime"]) > 0.9 for p, r in uptime.items() if p != "openai"), rows
         else:
             assert all(number(r["attempt_uptime"]) > 0.9 for r in rows), rows
+            assert alert["state"] != "firing", alert
 
 
 def test_a_price_spike_shows_in_billing_anomalies_and_fires_its_alert(tmp_path):

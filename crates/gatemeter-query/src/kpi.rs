@@ -46,6 +46,7 @@ pub const KPI_NAMES: &[&str] = &[
     "fallback_success_rate",
     "error_rate",
     "availability",
+    "attempt_uptime",
     "spend_usd",
     "cost_per_1m_tokens_usd",
     "cost_per_successful_outcome_usd",
@@ -314,6 +315,7 @@ impl KpiQuery {
              {fallback_success} AS fallback_success_rate, \
              1.0 - {availability} AS error_rate, \
              {availability} AS availability, \
+             1.0 - {provider_failures} AS attempt_uptime, \
              CAST(COALESCE(ak.spend_usd, CAST(0 AS DECIMAL(20, 9))) AS DECIMAL(38, 9)) AS spend_usd, \
              CAST(CAST(ak.spend_usd AS DECIMAL(38, 9)) * 1000000 / NULLIF(ak.tokens, 0) AS DECIMAL(38, 9)) AS cost_per_1m_tokens_usd, \
              CAST(CAST(ak.spend_usd AS DECIMAL(38, 9)) / NULLIF(rk.successful_requests, 0) AS DECIMAL(38, 9)) AS cost_per_successful_outcome_usd, \
@@ -333,6 +335,7 @@ impl KpiQuery {
             fallback_rate = ratio("rk.fallback_requests", "rk.requests"),
             fallback_success = ratio("rk.fallback_successes", "rk.fallback_requests"),
             availability = ratio("rk.good_requests", "rk.valid_requests"),
+            provider_failures = ratio("ak.provider_failed_attempts", "ak.valid_attempts"),
             efficiency = ratio("ak.successful_final_tokens", "ak.tokens"),
             drift = ratio("ak.drifted_attempts", "ak.successful_attempts"),
             interruption = ratio("ak.interrupted_streams", "ak.streaming_attempts"),
@@ -412,7 +415,16 @@ const ATTEMPT_SUMS: &[&str] = &[
     "streaming_attempts",
     "interrupted_streams",
     "unpriced_attempts",
+    "valid_attempts",
+    "provider_failed_attempts",
 ];
+
+/// An attempt that is not valid for uptime: the client's fault (as for
+/// request validity, docs/diagnostics.md "Uptime per provider").
+const INVALID_ATTEMPT: &str = "COALESCE(error_class IN ('bad_request', 'auth', 'insufficient_credits', 'forbidden'), false) OR outcome = 'cancelled'";
+/// An attempt the provider itself failed.
+const PROVIDER_FAILURE: &str =
+    "outcome = 'error' AND error_class IN ('provider_error', 'timeout', 'network', 'no_provider')";
 
 /// Each percentile column: its name stem, the sketch it is read from, and
 /// the raw column and filter of its exact form.
@@ -577,6 +589,8 @@ impl KpiQuery {
              count(*) FILTER (WHERE streaming) AS streaming_attempts, \
              count(*) FILTER (WHERE streaming AND outcome = 'partial') AS interrupted_streams, \
              count(*) FILTER (WHERE cost_source = 'unpriced') AS unpriced_attempts, \
+             count(*) FILTER (WHERE NOT ({INVALID_ATTEMPT})) AS valid_attempts, \
+             count(*) FILTER (WHERE {PROVIDER_FAILURE}) AS provider_failed_attempts, \
              {observed}\
              {percentiles} \
              FROM attempts{filter}{group_by}",
@@ -602,6 +616,8 @@ impl KpiQuery {
              sum(streaming_attempts), \
              sum(CASE WHEN outcome = 'partial' THEN streaming_attempts ELSE 0 END), \
              sum(unpriced_attempts), \
+             sum(CASE WHEN NOT ({INVALID_ATTEMPT}) THEN attempts ELSE 0 END), \
+             sum(CASE WHEN {PROVIDER_FAILURE} THEN attempts ELSE 0 END), \
              min(first_request_start), max(last_attempt_end), \
              ddsketch_merge(duration_sketch), ddsketch_merge(ttft_sketch) \
              FROM {table}{filter}{group_by}",
