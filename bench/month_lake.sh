@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A real month of raw attempts (not a test): the lake behind the 100M
-# figures of BENCHMARKS.md, "Rollups over a real month of raw attempts".
+# figures of BENCHMARKS.md, "A real month of 100M raw attempts".
 #
 # usage: bench/month_lake.sh LAKE [DAYS] [REQUESTS_PER_DAY]
 #

@@ -175,7 +175,9 @@ def test_a_price_spike_shows_in_billing_anomalies_and_fires_its_alert(tmp_path):
         variance = max(number(r["variance_pct"]) for r in rows if r["variance_pct"] is not None)
         alert = alerts["threshold:billing-anomaly"]
         if spike:
-            assert variance > 500, rows
+            # Spend per request is about 13 times the everyday traffic's;
+            # the spike covers between half and all of its busiest hour.
+            assert variance > 300, rows
             assert alert["state"] == "firing" and float(alert["annotations"]["value"]) > 200, alert
         else:
             assert variance < 200, rows
