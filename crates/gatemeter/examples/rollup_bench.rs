@@ -177,6 +177,20 @@ fn median(mut runs: Vec<f64>) -> f64 {
     runs[runs.len() / 2]
 }
 
+/// The engine over `lake`, keeping decoded columns as `gatemeter serve`
+/// does by default.
+async fn open_engine(lake: &Path, prices: &str) -> Result<Arc<QueryEngine>, String> {
+    let config = QueryConfig {
+        data_dir: lake.into(),
+        prices: Some(prices.into()),
+        column_cache_bytes: 256 << 20,
+        ..QueryConfig::default()
+    };
+    Ok(Arc::new(
+        QueryEngine::open(config).await.map_err(|e| e.to_string())?,
+    ))
+}
+
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let args: Vec<String> = std::env::args().collect();
@@ -186,19 +200,10 @@ async fn main() -> Result<(), String> {
     };
     if let [_, flag, lake, prices, end, runs] = args.as_slice() {
         if flag == "--existing" {
-            let config = QueryConfig {
-                data_dir: lake.into(),
-                prices: Some(prices.into()),
-                column_cache_bytes: 256 << 20,
-                ..QueryConfig::default()
-            };
-            let engine = Arc::new(QueryEngine::open(config).await.map_err(|e| e.to_string())?);
-            let state =
-                std::env::temp_dir().join(format!("rollup_bench_state_{}", std::process::id()));
-            std::fs::create_dir_all(&state).map_err(|e| e.to_string())?;
-            let timed = time_requests(engine, micros(end)?, number(runs)?.max(1), &state).await;
-            let _ = std::fs::remove_dir_all(&state);
-            return timed;
+            let engine = open_engine(Path::new(lake), prices).await?;
+            // The evaluator's state, removed when the folder is dropped.
+            let state = tempfile::tempdir().map_err(|e| e.to_string())?;
+            return time_requests(engine, micros(end)?, number(runs)?.max(1), state.path()).await;
         }
     }
     let [_, source, target, prices, hours, copies, runs] = args.as_slice() else {
@@ -210,13 +215,7 @@ async fn main() -> Result<(), String> {
         return Err(format!("{} exists: give a new folder", target.display()));
     }
     raw_lake(target, hours).await?;
-    let config = QueryConfig {
-        data_dir: target.into(),
-        prices: Some(prices.into()),
-        column_cache_bytes: 256 << 20,
-        ..QueryConfig::default()
-    };
-    let engine = Arc::new(QueryEngine::open(config).await.map_err(|e| e.to_string())?);
+    let engine = open_engine(target, prices).await?;
     let basis = basis(engine.price_book());
     let sources = hour_sources(&engine.committed_files());
     let location = LakeLocation::local(target).map_err(|e| e.to_string())?;
