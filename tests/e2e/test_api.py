@@ -73,6 +73,20 @@ def test_kpis_over_http_equal_the_cli_row_for_row(api):
     assert [row["team"] for row in filtered] == ["search"]
     assert filtered == cli_kpis(data_dir, "--group-by", "team", "--filter", "team=search")
 
+    # Some KPIs only: the same values as in the whole rows, the same over
+    # the CLI; an unknown KPI is a 400 naming it.
+    every = {row["team"]: row for row in get_json(base + "/api/v1/kpis?group_by=team")["rows"]}
+    chosen = get_json(base + "/api/v1/kpis?group_by=team&kpis=spend_usd,availability")["rows"]
+    assert chosen == cli_kpis(data_dir, "--group-by", "team", "--kpis", "spend_usd,availability")
+    assert sorted(row["team"] for row in chosen) == sorted(every)
+    for row in chosen:
+        assert set(row) == {"team", "spend_usd", "availability"}
+        assert row["spend_usd"] == every[row["team"]]["spend_usd"]
+        assert row["availability"] == every[row["team"]]["availability"]
+    status, _, body = http("GET", base + "/api/v1/kpis?kpis=spend")
+    error = json.loads(body)["error"]
+    assert status == 400 and error["code"] == "bad_parameter" and "`spend`" in error["message"]
+
 
 def test_every_endpoint_answers_with_its_documented_shape(api):
     base = api["base"]

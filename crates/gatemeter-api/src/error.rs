@@ -89,6 +89,7 @@ pub fn classify_query(error: &QueryError) -> Classified {
         QueryError::Forbidden(_) => class(StatusCode::BAD_REQUEST, "forbidden_statement", true),
         QueryError::BadSql(_) => BAD_QUERY,
         QueryError::UnknownDimension(_, _)
+        | QueryError::UnknownKpi(_, _)
         | QueryError::BadBucket(_)
         | QueryError::BadWindow { .. } => class(StatusCode::BAD_REQUEST, "bad_parameter", true),
         QueryError::QueryParam { .. } => class(StatusCode::BAD_REQUEST, "bad_parameter", true),

@@ -119,6 +119,11 @@ fn unsecured_document() -> Value {
             "true: compute from raw attempts only, percentiles exact; by default whole settled hours are read from the stored hourly rollups (counts and money exact, percentiles within 1%).",
             json!({"type": "boolean", "default": false}),
         ),
+        query_param(
+            "kpis",
+            "Only these KPI columns (comma-separated), besides the group columns; by default all. What no chosen KPI needs is not read: spend alone merges no latency sketch.",
+            json!({"type": "string", "example": "spend_usd,tokens"}),
+        ),
     ];
     for dimension in DIMENSIONS {
         kpi_params.push(query_param(

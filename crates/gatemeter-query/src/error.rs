@@ -16,6 +16,8 @@ pub enum QueryError {
     Io { path: String, reason: String },
     #[error("unknown dimension `{0}` (one of: {1})")]
     UnknownDimension(String, String),
+    #[error("unknown KPI `{0}` (one of: {1})")]
+    UnknownKpi(String, String),
     #[error("bucket `{0}` is not one of 1m, 5m, 15m, 1h, 6h, 1d")]
     BadBucket(String),
     #[error("window: `from` ({from}) must be before `to` ({to})")]

@@ -118,6 +118,10 @@ pub struct KpiQuery {
     /// Compute from raw rows only, with exact percentiles, never from the
     /// stored rollups (`--exact-percentiles`, `exact_percentiles=true`).
     pub exact_percentiles: bool,
+    /// Only these of [`KPI_NAMES`] (`--kpis`, `kpis=`), besides the group
+    /// columns; empty for all. What no chosen KPI needs is neither read
+    /// nor merged: spend alone reads no request rows and no sketch.
+    pub kpis: Vec<String>,
 }
 
 /// Where the KPI statement reads the rows of its window from.
@@ -168,7 +172,22 @@ impl KpiQuery {
                 return Err(QueryError::BadBucket(bucket.clone()));
             }
         }
+        if let Some(unknown) = self
+            .kpis
+            .iter()
+            .find(|kpi| !KPI_NAMES.contains(&kpi.as_str()))
+        {
+            return Err(QueryError::UnknownKpi(
+                unknown.clone(),
+                KPI_NAMES.join(", "),
+            ));
+        }
         Ok(())
+    }
+
+    /// Whether the output has the column `kpi`.
+    pub fn wants(&self, kpi: &str) -> bool {
+        self.kpis.is_empty() || self.kpis.iter().any(|chosen| chosen == kpi)
     }
 
     fn bucket_spec(&self) -> Option<&'static (&'static str, &'static str, u64)> {
@@ -186,7 +205,11 @@ impl KpiQuery {
 
     /// The TPM limit each output row is measured against, as a SQL
     /// expression over the joined key columns, or `None` when no row has one.
-    fn tpm_limit_expr(&self, settings: &KpiSettings) -> Option<String> {
+    fn tpm_limit_expr(
+        &self,
+        settings: &KpiSettings,
+        key: &dyn Fn(&str) -> String,
+    ) -> Option<String> {
         if self.group_by.is_empty() {
             return settings
                 .tpm_limit
@@ -200,7 +223,7 @@ impl KpiQuery {
                 .filter(|l| !l.is_empty())
                 .map(|limits| (d, limits))
         })?;
-        let mut case = format!("CASE COALESCE(rk.{dimension}, ak.{dimension})");
+        let mut case = format!("CASE {}", key(dimension));
         for (value, limit) in limits {
             let _ = write!(case, " WHEN {} THEN {limit:?}", quote_literal(value));
         }
@@ -255,119 +278,92 @@ impl KpiQuery {
     ) -> Result<String, QueryError> {
         self.validate()?;
         let keys = self.keys();
-        let mut sql = String::new();
+        let columns = self.kpi_columns(settings, baseline.is_some());
+        // The sides the chosen KPIs read: request figures (`rk`), attempt
+        // figures (`ak`) or both.
+        let chosen: Vec<&(&str, String)> = columns
+            .iter()
+            .filter(|(name, _)| self.wants(name))
+            .collect();
+        let reads = |side: &str| {
+            let prefix = format!("{side}.");
+            chosen.iter().any(|(_, expr)| expr.contains(&prefix))
+        };
+        // A constant column (a throughput without a limit) still needs rows.
+        let requests = reads("rk");
+        let attempts = reads("ak") || !requests;
+        let key = |k: &str| match (requests, attempts) {
+            (true, true) => format!("COALESCE(rk.{k}, ak.{k})"),
+            (true, false) => format!("rk.{k}"),
+            _ => format!("ak.{k}"),
+        };
+        let mut ctes = Vec::new();
         match source {
             KpiSource::Raw => {
-                let _ = write!(
-                    sql,
-                    "WITH rk AS ({}), ak AS ({}) ",
-                    self.raw_request_figures(settings, Percentiles::Exact),
-                    self.raw_attempt_figures(Percentiles::Exact)
-                );
+                if requests {
+                    ctes.push(format!(
+                        "rk AS ({})",
+                        self.raw_request_figures(settings, Percentiles::Exact)
+                    ));
+                }
+                if attempts {
+                    ctes.push(format!(
+                        "ak AS ({})",
+                        self.raw_attempt_figures(Percentiles::Exact)
+                    ));
+                }
             }
             KpiSource::RawAndRollups => {
-                let _ = write!(
-                    sql,
-                    "WITH rk_parts AS ({} UNION ALL {}), ak_parts AS ({} UNION ALL {}), rk AS ({}), ak AS ({}) ",
-                    self.raw_request_figures(settings, Percentiles::Sketched),
-                    self.rolled_up_request_figures(settings),
-                    self.raw_attempt_figures(Percentiles::Sketched),
-                    self.rolled_up_attempt_figures(),
-                    self.merged_request_figures(),
-                    self.merged_attempt_figures(),
-                );
+                if requests {
+                    ctes.push(format!(
+                        "rk_parts AS ({} UNION ALL {})",
+                        self.raw_request_figures(settings, Percentiles::Sketched),
+                        self.rolled_up_request_figures(settings),
+                    ));
+                    ctes.push(format!("rk AS ({})", self.merged_request_figures()));
+                }
+                if attempts {
+                    ctes.push(format!(
+                        "ak_parts AS ({} UNION ALL {})",
+                        self.raw_attempt_figures(Percentiles::Sketched),
+                        self.rolled_up_attempt_figures(),
+                    ));
+                    ctes.push(format!("ak AS ({})", self.merged_attempt_figures()));
+                }
             }
         }
-        // Output keys: the non-null side of the full join.
-        let mut select = String::from("SELECT ");
-        for key in &keys {
-            let _ = write!(select, "COALESCE(rk.{key}, ak.{key}) AS {key}, ");
-        }
-        let ratio = |num: &str, den: &str| {
-            format!("CAST({num} AS DOUBLE) / CAST(NULLIF({den}, 0) AS DOUBLE)")
-        };
-        let budget = 1.0 - settings.slo_target;
-        let minutes = match (self.bucket_minutes(), self.window_minutes) {
-            (Some(m), _) | (None, Some(m)) => format!("{m}.0"),
-            (None, None) => "ak.observed_minutes".to_owned(),
-        };
-        let throughput = match self.tpm_limit_expr(settings) {
-            Some(limit) => format!(
-                "CAST(ak.tokens AS DOUBLE) / NULLIF({minutes}, 0) / NULLIF({limit}, 0.0) * 100.0"
-            ),
-            None => "CAST(NULL AS DOUBLE)".to_owned(),
-        };
-        let variance = match baseline {
-            Some(_) => "CAST((CAST(ak.spend_usd AS DOUBLE) - CAST(b.baseline_spend AS DOUBLE)) / NULLIF(CAST(b.baseline_spend AS DOUBLE), 0) * 100.0 AS DOUBLE)".to_owned(),
-            None => "CAST(NULL AS DOUBLE)".to_owned(),
-        };
-        let _ = write!(
-            select,
-            "COALESCE(rk.requests, 0) AS requests, \
-             COALESCE(ak.attempts, 0) AS attempts, \
-             rk.latency_p50_ms, rk.latency_p95_ms, rk.latency_p99_ms, \
-             ak.attempt_latency_p50_ms, ak.attempt_latency_p95_ms, ak.attempt_latency_p99_ms, \
-             ak.ttft_p50_ms, ak.ttft_p95_ms, ak.ttft_p99_ms, \
-             {amplification} AS retry_amplification, \
-             {retry_rate} AS retry_rate, \
-             {respent} AS respent_token_share, \
-             {fallback_rate} AS fallback_rate, \
-             {fallback_success} AS fallback_success_rate, \
-             1.0 - {availability} AS error_rate, \
-             {availability} AS availability, \
-             1.0 - {provider_failures} AS attempt_uptime, \
-             CAST(COALESCE(ak.spend_usd, CAST(0 AS DECIMAL(20, 9))) AS DECIMAL(38, 9)) AS spend_usd, \
-             CAST(CAST(ak.spend_usd AS DECIMAL(38, 9)) * 1000000 / NULLIF(ak.tokens, 0) AS DECIMAL(38, 9)) AS cost_per_1m_tokens_usd, \
-             CAST(CAST(ak.spend_usd AS DECIMAL(38, 9)) / NULLIF(rk.successful_requests, 0) AS DECIMAL(38, 9)) AS cost_per_successful_outcome_usd, \
-             {efficiency} AS token_efficiency, \
-             {drift} AS model_drift_rate, \
-             {interruption} AS stream_interruption_rate, \
-             (1.0 - {availability}) / {budget:?} AS error_budget_burn_rate, \
-             1.0 - {bad} / ({budget:?} * CAST(NULLIF(rk.valid_requests, 0) AS DOUBLE)) AS error_budget_remaining, \
-             {throughput} AS effective_throughput_pct, \
-             {variance} AS cost_variance_pct, \
-             {compliance} AS compliance_score, \
-             COALESCE(ak.tokens, 0) AS tokens, \
-             COALESCE(ak.unpriced_attempts, 0) AS unpriced_attempts ",
-            amplification = ratio("ak.attempts", "rk.requests"),
-            retry_rate = ratio("rk.retried_requests", "rk.requests"),
-            respent = ratio("ak.respent_tokens", "ak.tokens"),
-            fallback_rate = ratio("rk.fallback_requests", "rk.requests"),
-            fallback_success = ratio("rk.fallback_successes", "rk.fallback_requests"),
-            availability = ratio("rk.good_requests", "rk.valid_requests"),
-            provider_failures = ratio("ak.provider_failed_attempts", "ak.valid_attempts"),
-            efficiency = ratio("ak.successful_final_tokens", "ak.tokens"),
-            drift = ratio("ak.drifted_attempts", "ak.successful_attempts"),
-            interruption = ratio("ak.interrupted_streams", "ak.streaming_attempts"),
-            bad = "CAST(rk.valid_requests - rk.good_requests AS DOUBLE)",
-            compliance = ratio("rk.compliant_requests", "rk.judged_requests"),
-        );
-        let join_on = |left: &str, right: &str| -> String {
-            if keys.is_empty() {
-                "true".to_owned()
-            } else {
-                keys.iter()
-                    .map(|k| format!("({left}.{k} IS NOT DISTINCT FROM {right}.{k})"))
-                    .collect::<Vec<_>>()
-                    .join(" AND ")
-            }
-        };
-        let _ = write!(
-            sql,
-            "{select} FROM rk FULL OUTER JOIN ak ON {}",
-            join_on("rk", "ak")
-        );
-        if let Some(table) = baseline {
-            let keys_expr: Vec<String> = keys
+        let mut select: Vec<String> = keys.iter().map(|k| format!("{} AS {k}", key(k))).collect();
+        select.extend(
+            chosen
                 .iter()
-                .map(|k| format!("COALESCE(rk.{k}, ak.{k})"))
-                .collect();
+                .map(|(name, expr)| format!("{expr} AS {name}")),
+        );
+        let from = match (requests, attempts) {
+            (true, true) => {
+                let on = if keys.is_empty() {
+                    "true".to_owned()
+                } else {
+                    keys.iter()
+                        .map(|k| format!("(rk.{k} IS NOT DISTINCT FROM ak.{k})"))
+                        .collect::<Vec<_>>()
+                        .join(" AND ")
+                };
+                format!("rk FULL OUTER JOIN ak ON {on}")
+            }
+            (true, false) => "rk".to_owned(),
+            _ => "ak".to_owned(),
+        };
+        let mut sql = format!(
+            "WITH {} SELECT {} FROM {from}",
+            ctes.join(", "),
+            select.join(", ")
+        );
+        if let Some(table) = baseline.filter(|_| self.wants("cost_variance_pct")) {
             let on = if keys.is_empty() {
                 "true".to_owned()
             } else {
                 keys.iter()
-                    .zip(&keys_expr)
-                    .map(|(k, e)| format!("({e} IS NOT DISTINCT FROM b.{k})"))
+                    .map(|k| format!("({} IS NOT DISTINCT FROM b.{k})", key(k)))
                     .collect::<Vec<_>>()
                     .join(" AND ")
             };
@@ -378,6 +374,114 @@ impl KpiQuery {
             let _ = write!(sql, " ORDER BY {}", order.join(", "));
         }
         Ok(sql)
+    }
+}
+
+impl KpiQuery {
+    /// Every KPI column of [`KPI_NAMES`] with its expression over the
+    /// joined figures `rk` and `ak` (and the baseline `b` when there is
+    /// one).
+    fn kpi_columns(&self, settings: &KpiSettings, baseline: bool) -> Vec<(&'static str, String)> {
+        let ratio = |num: &str, den: &str| {
+            format!("CAST({num} AS DOUBLE) / CAST(NULLIF({den}, 0) AS DOUBLE)")
+        };
+        let budget = 1.0 - settings.slo_target;
+        let minutes = match (self.bucket_minutes(), self.window_minutes) {
+            (Some(m), _) | (None, Some(m)) => format!("{m}.0"),
+            (None, None) => "ak.observed_minutes".to_owned(),
+        };
+        // A row without attempt figures has no tokens, so its limit may be
+        // looked up by the attempt side's key alone.
+        let throughput = match self.tpm_limit_expr(settings, &|k| format!("ak.{k}")) {
+            Some(limit) => format!(
+                "CAST(ak.tokens AS DOUBLE) / NULLIF({minutes}, 0) / NULLIF({limit}, 0.0) * 100.0"
+            ),
+            None => "CAST(NULL AS DOUBLE)".to_owned(),
+        };
+        let variance = if baseline {
+            "CAST((CAST(ak.spend_usd AS DOUBLE) - CAST(b.baseline_spend AS DOUBLE)) / NULLIF(CAST(b.baseline_spend AS DOUBLE), 0) * 100.0 AS DOUBLE)".to_owned()
+        } else {
+            "CAST(NULL AS DOUBLE)".to_owned()
+        };
+        let availability = ratio("rk.good_requests", "rk.valid_requests");
+        let percentile =
+            |side: &str, stem: &str, suffix: &str| format!("{side}.{stem}_{suffix}_ms");
+        vec![
+            ("requests", "COALESCE(rk.requests, 0)".to_owned()),
+            ("attempts", "COALESCE(ak.attempts, 0)".to_owned()),
+            ("latency_p50_ms", percentile("rk", "latency", "p50")),
+            ("latency_p95_ms", percentile("rk", "latency", "p95")),
+            ("latency_p99_ms", percentile("rk", "latency", "p99")),
+            ("attempt_latency_p50_ms", percentile("ak", "attempt_latency", "p50")),
+            ("attempt_latency_p95_ms", percentile("ak", "attempt_latency", "p95")),
+            ("attempt_latency_p99_ms", percentile("ak", "attempt_latency", "p99")),
+            ("ttft_p50_ms", percentile("ak", "ttft", "p50")),
+            ("ttft_p95_ms", percentile("ak", "ttft", "p95")),
+            ("ttft_p99_ms", percentile("ak", "ttft", "p99")),
+            ("retry_amplification", ratio("ak.attempts", "rk.requests")),
+            ("retry_rate", ratio("rk.retried_requests", "rk.requests")),
+            ("respent_token_share", ratio("ak.respent_tokens", "ak.tokens")),
+            ("fallback_rate", ratio("rk.fallback_requests", "rk.requests")),
+            (
+                "fallback_success_rate",
+                ratio("rk.fallback_successes", "rk.fallback_requests"),
+            ),
+            ("error_rate", format!("1.0 - {availability}")),
+            ("availability", availability.clone()),
+            (
+                "attempt_uptime",
+                format!(
+                    "1.0 - {}",
+                    ratio("ak.provider_failed_attempts", "ak.valid_attempts")
+                ),
+            ),
+            (
+                "spend_usd",
+                "CAST(COALESCE(ak.spend_usd, CAST(0 AS DECIMAL(20, 9))) AS DECIMAL(38, 9))"
+                    .to_owned(),
+            ),
+            (
+                "cost_per_1m_tokens_usd",
+                "CAST(CAST(ak.spend_usd AS DECIMAL(38, 9)) * 1000000 / NULLIF(ak.tokens, 0) AS DECIMAL(38, 9))".to_owned(),
+            ),
+            (
+                "cost_per_successful_outcome_usd",
+                "CAST(CAST(ak.spend_usd AS DECIMAL(38, 9)) / NULLIF(rk.successful_requests, 0) AS DECIMAL(38, 9))".to_owned(),
+            ),
+            (
+                "token_efficiency",
+                ratio("ak.successful_final_tokens", "ak.tokens"),
+            ),
+            (
+                "model_drift_rate",
+                ratio("ak.drifted_attempts", "ak.successful_attempts"),
+            ),
+            (
+                "stream_interruption_rate",
+                ratio("ak.interrupted_streams", "ak.streaming_attempts"),
+            ),
+            (
+                "error_budget_burn_rate",
+                format!("(1.0 - {availability}) / {budget:?}"),
+            ),
+            (
+                "error_budget_remaining",
+                format!(
+                    "1.0 - CAST(rk.valid_requests - rk.good_requests AS DOUBLE) / ({budget:?} * CAST(NULLIF(rk.valid_requests, 0) AS DOUBLE))"
+                ),
+            ),
+            ("effective_throughput_pct", throughput),
+            ("cost_variance_pct", variance),
+            (
+                "compliance_score",
+                ratio("rk.compliant_requests", "rk.judged_requests"),
+            ),
+            ("tokens", "COALESCE(ak.tokens, 0)".to_owned()),
+            (
+                "unpriced_attempts",
+                "COALESCE(ak.unpriced_attempts, 0)".to_owned(),
+            ),
+        ]
     }
 }
 
@@ -661,5 +765,54 @@ impl KpiQuery {
             percentiles = Self::merged_percentiles(ATTEMPT_PERCENTILES),
             group_by = self.group_by_clause(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kpi_has_one_column_in_output_order() {
+        let names: Vec<&str> = KpiQuery::default()
+            .kpi_columns(&KpiSettings::default(), true)
+            .iter()
+            .map(|(name, _)| *name)
+            .collect();
+        assert_eq!(names, KPI_NAMES);
+    }
+
+    #[test]
+    fn a_chosen_kpi_reads_only_the_figures_it_needs() {
+        let query = |kpis: &[&str]| KpiQuery {
+            group_by: vec!["team".into()],
+            kpis: kpis.iter().map(|k| (*k).to_owned()).collect(),
+            ..KpiQuery::default()
+        };
+        let settings = KpiSettings::default();
+        let spend = query(&["spend_usd"])
+            .sql(&settings, None, KpiSource::RawAndRollups)
+            .expect("sql");
+        assert!(
+            spend.contains("ak_parts") && !spend.contains("rk_parts"),
+            "{spend}"
+        );
+        assert!(!spend.contains("ddsketch_merge(latency_sketch)"), "{spend}");
+        let availability = query(&["availability"])
+            .sql(&settings, None, KpiSource::Raw)
+            .expect("sql");
+        assert!(availability.contains("FROM rk ORDER BY"), "{availability}");
+        let both = query(&["retry_amplification"])
+            .sql(&settings, None, KpiSource::Raw)
+            .expect("sql");
+        assert!(both.contains("rk FULL OUTER JOIN ak"), "{both}");
+        let constant = query(&["effective_throughput_pct"])
+            .sql(&settings, None, KpiSource::Raw)
+            .expect("sql");
+        assert!(constant.contains("FROM ak ORDER BY"), "{constant}");
+        assert!(matches!(
+            query(&["spend"]).sql(&settings, None, KpiSource::Raw),
+            Err(QueryError::UnknownKpi(name, _)) if name == "spend"
+        ));
     }
 }

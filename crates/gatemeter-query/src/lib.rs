@@ -118,7 +118,7 @@ pub async fn kpis_frame(
     // Cost variance compares the window with the trailing seven days before
     // it, scaled to the window's length; it needs both ends and no buckets.
     let baseline = match (window.from, window.to, &query.bucket) {
-        (Some(from), Some(to), None) => {
+        (Some(from), Some(to), None) if query.wants("cost_variance_pct") => {
             let (before, _) = engine
                 .rollup_session(
                     Window {

@@ -32,7 +32,7 @@ use datafusion::functions_aggregate::expr_fn::{max, min, sum};
 use datafusion::logical_expr::expr_rewriter::unnormalize_col;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{
-    cast, col, lit, Expr, LogicalPlan, LogicalPlanBuilder, TableProviderFilterPushDown,
+    cast, col, lit, Expr, LogicalPlanBuilder, TableProviderFilterPushDown,
 };
 use datafusion::physical_plan::ExecutionPlan;
 
@@ -171,14 +171,16 @@ impl RolledUpView {
         LogicalPlanBuilder::from(self.raw.logical_plan().clone()).project(columns)
     }
 
-    /// The stored files as a table of [`Self::source_fields`] with the
-    /// view's column types.
+    /// The stored files as a table of [`Self::source_fields`], cast to the
+    /// types of `target` (the hourly view's, or a derived view's own for
+    /// files that already hold its rows).
     fn stored_rows(
         &self,
         state: &SessionState,
         files: &[String],
         teams: Option<Expr>,
-    ) -> Result<LogicalPlan> {
+        target: &Schema,
+    ) -> Result<LogicalPlanBuilder> {
         let fields = self.source_fields();
         let statistics = state.runtime_env().cache_manager.get_file_statistic_cache();
         let table = stored_table(
@@ -193,11 +195,12 @@ impl RolledUpView {
             plan = plan.filter(teams)?;
         }
         // Stored strings are plain UTF-8; the view's are string views.
-        let as_view_types: Vec<Expr> = fields
+        let as_view_types: Vec<Expr> = target
+            .fields()
             .iter()
             .map(|field| cast(col(field.name()), field.data_type().clone()).alias(field.name()))
             .collect();
-        plan.project(as_view_types)?.build()
+        plan.project(as_view_types)
     }
 }
 
@@ -235,13 +238,13 @@ impl TableProvider for RolledUpView {
             .config()
             .get_extension::<SessionScope>()
             .unwrap_or_else(|| Arc::new(SessionScope::everything(self.stored.files.current())));
-        let rolled = self.stored.index.usable(
-            scope.window,
-            &scope.files,
-            &self.stored.basis,
-            self.derivation
-                .map_or(RollupGrain::Hours.into(), Derivation::reads),
-        );
+        let own_kind = self
+            .derivation
+            .map_or(RollupGrain::Hours.into(), Derivation::reads);
+        let rolled =
+            self.stored
+                .index
+                .usable(scope.window, &scope.files, &self.stored.basis, own_kind);
         // The raw view reads every hour of the session but the stored ones.
         let raw_scope = SessionScope {
             files: scope.files.clone(),
@@ -258,12 +261,23 @@ impl TableProvider for RolledUpView {
             .get_extension::<RowScope>()
             .and_then(|scope| scope.predicate());
         let scoped = teams.is_some();
-        let stored_files = &rolled.files[self.position];
-        if !stored_files.is_empty() {
-            plan = plan.union(self.stored_rows(&inner, stored_files, teams)?)?;
+        // A file of this view's own grain and width holds its rows already:
+        // it joins the merged rows as it is, so a query summing a column
+        // reads that column alone. Every other part is merged.
+        let (finished, to_merge) = rolled.split_by_kind(self.position, own_kind);
+        if !to_merge.is_empty() {
+            let source = Schema::new(self.source_fields());
+            plan = plan.union(
+                self.stored_rows(&inner, &to_merge, teams.clone(), &source)?
+                    .build()?,
+            )?;
         }
         if let Some(derivation) = self.derivation {
             plan = derivation.apply(plan)?;
+        }
+        if !finished.is_empty() {
+            let own = self.schema();
+            plan = plan.union(self.stored_rows(&inner, &finished, teams, &own)?.build()?)?;
         }
         // The filters name the columns as the query's scan qualified them.
         // A team-scoped query's own filters run only above (as over the raw

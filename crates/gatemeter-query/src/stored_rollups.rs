@@ -234,6 +234,10 @@ pub struct RolledUpHours {
     /// Some of them may be files of [`BY_MODEL_ROLLUPS`], which lack the
     /// columns of [`BY_MODEL_OMITS`].
     pub files: [Vec<String>; 2],
+    /// What each period of `files` was read from (the same for both
+    /// lists): a file whose grain and width are a view's own already
+    /// holds that view's rows, one per period and dimensions.
+    pub kinds: Vec<RollupReads>,
 }
 
 impl RolledUpHours {
@@ -241,10 +245,26 @@ impl RolledUpHours {
         self.hours.is_empty()
     }
 
-    fn read(&mut self, files: [&RollupFile; 2]) {
+    fn read(&mut self, files: [&RollupFile; 2], kind: RollupReads) {
         for (list, file) in self.files.iter_mut().zip(files) {
             list.push(file.path.clone());
         }
+        self.kinds.push(kind);
+    }
+
+    /// The files of rollup `position` ([`ROLLUP_VIEWS`] order) split in
+    /// two: those read as `kind` (rows that need no merging for a view of
+    /// that grain and width), and the rest.
+    pub fn split_by_kind(&self, position: usize, kind: RollupReads) -> (Vec<String>, Vec<String>) {
+        let (mut same, mut other) = (Vec::new(), Vec::new());
+        for (path, read_as) in self.files[position].iter().zip(&self.kinds) {
+            if *read_as == kind {
+                same.push(path.clone());
+            } else {
+                other.push(path.clone());
+            }
+        }
+        (same, other)
     }
 }
 
@@ -302,13 +322,16 @@ impl RollupIndex {
                        narrow: &Stored,
                        period: &HourPartition,
                        expected: &str|
-         -> Option<[RollupFile; 2]> {
+         -> Option<([RollupFile; 2], bool)> {
             let narrow = reads
                 .by_model
                 .then(|| matching(narrow.get(period), expected))
-                .flatten();
-            let full = || matching(full.get(period), expected);
-            narrow.or_else(full).map(|files| files.map(Clone::clone))
+                .flatten()
+                .map(|files| (files, true));
+            let full = || matching(full.get(period), expected).map(|files| (files, false));
+            narrow
+                .or_else(full)
+                .map(|(files, by_model)| (files.map(Clone::clone), by_model))
         };
         let sources = hour_sources(files);
         if reads.grain == RollupGrain::Days {
@@ -318,11 +341,17 @@ impl RollupIndex {
                     continue;
                 }
                 let expected = stamp(basis, &source);
-                if let Some(stored) = current(&self.days, &self.days_by_model, &day, &expected) {
+                if let Some((stored, by_model)) =
+                    current(&self.days, &self.days_by_model, &day, &expected)
+                {
                     used.days.insert(day);
                     used.hours
                         .extend(sources.keys().filter(|hour| day_of(**hour) == day));
-                    used.read(stored.each_ref());
+                    let kind = RollupReads {
+                        grain: RollupGrain::Days,
+                        by_model,
+                    };
+                    used.read(stored.each_ref(), kind);
                 }
             }
         }
@@ -332,9 +361,15 @@ impl RollupIndex {
                 continue;
             }
             let expected = stamp(basis, source);
-            if let Some(stored) = current(&self.hours, &self.hours_by_model, hour, &expected) {
+            if let Some((stored, by_model)) =
+                current(&self.hours, &self.hours_by_model, hour, &expected)
+            {
                 used.hours.insert(*hour);
-                used.read(stored.each_ref());
+                let kind = RollupReads {
+                    grain: RollupGrain::Hours,
+                    by_model,
+                };
+                used.read(stored.each_ref(), kind);
             }
         }
         used
@@ -596,6 +631,15 @@ mod tests {
                 format!("rollups/hourly_usage/{eleven:?}.parquet"),
             ],
             "eleven's narrower file is stale: its full one is read"
+        );
+        let (own, to_merge) = read.split_by_kind(0, by_model);
+        assert_eq!(
+            (own, to_merge),
+            (
+                vec![format!("rollups/hourly_usage_by_model/{ten:?}.parquet")],
+                vec![format!("rollups/hourly_usage/{eleven:?}.parquet")],
+            ),
+            "only the narrower file holds the view by model's own rows"
         );
         let full = index.usable(Window::default(), &files, "b", RollupGrain::Hours.into());
         assert!(full

@@ -350,6 +350,14 @@ async fn time_requests(
             request(&["team"], None, &[]),
         ),
         (
+            "spend by team, 30 days, spend only (kpis=spend_usd)",
+            day(30),
+            KpiQuery {
+                kpis: vec!["spend_usd".to_owned()],
+                ..request(&["team"], None, &[])
+            },
+        ),
+        (
             "one-day one-team drill-down",
             day(1),
             request(&["provider"], Some("1h"), &[("team", "search")]),

@@ -31,7 +31,7 @@ fn rfc3339(micros: i64) -> String {
         .to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// `from`, `to`, `group_by`, `bucket`, `exact_percentiles` and
+/// `from`, `to`, `group_by`, `bucket`, `exact_percentiles`, `kpis` and
 /// `<dimension>=<value>` filters;
 /// anything else is refused by name.
 fn kpi_request(params: &BTreeMap<String, String>) -> Result<(Window, KpiQuery), ApiError> {
@@ -41,15 +41,9 @@ fn kpi_request(params: &BTreeMap<String, String>) -> Result<(Window, KpiQuery), 
         match key.as_str() {
             "from" => window.from = Some(parse_time(key, value)?),
             "to" => window.to = Some(parse_time(key, value)?),
-            "group_by" => {
-                query.group_by = value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect();
-            }
+            "group_by" => query.group_by = comma_list(value),
             "bucket" => query.bucket = Some(value.clone()),
+            "kpis" => query.kpis = comma_list(value),
             "exact_percentiles" => {
                 query.exact_percentiles = match value.as_str() {
                     "true" => true,
@@ -66,7 +60,7 @@ fn kpi_request(params: &BTreeMap<String, String>) -> Result<(Window, KpiQuery), 
             }
             other => {
                 return Err(ApiError::BadRequest(format!(
-                    "unknown parameter `{other}` (from, to, group_by, bucket, exact_percentiles or a dimension: {})",
+                    "unknown parameter `{other}` (from, to, group_by, bucket, exact_percentiles, kpis or a dimension: {})",
                     DIMENSIONS.join(", ")
                 )))
             }
@@ -74,6 +68,16 @@ fn kpi_request(params: &BTreeMap<String, String>) -> Result<(Window, KpiQuery), 
     }
     query.validate()?;
     Ok((window, query))
+}
+
+/// The non-empty items of a comma-separated list.
+fn comma_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 pub async fn get_kpis(

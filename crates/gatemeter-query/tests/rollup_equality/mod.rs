@@ -15,7 +15,7 @@ use gatemeter_query::stored_rollups::{
 };
 use gatemeter_query::{
     kpis, rollup_reads, KpiQuery, KpiSettings, QueryConfig, QueryEngine, RollupGrain, TeamScope,
-    Window, DIMENSIONS,
+    Window, DIMENSIONS, KPI_NAMES,
 };
 
 /// Stored days the KPI requests read, over every case.
@@ -294,6 +294,14 @@ fn random_request(random: &mut Random) -> (Window, KpiQuery, KpiSettings) {
     if random.chance(25) {
         query.scope = TeamScope::only(["ads".to_owned(), "support".to_owned()]);
     }
+    if random.chance(30) {
+        for _ in 0..=random.below(2) {
+            let kpi = random.pick(KPI_NAMES).to_string();
+            if !query.kpis.contains(&kpi) {
+                query.kpis.push(kpi);
+            }
+        }
+    }
     let mut settings = KpiSettings::default();
     if random.chance(50) {
         settings.allowed_providers = Some(vec!["acme".to_owned(), "beta".to_owned()]);
@@ -302,6 +310,48 @@ fn random_request(random: &mut Random) -> (Window, KpiQuery, KpiSettings) {
         settings.tpm_limit = Some(50_000.0);
     }
     (Window { from, to }, query, settings)
+}
+
+/// Each row of a request for some KPIs holds what the same group's row
+/// of the request for all of them holds, and no group of all's rows with
+/// a figure of a chosen KPI is missing.
+fn same_as_in_every_kpi(chosen: &[Value], all: &[Value], query: &KpiQuery, context: &str) {
+    let keys = query.keys();
+    let key_of = |row: &Value| -> Vec<Value> { keys.iter().map(|k| row[k].clone()).collect() };
+    let by_key: std::collections::HashMap<String, &Value> = all
+        .iter()
+        .map(|row| (format!("{:?}", key_of(row)), row))
+        .collect();
+    for row in chosen {
+        let whole = by_key
+            .get(&format!("{:?}", key_of(row)))
+            .unwrap_or_else(|| panic!("{context}: no group {row:?} among all KPIs"));
+        let fields = row.as_object().expect("row");
+        let names: Vec<&String> = fields.keys().filter(|k| !keys.contains(k)).collect();
+        assert_eq!(names.len(), query.kpis.len(), "{context}: {row:?}");
+        for name in names {
+            assert_eq!(fields[name], whole[name], "{name}\n{context}");
+        }
+    }
+    // Groups left out have none of the chosen KPIs' figures.
+    let chosen_keys: std::collections::HashSet<String> = chosen
+        .iter()
+        .map(|row| format!("{:?}", key_of(row)))
+        .collect();
+    for row in all {
+        if chosen_keys.contains(&format!("{:?}", key_of(row))) {
+            continue;
+        }
+        for kpi in &query.kpis {
+            let value = &row[kpi.as_str()];
+            assert!(
+                value.is_null()
+                    || value.as_f64() == Some(0.0)
+                    || value.as_str().and_then(|text| text.parse::<f64>().ok()) == Some(0.0),
+                "{context}: group {row:?} left out with {kpi} = {value}"
+            );
+        }
+    }
 }
 
 fn is_percentile(column: &str) -> bool {
@@ -358,6 +408,19 @@ async fn compare(
         )
         .expect("rows");
         assert_eq!(mixed.len(), exact.len(), "{context}\n{mixed:?}\n{exact:?}");
+        if !query.kpis.is_empty() {
+            let every_kpi = KpiQuery {
+                kpis: Vec::new(),
+                ..query.clone()
+            };
+            let all = json_rows(
+                &kpis(engine, window, &every_kpi, &settings)
+                    .await
+                    .expect(&context),
+            )
+            .expect("rows");
+            same_as_in_every_kpi(&mixed, &all, &query, &context);
+        }
         for (m, e) in mixed.iter().zip(&exact) {
             let (m, e) = (m.as_object().expect("row"), e.as_object().expect("row"));
             assert_eq!(

@@ -41,6 +41,11 @@ pub struct KpisArgs {
     /// percentiles are within 1%; counts and money are exact either way).
     #[arg(long, env = "GATEMETER_KPIS_EXACT_PERCENTILES")]
     pub exact_percentiles: bool,
+    /// Only these KPI columns (comma-separated, e.g. spend_usd,tokens)
+    /// besides the group columns [default: all]; what none of them needs
+    /// is not read.
+    #[arg(long, env = "GATEMETER_KPIS_KPIS", value_delimiter = ',')]
+    pub kpis: Vec<String>,
 }
 
 pub fn query_config(settings: &Settings) -> QueryConfig {
@@ -51,6 +56,15 @@ pub fn query_config(settings: &Settings) -> QueryConfig {
     }
 }
 
+/// The items of a comma-separated flag, trimmed, without empty ones.
+fn non_empty(items: &[String]) -> Vec<String> {
+    items
+        .iter()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
 pub async fn run(settings: &Settings, args: &KpisArgs) -> Result<(), CliError> {
     let kpi_settings = KpiSettings::from(settings);
     let engine = QueryEngine::open(query_config(settings)).await?;
@@ -59,12 +73,7 @@ pub async fn run(settings: &Settings, args: &KpisArgs) -> Result<(), CliError> {
         to: args.to.map(|t| t.timestamp_micros()),
     };
     let query = KpiQuery {
-        group_by: args
-            .group_by
-            .iter()
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .collect(),
+        group_by: non_empty(&args.group_by),
         bucket: args.bucket.clone(),
         window_minutes: None,
         filters: args
@@ -82,6 +91,7 @@ pub async fn run(settings: &Settings, args: &KpisArgs) -> Result<(), CliError> {
             .collect::<Result<_, _>>()?,
         scope: gatemeter_query::TeamScope::all(),
         exact_percentiles: args.exact_percentiles,
+        kpis: non_empty(&args.kpis),
     };
     let batches = kpis(&engine, window, &query, &kpi_settings).await?;
     let text = match args.format {
