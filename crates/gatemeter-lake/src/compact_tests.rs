@@ -50,6 +50,17 @@ fn read(dir: &Path, path: &str) -> RecordBatch {
     arrow::compute::concat_batches(&batches[0].schema(), &batches).expect("concat")
 }
 
+/// The `attempt_id` column of `batch`, in order.
+fn attempt_ids(batch: &RecordBatch) -> Vec<&str> {
+    batch
+        .column_by_name("attempt_id")
+        .expect("attempt_id")
+        .as_string::<i32>()
+        .iter()
+        .flatten()
+        .collect()
+}
+
 /// Hour 10 gets three files: a, b; b again (producer duplicate) and a
 /// correction of a (version 2); c. Hour 11 gets one file.
 async fn lake_with_duplicates(dir: &Path) -> Lake {
@@ -127,13 +138,7 @@ async fn compaction_keeps_one_winning_copy_per_attempt_in_one_commit() {
 
     // Sorted by request_start; the correction of `a` won.
     let batch = read(dir.path(), &hour10[0].path);
-    let ids: Vec<&str> = batch
-        .column_by_name("attempt_id")
-        .expect("attempt_id")
-        .as_string::<i32>()
-        .iter()
-        .flatten()
-        .collect();
+    let ids = attempt_ids(&batch);
     assert_eq!(ids, ["b", "c", "a"]);
     let versions = batch
         .column_by_name("event_version")
@@ -236,4 +241,73 @@ async fn a_compaction_that_loses_the_race_changes_nothing() {
             .sum::<u64>(),
         3
     );
+}
+
+/// A lake of the schema before `retry_after_ms` and `zero_data_retention`:
+/// the first writer appends them to the table's schema, writes its rows
+/// with them, and compaction merges the old file's rows (nulls there) with
+/// the new ones into a file of the whole schema.
+#[tokio::test]
+async fn a_lake_of_the_earlier_schema_gains_the_new_columns_and_compacts_old_rows_with_new() {
+    use arrow::array::Array;
+    use arrow::datatypes::Float64Type;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let old = [copy("a", 1, "2026-11-01T10:05:00Z", 0)];
+    crate::earlier_release::write_earlier_lake(dir.path(), &old)
+        .await
+        .expect("earlier lake");
+    let log = |dir: &Path| -> String {
+        let mut text = String::new();
+        for entry in std::fs::read_dir(dir.join("attempts/_delta_log")).expect("log") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "json") {
+                text.push_str(&std::fs::read_to_string(path).expect("commit"));
+            }
+        }
+        text
+    };
+    assert!(!log(dir.path()).contains("retry_after_ms"));
+
+    let (mut lake, report) = Lake::open_local(dir.path(), None).await.expect("open");
+    assert_eq!(report.data_files, 1, "the earlier file is kept");
+    assert!(
+        log(dir.path()).contains("zero_data_retention"),
+        "columns added"
+    );
+    let json = r#"{"schema_version":1,"attempt_id":"b","request_id":"r-b","attempt_index":0,
+        "attempt_kind":"initial","is_final":true,"request_start":"2026-11-01T10:01:00Z",
+        "attempt_start":"2026-11-01T10:01:00Z","attempt_end":"2026-11-01T10:01:02Z",
+        "requested_model":"m","provider":"p","api_key_id":"k","environment":"prod",
+        "outcome":"error","http_status":429,"error_class":"rate_limited",
+        "retry_after_ms":1500,"zero_data_retention":true}"#;
+    commit(&mut lake, vec![row_from_json(json, 1)], 2).await;
+    // A second writer opening it now finds nothing to add.
+    let before = log(dir.path()).len();
+    Lake::open_local(dir.path(), None).await.expect("reopen");
+    assert_eq!(log(dir.path()).len(), before, "no second schema commit");
+
+    let plan = lake.compaction_plans(micros("2026-11-01T11:00:00Z"))[0].clone();
+    assert_eq!(plan.files.len(), 2);
+    lake.compact(&plan).await.expect("compact");
+    let file = lake.data_files().next().expect("compacted").path.clone();
+    let batch = read(dir.path(), &file);
+    assert_eq!(
+        batch.num_columns(),
+        gatemeter_schema::attempts_schema().fields().len()
+    );
+    let ids = attempt_ids(&batch);
+    assert_eq!(ids, ["b", "a"], "sorted by request_start");
+    let waits = batch
+        .column_by_name("retry_after_ms")
+        .expect("retry_after_ms")
+        .as_primitive::<Float64Type>()
+        .clone();
+    assert_eq!((waits.value(0), waits.is_null(1)), (1500.0, true));
+    let retention = batch
+        .column_by_name("zero_data_retention")
+        .expect("zero_data_retention")
+        .as_boolean()
+        .clone();
+    assert_eq!((retention.value(0), retention.is_null(1)), (true, true));
 }

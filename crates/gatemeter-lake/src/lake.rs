@@ -96,7 +96,7 @@ pub fn app_id(topic: &str, partition: i32) -> String {
     format!("gatemeter:{topic}:{partition}")
 }
 
-fn partition_columns() -> [(&'static str, DeltaType); 2] {
+pub(crate) fn partition_columns() -> [(&'static str, DeltaType); 2] {
     [
         ("date", DeltaType::Primitive(PrimitiveType::Date)),
         ("hour", DeltaType::Primitive(PrimitiveType::Integer)),
@@ -174,15 +174,20 @@ impl Lake {
             &partition_columns(),
         )
         .await?;
-        let dead_letters = Table::open_or_create(
+        let dead_letters = Lake::create_dead_letters(location).await?;
+        Ok((attempts, dead_letters))
+    }
+
+    /// The dead letters table at `location`, created if missing.
+    pub(crate) async fn create_dead_letters(location: &LakeLocation) -> Result<Table, LakeError> {
+        Table::open_or_create(
             DEAD_LETTERS_DIR,
             location.table_url(DEAD_LETTERS_DIR)?,
-            options,
+            location.storage_options(),
             &dead_letters_schema(),
             &[],
         )
-        .await?;
-        Ok((attempts, dead_letters))
+        .await
     }
 
     /// The lake at `location` for a reader, or `None` while no writer has

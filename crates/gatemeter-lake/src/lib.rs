@@ -19,6 +19,8 @@
 //! are the same code.
 
 mod compact;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod earlier_release;
 mod error;
 mod lake;
 pub mod legacy;

@@ -22,7 +22,7 @@ use arrow::compute::{
 use arrow::datatypes::{Schema, UInt32Type};
 use arrow::error::ArrowError;
 use bytes::Bytes;
-use gatemeter_schema::attempts_schema;
+use gatemeter_schema::{as_attempts, attempts_schema};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use std::sync::Arc;
@@ -188,11 +188,9 @@ fn read_rows(bytes: &Bytes, first: u32, last: u32) -> Result<RecordBatch, LakeEr
         .with_batch_size(count.min(CHUNK_ROWS))
         .build()?
     {
-        // The lake's schema, so that every file's rows interleave.
-        batches.push(RecordBatch::try_new(
-            attempts_schema(),
-            batch?.columns().to_vec(),
-        )?);
+        // The lake's schema, so that every file's rows interleave (an
+        // older file's missing columns as nulls).
+        batches.push(as_attempts(&batch?)?);
     }
     Ok(concat_batches(&attempts_schema(), &batches)?)
 }

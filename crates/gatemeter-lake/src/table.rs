@@ -16,7 +16,7 @@ use arrow::datatypes::{DataType, Int64Type, TimeUnit};
 use arrow_schema::Schema;
 use deltalake_core::kernel::engine::arrow_conversion::TryFromArrow;
 use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
-use deltalake_core::kernel::{Action, StructType};
+use deltalake_core::kernel::{Action, StructField, StructType};
 use deltalake_core::logstore::ObjectStoreRef;
 use deltalake_core::operations::create::CreateBuilder;
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
@@ -92,7 +92,8 @@ impl Table {
         schema: &Schema,
         partition_columns: &[(&str, deltalake_core::kernel::DataType)],
     ) -> Result<Table, LakeError> {
-        if let Some(table) = Table::open(name, url.clone(), storage_options).await? {
+        if let Some(mut table) = Table::open(name, url.clone(), storage_options).await? {
+            table.add_missing_columns(schema).await?;
             return Ok(table);
         }
         if let Some(dir) = local_dir(&url) {
@@ -133,6 +134,57 @@ impl Table {
                 None => Err(delta_error(name, first)),
             },
         }
+    }
+
+    /// Appends to the table's schema the columns of `schema` it lacks (a
+    /// lake written by an earlier release, docs/lake.md "Schema changes"):
+    /// one metadata commit, by whichever writer opens it first. Such
+    /// columns are nullable, and the table's older files read them as null.
+    async fn add_missing_columns(&mut self, schema: &Schema) -> Result<(), LakeError> {
+        let missing = self.missing_columns(schema)?;
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let added = self
+            .inner
+            .clone()
+            .add_columns()
+            .with_fields(missing)
+            .with_commit_properties(CommitProperties::default().with_max_retries(0))
+            .await;
+        match added {
+            Ok(inner) => {
+                self.inner = inner;
+                Ok(())
+            }
+            // Another writer added them (or committed anything) first.
+            Err(first) => {
+                self.refresh().await?;
+                if self.missing_columns(schema)?.is_empty() {
+                    Ok(())
+                } else {
+                    Err(delta_error(self.name, first))
+                }
+            }
+        }
+    }
+
+    /// The columns of `schema` the table's schema does not have.
+    fn missing_columns(&self, schema: &Schema) -> Result<Vec<StructField>, LakeError> {
+        let current = self
+            .inner
+            .snapshot()
+            .map_err(|e| delta_error(self.name, e))?
+            .schema();
+        let wanted = StructType::try_from_arrow(schema).map_err(|e| LakeError::Delta {
+            table: self.name.to_owned(),
+            reason: format!("schema: {e}"),
+        })?;
+        Ok(wanted
+            .fields()
+            .filter(|field| current.field(field.name()).is_none())
+            .cloned()
+            .collect())
     }
 
     /// The table at `url`, or `None` when no Delta log is there yet.

@@ -12,14 +12,14 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, RecordBatch, RecordBatchOptions};
+use arrow_array::{new_null_array, ArrayRef, RecordBatch, RecordBatchOptions};
 use arrow_schema::SchemaRef;
 use datafusion::arrow::compute::concat;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
 use datafusion::parquet::arrow::arrow_reader::{
-    ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
 use datafusion::parquet::arrow::ProjectionMask;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
@@ -273,36 +273,80 @@ impl FileReader {
     }
 
     /// Columns `indices` (ascending) of `path`, each as one array of all
-    /// its `rows` rows.
+    /// its `rows` rows. A file written before the lake's last columns were
+    /// added holds the columns before them only (they are appended,
+    /// docs/lake.md "Schema changes"): it reads the others as nulls.
     fn decode(&self, path: &Path, indices: &[usize], rows: usize) -> Result<Vec<ArrayRef>> {
         let file = File::open(path)
             .map_err(|e| DataFusionError::Execution(format!("{}: {e}", path.display())))?;
-        let options = ArrowReaderOptions::new().with_schema(self.file_schema.clone());
-        let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options)?;
-        let mask = ProjectionMask::roots(builder.parquet_schema(), indices.iter().copied());
-        let reader = builder
-            .with_projection(mask)
-            .with_batch_size(rows.max(1))
-            .build()?;
-        let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
-        let read: usize = batches.iter().map(RecordBatch::num_rows).sum();
-        if read != rows {
-            return Err(DataFusionError::Execution(format!(
-                "{}: {read} rows where the commit log says {rows}",
-                path.display()
-            )));
+        let footer = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())?;
+        let stored = footer
+            .schema()
+            .fields()
+            .len()
+            .min(self.file_schema.fields().len());
+        let present: Vec<usize> = indices.iter().copied().filter(|&i| i < stored).collect();
+        let mut decoded = if present.is_empty() {
+            Vec::new()
+        } else {
+            let prefix: Vec<usize> = (0..stored).collect();
+            let options =
+                ArrowReaderOptions::new().with_schema(Arc::new(self.file_schema.project(&prefix)?));
+            let metadata = ArrowReaderMetadata::try_new(footer.metadata().clone(), options)?;
+            read_columns(path, file, metadata, &present, rows)?
         }
-        (0..indices.len())
-            .map(|i| match batches.as_slice() {
-                [only] => Ok(only.column(i).clone()),
-                _ => {
-                    let pieces: Vec<&dyn arrow_array::Array> =
-                        batches.iter().map(|b| b.column(i).as_ref()).collect();
-                    Ok(concat(&pieces)?)
+        .into_iter();
+        indices
+            .iter()
+            .map(|&index| {
+                if index < stored {
+                    decoded.next().ok_or_else(|| {
+                        DataFusionError::Internal(format!("{}: a column short", path.display()))
+                    })
+                } else {
+                    Ok(new_null_array(
+                        self.file_schema.field(index).data_type(),
+                        rows,
+                    ))
                 }
             })
             .collect()
     }
+}
+
+/// Columns `indices` (ascending, all in the file) of `file` at `path`,
+/// read with `metadata`, each as one array of all its `rows` rows.
+fn read_columns(
+    path: &Path,
+    file: File,
+    metadata: ArrowReaderMetadata,
+    indices: &[usize],
+    rows: usize,
+) -> Result<Vec<ArrayRef>> {
+    let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, metadata);
+    let mask = ProjectionMask::roots(builder.parquet_schema(), indices.iter().copied());
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(rows.max(1))
+        .build()?;
+    let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
+    let read: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    if read != rows {
+        return Err(DataFusionError::Execution(format!(
+            "{}: {read} rows where the commit log says {rows}",
+            path.display()
+        )));
+    }
+    (0..indices.len())
+        .map(|i| match batches.as_slice() {
+            [only] => Ok(only.column(i).clone()),
+            _ => {
+                let pieces: Vec<&dyn arrow_array::Array> =
+                    batches.iter().map(|b| b.column(i).as_ref()).collect();
+                Ok(concat(&pieces)?)
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

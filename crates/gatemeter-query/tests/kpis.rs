@@ -743,3 +743,85 @@ async fn hourly_rollups_add_up_to_the_raw_rows() {
         }
     }
 }
+
+/// A lake written before `retry_after_ms` and `zero_data_retention`
+/// existed answers every KPI as the same events imported now do, through
+/// the column cache and without; its rows read the new columns as null,
+/// and rows written into it since carry them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lake_of_the_earlier_schema_reads_as_one_of_this_release() {
+    let events = fixture("edge.jsonl");
+    let rows: Vec<gatemeter_schema::AttemptRow> = std::fs::read_to_string(&events)
+        .expect("fixture")
+        .lines()
+        .enumerate()
+        .filter_map(|(line, text)| {
+            let event = gatemeter_schema::decode_event(text.as_bytes()).ok()?;
+            Some(gatemeter_schema::AttemptRow {
+                event,
+                source: gatemeter_schema::SourcePosition {
+                    topic: "import:edge.jsonl".into(),
+                    partition: 0,
+                    offset: line as i64,
+                },
+            })
+        })
+        .collect();
+    assert!(rows.len() > 10);
+    let earlier = tempfile::tempdir().expect("tempdir");
+    gatemeter_lake::earlier_release::write_earlier_lake(earlier.path(), &rows)
+        .await
+        .expect("earlier lake");
+    let current = tempfile::tempdir().expect("tempdir");
+    lake_from(&events, current.path()).await;
+    let prices = Some(fixture("prices.csv"));
+    let query = KpiQuery {
+        group_by: vec!["team".into(), "provider".into()],
+        ..KpiQuery::default()
+    };
+    let kpis_of = |engine: QueryEngine| {
+        let query = query.clone();
+        async move {
+            let batches =
+                gatemeter_query::kpis(&engine, Window::default(), &query, &KpiSettings::default())
+                    .await
+                    .expect("kpis");
+            gatemeter_query::output::json_rows(&batches).expect("rows")
+        }
+    };
+    let expected = kpis_of(engine(current.path(), prices.clone()).await).await;
+    assert!(!expected.is_empty());
+    for cache in [0, 16 << 20] {
+        let old = QueryEngine::open(QueryConfig {
+            data_dir: earlier.path().to_path_buf(),
+            prices: prices.clone(),
+            column_cache_bytes: cache,
+            ..QueryConfig::default()
+        })
+        .await
+        .expect("engine");
+        let new_columns = "SELECT count(*) AS rows, count(retry_after_ms) AS waits, \
+                           count(zero_data_retention) AS flags FROM attempts";
+        let counted = rows_of(&old, Window::default(), new_columns).await;
+        assert!(counted[3].ends_with("| 0     | 0     |"), "{counted:?}");
+        assert_eq!(kpis_of(old).await, expected, "column cache {cache}");
+    }
+
+    // A writer of this release adds the columns; its rows carry them.
+    let later = earlier.path().join("later.jsonl");
+    std::fs::write(
+        &later,
+        r#"{"schema_version":1,"attempt_id":"late-1","request_id":"late","attempt_index":0,"attempt_kind":"initial","is_final":true,"request_start":"2026-11-01T10:30:00Z","attempt_start":"2026-11-01T10:30:00Z","attempt_end":"2026-11-01T10:30:01Z","requested_model":"m","provider":"p","api_key_id":"k","environment":"prod","outcome":"error","http_status":429,"error_class":"rate_limited","retry_after_ms":2000,"zero_data_retention":false}
+"#,
+    )
+    .expect("write");
+    lake_from(&later, earlier.path()).await;
+    let old = engine(earlier.path(), prices).await;
+    let counted = rows_of(
+        &old,
+        Window::default(),
+        "SELECT sum(retry_after_ms) AS waits, count(zero_data_retention) AS flags FROM attempts",
+    )
+    .await;
+    assert!(counted[3].contains("| 2000.0 | 1     |"), "{counted:?}");
+}

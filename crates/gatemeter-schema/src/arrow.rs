@@ -72,7 +72,35 @@ pub fn attempts_schema() -> SchemaRef {
         field("_partition", Int32, false),
         field("_offset", Int64, false),
         field("_ingested_at", timestamp_type(), false),
+        // Added after the first release, so after the source columns: a
+        // lake written before has them appended to its table schema, and
+        // its older files read them as null (docs/lake.md, "Schema changes").
+        field("retry_after_ms", Float64, true),
+        field("zero_data_retention", Boolean, true),
     ]))
+}
+
+/// `batch` (rows of an attempts file, of this or an earlier release) as
+/// [`attempts_schema`]: its columns by name, and a column it lacks (added
+/// since its file was written) as nulls.
+pub fn as_attempts(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+    let schema = attempts_schema();
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| match batch.column_by_name(field.name()) {
+            Some(column) => Ok(Arc::clone(column)),
+            None if field.is_nullable() => Ok(arrow_array::new_null_array(
+                field.data_type(),
+                batch.num_rows(),
+            )),
+            None => Err(ArrowError::SchemaError(format!(
+                "an attempts file without its column {}",
+                field.name()
+            ))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(schema, columns)
 }
 
 /// Column builders for one batch, in schema order.
@@ -121,6 +149,8 @@ struct Columns {
     partition: Int32Builder,
     offset: Int64Builder,
     ingested_at: TimestampMicrosecondBuilder,
+    retry_after_ms: Float64Builder,
+    zero_data_retention: BooleanBuilder,
 }
 
 impl Columns {
@@ -181,6 +211,8 @@ impl Columns {
             partition: i32b(),
             offset: i64b(),
             ingested_at: ts(),
+            retry_after_ms: f64b(),
+            zero_data_retention: bool_b(),
         }
     }
 
@@ -233,6 +265,9 @@ impl Columns {
         self.partition.append_value(row.source.partition);
         self.offset.append_value(row.source.offset);
         self.ingested_at.append_value(ingested_at);
+        self.retry_after_ms.append_option(e.retry_after_ms);
+        self.zero_data_retention
+            .append_option(e.zero_data_retention);
     }
 
     fn finish(mut self) -> Vec<ArrayRef> {
@@ -281,6 +316,8 @@ impl Columns {
             Arc::new(self.partition.finish()),
             Arc::new(self.offset.finish()),
             Arc::new(self.ingested_at.finish()),
+            Arc::new(self.retry_after_ms.finish()),
+            Arc::new(self.zero_data_retention.finish()),
         ]
     }
 }

@@ -329,6 +329,8 @@ pub const EVENT_FIELDS: &[&str] = &[
     "cost_usd",
     "cost_tools_usd",
     "billed",
+    "retry_after_ms",
+    "zero_data_retention",
 ];
 
 fn field_slot(key: &str) -> Option<usize> {
@@ -374,6 +376,8 @@ fn field_slot(key: &str) -> Option<usize> {
         "cost_usd" => Some(36),
         "cost_tools_usd" => Some(37),
         "billed" => Some(38),
+        "retry_after_ms" => Some(39),
+        "zero_data_retention" => Some(40),
         _ => None,
     }
 }
@@ -383,7 +387,7 @@ struct RawFields<'a> {
     tags: Option<String>,
 }
 
-const FIELD_COUNT: usize = 39;
+const FIELD_COUNT: usize = 41;
 
 impl Default for RawFields<'_> {
     fn default() -> Self {
@@ -489,6 +493,8 @@ impl<'a> RawFields<'a> {
         let billed = self
             .optional("billed", boolean)?
             .unwrap_or(outcome != Outcome::Rejected);
+        let retry_after_ms = self.optional("retry_after_ms", non_negative_number)?;
+        let zero_data_retention = self.optional("zero_data_retention", boolean)?;
         Ok(AttemptEvent {
             schema_version: 1,
             attempt_id,
@@ -530,6 +536,8 @@ impl<'a> RawFields<'a> {
             cost_tools_usd,
             billed,
             tags: self.tags,
+            retry_after_ms,
+            zero_data_retention,
         })
     }
 }

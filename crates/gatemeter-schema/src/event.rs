@@ -180,6 +180,12 @@ pub struct AttemptEvent {
     pub billed: bool,
     /// Free-form tags, kept as a JSON object text (never a metric label).
     pub tags: Option<String>,
+    /// The wait the provider asked for before another try (its
+    /// `Retry-After`), in ms; on a throttled or unavailable answer.
+    pub retry_after_ms: Option<f64>,
+    /// Whether the attempt ran under a zero-data-retention agreement with
+    /// its provider (null: not reported).
+    pub zero_data_retention: Option<bool>,
 }
 
 /// Where a row came from: the Kafka position (or the import file's stand-in).

@@ -9,7 +9,7 @@ pub mod error;
 pub mod event;
 pub mod privacy;
 
-pub use arrow::{attempts_batch, attempts_schema};
+pub use arrow::{as_attempts, attempts_batch, attempts_schema};
 pub use dead_letter::{dead_letters_batch, dead_letters_schema, DeadLetter};
 pub use decode::{decode_event, decode_message, MAX_MESSAGE_BYTES};
 pub use error::{DecodeError, ERROR_CLASSES};
