@@ -240,8 +240,8 @@ def named_query(name):
         if line.startswith("-- param:"):
             param, kind, default = line.removeprefix("-- param:").split()
             if param not in ("from", "to"):
-                assert kind in ("integer", "text"), f"{name}: parameter {param} needs a literal for {kind}"
-                body = body.replace("{{%s}}" % param, default if kind == "integer" else f"'{default}'")
+                assert kind in ("integer", "text", "boolean"), f"{name}: parameter {param} needs a literal for {kind}"
+                body = body.replace("{{%s}}" % param, f"'{default}'" if kind == "text" else default)
     assert "{{" not in body, f"{name}: unbound parameter"
     return body
 

@@ -119,12 +119,21 @@ def test_a_retry_storm_shows_in_retry_storms_and_fires_its_alert(tmp_path):
         amplification = max(number(r["retry_amplification"]) for r in rows)
         unbacked = [number(r["unbacked_retry_share"]) for r in rows if r["unbacked_retry_share"] is not None]
         alert = alerts["threshold:retry-storm"]
+        # The retry-policy audit over the CLI: the storm retried throttled
+        # attempts before the Retry-After their provider sent.
+        audit = json.loads(gatemeter("--data-dir", data_dir, "query", "--name", "retry_policy_audit",
+                                     "--param", f"from={since}", "--format", "json").stdout)
+        throttled = [r for r in audit if r["error_class"] == "rate_limited"]
+        assert throttled and all(r["retry_after_given"] > 0 for r in throttled), audit
+        early = sum(r["before_retry_after"] for r in throttled)
         if storm:
             assert amplification > 1.5 and min(unbacked) > 0.3, rows
             assert alert["state"] == "firing" and float(alert["annotations"]["value"]) > 1.5, alert
+            assert early > 0 and {r["verdict"] for r in throttled} == {"wait_retry_after"}, throttled
         else:
             assert amplification < 1.5 and max(unbacked) == 0.0, rows
             assert alert["state"] != "firing", alert
+            assert early == 0 and {r["verdict"] for r in throttled} == {"ok"}, throttled
 
 
 def test_cold_starts_show_their_penalty(tmp_path):

@@ -45,6 +45,8 @@ pub enum ParamType {
     Timestamp,
     Integer,
     Text,
+    /// `true` or `false`.
+    Boolean,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -102,6 +104,7 @@ fn parse(source: &str) -> Result<NamedQuery, QueryError> {
                         "timestamp" => ParamType::Timestamp,
                         "integer" => ParamType::Integer,
                         "text" => ParamType::Text,
+                        "boolean" => ParamType::Boolean,
                         _ => return Err(bad()),
                     };
                     query.params.push(Param {
@@ -170,6 +173,13 @@ fn literal(
             ))
         }),
         ParamType::Text => Ok(format!("'{}'", value.replace('\'', "''"))),
+        ParamType::Boolean => match value {
+            "true" | "false" => Ok(value.to_owned()),
+            _ => Err(bad(format!(
+                "parameter `{}`: `{value}` is not true or false",
+                param.name
+            ))),
+        },
     }
 }
 
@@ -249,6 +259,15 @@ mod tests {
             .expect_err("unknown")
             .to_string()
             .contains("unknown parameter `nope`"));
+        let flag = |value: &str| {
+            let given = BTreeMap::from([("require_zero_retention".to_owned(), value.to_owned())]);
+            bind("policy_violations", &given, now)
+        };
+        assert!(flag("true").expect("a boolean").contains("true AND NOT"));
+        assert!(flag("yes")
+            .expect_err("not a boolean")
+            .to_string()
+            .contains("`yes` is not true or false"));
         assert!(matches!(
             bind("missing", &BTreeMap::new(), now),
             Err(QueryError::UnknownQuery(_))

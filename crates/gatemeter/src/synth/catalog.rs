@@ -2,6 +2,10 @@
 //! keys and apps. Prices match `config/prices.csv` so price-book costs and
 //! provider-reported costs agree.
 
+/// Providers the synthetic gateway has a zero-data-retention agreement
+/// with; its attempts to the others report none.
+pub const ZERO_RETENTION_PROVIDERS: &[&str] = &["azure", "bedrock", "anthropic", "google"];
+
 /// A model served by one provider, with USD prices per 1M tokens.
 #[derive(Debug, Clone, Copy)]
 pub struct Route {

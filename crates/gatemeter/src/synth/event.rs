@@ -67,6 +67,10 @@ pub struct SynthEvent {
     pub cost_tools_usd: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub billed: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zero_data_retention: Option<bool>,
     /// The reported cost as a number, to derive corrections from.
     #[serde(skip)]
     pub reported_cost: Option<f64>,

@@ -16,6 +16,7 @@ use rand::{Rng, SeedableRng};
 
 use catalog::{
     Route, APPS, ENVIRONMENTS, KEYS_PER_TEAM, ORGS, REGIONS, ROUTES, TEAMS, WEB_SEARCH_PER_1K,
+    ZERO_RETENTION_PROVIDERS,
 };
 pub use event::SynthEvent;
 pub use scenario::Scenario;
@@ -275,6 +276,7 @@ impl Generator {
                 requested_model: requested_model.to_owned(),
                 provider: route.provider,
                 region: Some(REGIONS[route_index % REGIONS.len()]),
+                zero_data_retention: Some(ZERO_RETENTION_PROVIDERS.contains(&route.provider)),
                 attempt_start: rfc3339(attempt_start),
                 backoff_ms,
                 ..base.clone()
@@ -322,6 +324,9 @@ impl Generator {
                     event.outcome = "error";
                     event.http_status = Some(429);
                     event.error_class = Some("rate_limited");
+                    // The provider asks for the least backoff the gateway
+                    // draws for its next retry here (none in a storm).
+                    event.retry_after_ms = Some(100.0 * 2f64.powi(rate_limited_here));
                     let next =
                         if rate_limited_here < scenario::rate_limit_retries(self.config.scenario) {
                             rate_limited_here += 1;
@@ -564,6 +569,35 @@ mod tests {
             .flat_map(|_| g.next_request(None))
             .map(|m| decode_event(&m.payload).expect("valid"))
             .collect()
+    }
+
+    /// Retries on the same provider after a 429, and how many started
+    /// before the wait it asked for was over.
+    fn retries_after_throttling(events: &[AttemptEvent]) -> (usize, usize) {
+        let (mut retries, mut early) = (0, 0);
+        for pair in events.windows(2) {
+            let [failed, next] = pair else { continue };
+            let same_request = failed.request_id == next.request_id;
+            if same_request && failed.http_status == Some(429) && next.provider == failed.provider {
+                let wait = failed.retry_after_ms.expect("a 429 says when to retry");
+                retries += 1;
+                early +=
+                    usize::from(((next.attempt_start - failed.attempt_end) as f64) < wait * 1000.0);
+            }
+        }
+        (retries, early)
+    }
+
+    #[test]
+    fn a_throttled_attempt_says_when_to_retry_and_only_a_storm_retries_sooner() {
+        let (retries, early) = retries_after_throttling(&attempts_of(Scenario::Default, 2000));
+        assert!(retries > 10, "{retries} retries after a 429");
+        assert_eq!(early, 0);
+        let (retries, early) = retries_after_throttling(&attempts_of(Scenario::RetryStorm, 2000));
+        assert!(retries > 100 && early == retries, "{early} of {retries}");
+        let everyday = attempts_of(Scenario::Default, 200);
+        assert!(everyday.iter().all(|e| e.zero_data_retention
+            == Some(ZERO_RETENTION_PROVIDERS.contains(&e.provider.as_str()))));
     }
 
     #[test]
