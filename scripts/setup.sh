@@ -31,6 +31,12 @@ if [ "$GATEMETER_SETUP" = "build" ]; then
   return 0 2>/dev/null || exit 0
 fi
 
+# The format and lint checks of the suite.
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+  log "rustup component add rustfmt clippy"
+  rustup component add rustfmt clippy
+fi
+
 if ! command -v tansu >/dev/null 2>&1 || ! tansu --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
   log "cargo install tansu $TANSU_VERSION (a real Kafka-protocol broker; takes a while once)"
   cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what it needs (scripts/setup.sh), builds
-# once, runs the Rust tests, then the end-to-end tests against a real
-# tansu broker, DuckDB and the real gatemeter binary.
+# The whole test suite: installs what it needs (scripts/setup.sh), checks
+# the format and lints (warnings fail), builds once, runs the Rust tests,
+# then the end-to-end tests against a real tansu broker, DuckDB and the
+# real gatemeter binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/gatemeter-target}"
 source scripts/setup.sh
+
+echo "== format and lint"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== build"
 cargo build --workspace --all-targets --locked

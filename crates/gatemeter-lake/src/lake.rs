@@ -541,13 +541,13 @@ impl Lake {
             let mut stored_below: BTreeMap<(&str, i32), i64> = BTreeMap::new();
             for letter in &pending.dead_letters {
                 let key = (letter.source.topic.as_str(), letter.source.partition);
-                if !stored_below.contains_key(&key) {
+                if let std::collections::btree_map::Entry::Vacant(slot) = stored_below.entry(key) {
                     let below = self
                         .dead_letters
                         .app_version(&app_id(key.0, key.1))
                         .await?
                         .unwrap_or(i64::MIN);
-                    stored_below.insert(key, below);
+                    slot.insert(below);
                 }
             }
             let fresh: Vec<DeadLetter> = pending

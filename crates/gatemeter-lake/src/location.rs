@@ -17,6 +17,9 @@ pub struct LakeLocation {
     storage_options: HashMap<String, String>,
 }
 
+/// A bucket's store and its URL (`s3://bucket/`).
+pub type RemoteStore = (std::sync::Arc<dyn object_store::ObjectStore>, Url);
+
 impl LakeLocation {
     /// A local folder, created if missing.
     pub fn local(dir: &Path) -> Result<LakeLocation, LakeError> {
@@ -100,9 +103,7 @@ impl LakeLocation {
     /// For a lake on object storage: the store of its bucket and the
     /// bucket's URL (`s3://bucket/`), for readers that read the data files
     /// themselves. `None` for a local lake.
-    pub fn remote_store(
-        &self,
-    ) -> Result<Option<(std::sync::Arc<dyn object_store::ObjectStore>, Url)>, LakeError> {
+    pub fn remote_store(&self) -> Result<Option<RemoteStore>, LakeError> {
         if self.local_dir().is_some() {
             return Ok(None);
         }

@@ -184,7 +184,7 @@ impl Attempts<'_> {
     /// How row `row` is priced. A NULL `billed` counts as billed, as
     /// `CASE WHEN NOT billed` would have it.
     fn priced(&self, row: usize) -> Pricing<'_> {
-        let billed = !(self.billed.is_valid(row) && !self.billed.value(row));
+        let billed = !self.billed.is_valid(row) || self.billed.value(row);
         let reported = self
             .reported
             .is_valid(row)

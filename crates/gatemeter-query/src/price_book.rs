@@ -150,7 +150,7 @@ impl PriceBook {
                 web_search_per_1k: money(8)?,
             });
         }
-        Ok(PriceBook::from_rows(rows)?)
+        PriceBook::from_rows(rows)
     }
 
     /// Orders rows and fills each one's `effective_to` from the next row of

@@ -69,6 +69,9 @@ pub fn decode_event(payload: &[u8]) -> Result<AttemptEvent, DecodeError> {
     }
 }
 
+// A message is matched as soon as it is decoded; boxing the one-event
+// case would cost an allocation per event on the ingest path.
+#[allow(clippy::large_enum_variant)]
 enum Message {
     One(Result<AttemptEvent, DecodeError>),
     Many(Vec<Result<AttemptEvent, DecodeError>>),
@@ -639,9 +642,7 @@ fn closed<T>(
     allowed: &'static str,
 ) -> Result<T, DecodeError> {
     match value {
-        Scalar::Str(text) => {
-            parse(&text).ok_or_else(|| DecodeError::InvalidEnum { field, allowed })
-        }
+        Scalar::Str(text) => parse(&text).ok_or(DecodeError::InvalidEnum { field, allowed }),
         other => Err(wrong_type(field, "a string", &other)),
     }
 }

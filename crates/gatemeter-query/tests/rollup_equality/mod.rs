@@ -724,7 +724,7 @@ fn kpis_from_rollups_and_raw_rows_equal_kpis_from_raw_rows() {
         .enable_all()
         .build()
         .expect("runtime");
-    for seed in [2026_12_03_u64, 31_337] {
+    for seed in [20_261_203_u64, 31_337] {
         runtime.block_on(one_case(seed));
     }
     let days = DAYS_READ.load(std::sync::atomic::Ordering::Relaxed);

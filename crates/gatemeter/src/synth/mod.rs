@@ -405,7 +405,7 @@ impl Generator {
                 }
             }
         }
-        self.to_messages(request_id, events)
+        self.messages_of(request_id, events)
     }
 
     /// Where a failed attempt goes next: another provider for the same model,
@@ -419,7 +419,7 @@ impl Generator {
         }
     }
 
-    fn to_messages(&mut self, request_id: String, events: Vec<SynthEvent>) -> Vec<Message> {
+    fn messages_of(&mut self, request_id: String, events: Vec<SynthEvent>) -> Vec<Message> {
         let mut messages = Vec::with_capacity(events.len() + 1);
         for mut event in events {
             let payload = event.to_json();
