@@ -25,7 +25,7 @@ def lake(tmp_path_factory):
 
 
 def duckdb_oracle(events=None, arrow=None):
-    """Spend, requests and attempts per team by SPEC 3, in DuckDB SQL, over
+    """Spend, requests and attempts per team by docs/kpis.md, in DuckDB SQL, over
     the raw JSONL `events` or over `arrow`, a table with the lake's columns."""
     raw = "SELECT * FROM lake" if arrow is not None else f"""
             SELECT * FROM read_json('{events}', format = 'newline_delimited',
@@ -72,7 +72,7 @@ def test_kpis_by_team_match_an_independent_duckdb_computation(lake):
     ours = [(r["team"], r["requests"], r["attempts"], Decimal(r["spend_usd"])) for r in rows]
     oracle = [(team, n, attempts, Decimal(spend)) for team, n, attempts, spend in duckdb_oracle(lake["events"])]
     assert ours == oracle
-    # Every KPI of SPEC 3 is present under its exact name.
+    # Every KPI of docs/kpis.md is present under its exact name.
     for name in ["latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "ttft_p50_ms", "retry_amplification",
                  "retry_rate", "respent_token_share", "fallback_rate", "fallback_success_rate", "error_rate",
                  "availability", "spend_usd", "cost_per_1m_tokens_usd", "cost_per_successful_outcome_usd",

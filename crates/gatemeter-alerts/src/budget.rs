@@ -1,4 +1,4 @@
-//! Budget figures (SPEC 4), pure: given the spend so far in the period,
+//! Budget figures (README.md, "Alerts and SLOs"), pure: given the spend so far in the period,
 //! where the period is and the time now — remaining, projected spend at the
 //! period's end, burn rate and time to exhaustion. Money stays exact
 //! (nano-dollars); only ratios are floats.

@@ -148,7 +148,7 @@ pub enum Comparison {
 #[serde(deny_unknown_fields)]
 pub struct ThresholdConfig {
     pub name: String,
-    /// A KPI name of SPEC 3, e.g. `latency_p99_ms`.
+    /// A KPI name of docs/kpis.md, e.g. `latency_p99_ms`.
     pub kpi: String,
     pub op: Comparison,
     pub value: f64,

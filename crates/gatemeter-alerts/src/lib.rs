@@ -1,4 +1,4 @@
-//! Alerts and budgets (SPEC 4): budget periods on the UTC calendar and the
+//! Alerts and budgets (README.md, "Alerts and SLOs"): budget periods on the UTC calendar and the
 //! figures of a budget, the SLO multi-window multi-burn-rate policy, and the
 //! pure alert state machine. Every function here takes the time as an
 //! argument, so tests drive them with an injected clock.

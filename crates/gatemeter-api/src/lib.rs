@@ -1,4 +1,4 @@
-//! gatemeter's HTTP API (SPEC 5.2): health, readiness and metrics; KPIs,
+//! gatemeter's HTTP API (README.md, "HTTP API"): health, readiness and metrics; KPIs,
 //! scorecard, SLO, budgets and alerts; read-only SQL and the named queries;
 //! and the OpenAPI document of all of it. The router is built from one
 //! table of endpoints, which the OpenAPI test compares with the document.

@@ -134,7 +134,7 @@ fn unsecured_document() -> Value {
     }
     let mut kpi_properties = Map::new();
     for name in KPI_NAMES {
-        kpi_properties.insert((*name).to_owned(), json!({"nullable": true, "description": "See SPEC 3; money is an exact decimal string."}));
+        kpi_properties.insert((*name).to_owned(), json!({"nullable": true, "description": "See docs/kpis.md; money is an exact decimal string."}));
     }
     let empty_list = |key: &str| json!({"type": "object", "properties": {key: {"type": "array", "items": {"type": "object"}}}});
     json!({
@@ -158,7 +158,7 @@ fn unsecured_document() -> Value {
                 "responses": {"200": {"description": "Metrics.", "content": {"text/plain": {"schema": {"type": "string"}}}}, "500": error_responses(&["500"])["500"].clone()}
             }},
             "/api/v1/kpis": {"get": operation(
-                "Every KPI of SPEC 3 over a window, grouped; the rows of `gatemeter kpis --format json`.",
+                "Every KPI of docs/kpis.md over a window, grouped; the rows of `gatemeter kpis --format json`.",
                 Value::Array(kpi_params),
                 ok_json("KPI rows.", json!({"type": "object", "properties": {"rows": {"type": "array", "items": {"$ref": "#/components/schemas/KpiRow"}}}})),
                 &["400", "413", "500", "504"],

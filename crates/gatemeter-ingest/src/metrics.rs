@@ -1,4 +1,4 @@
-//! Ingest health metrics (SPEC 5.3), registered in a registry the caller
+//! Ingest health metrics (README.md, "HTTP API"), registered in a registry the caller
 //! passes in. Labels are bounded: a closed result set, the closed set of
 //! dead-letter classes, and source partitions.
 

@@ -9,7 +9,8 @@ pub struct FlushPolicy {
     pub max_rows: usize,
     /// Flush once the buffered payloads reach this many bytes.
     pub max_bytes: usize,
-    /// Flush once the oldest buffered message is this old (SPEC 2.5: 5 s).
+    /// Flush once the oldest buffered message is this old (`--flush-interval-ms`,
+    /// 5 s by default: how fresh the lake is; README.md, "Command line").
     pub max_age: Duration,
 }
 

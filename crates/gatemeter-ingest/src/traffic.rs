@@ -1,4 +1,4 @@
-//! Live traffic series (SPEC 5.3) from the attempts each commit stored:
+//! Live traffic series (README.md, "HTTP API") from the attempts each commit stored:
 //! requests, attempts, tokens, spend, and attempt-duration and TTFT
 //! histograms with the OpenTelemetry GenAI bucket boundaries.
 //!
@@ -81,7 +81,7 @@ pub struct TrafficMetrics {
     pub ttft: HistogramVec,
     pub tokens: IntCounterVec,
     pub spend: CounterVec,
-    /// Requests valid for the availability SLO (SPEC 3), `good` or `bad`.
+    /// Requests valid for the availability SLO (docs/kpis.md), `good` or `bad`.
     pub slo_requests: IntCounterVec,
     caps: LabelCaps,
     admitted: Arc<Mutex<Admitted>>,

@@ -1,4 +1,4 @@
-//! Compaction (SPEC 2.3, 2.5): the live files of one settled hour partition
+//! Compaction (docs/lake.md, "Compaction, checkpoints, vacuum"): the live files of one settled hour partition
 //! become one file that holds a single row per `attempt_id` — the copy the
 //! `attempts` view would pick: highest `event_version`, then the latest
 //! written (`_ingested_at`, `_topic`, `_partition`, `_offset`). One Delta

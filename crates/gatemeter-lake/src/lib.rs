@@ -1,4 +1,4 @@
-//! The gatemeter lake (SPEC 2.1–2.3; docs/lake.md): two Delta Lake tables
+//! The gatemeter lake (docs/lake.md): two Delta Lake tables
 //! under one root, with gatemeter's own files beside them.
 //!
 //! - `attempts/` — Delta table partitioned by `date`/`hour` of

@@ -1,4 +1,4 @@
-//! The PostgreSQL wire-protocol endpoint (SPEC 5.4): `psql`, Grafana's
+//! The PostgreSQL wire-protocol endpoint (README.md, "Grafana, psql and finance tools"): `psql`, Grafana's
 //! built-in PostgreSQL datasource, Metabase and spreadsheet tools connect
 //! without plugins and query the same views as `POST /api/v1/sql`.
 //!

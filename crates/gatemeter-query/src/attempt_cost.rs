@@ -9,7 +9,7 @@
 //! 55,000 attempts of which three in four need no price at all). Here an
 //! attempt that was not billed or reported its cost is never looked up,
 //! and one that needs a price costs a binary search and a few integer
-//! multiplications. Both functions follow the rules of SPEC 3 in order:
+//! multiplications. Both functions follow the rules of docs/kpis.md in order:
 //! `billed = false` costs 0 (`unbilled`), then the reported cost
 //! (`reported`), then the book's row in force at `attempt_start` for
 //! (provider, served model, else requested model) (`price_book`), else
@@ -246,7 +246,7 @@ mod tests {
     use super::*;
 
     /// The functions as a SQL user calls them, with literals: each rule of
-    /// SPEC 3 in order, and the one rounding half away from zero.
+    /// docs/kpis.md in order, and the one rounding half away from zero.
     #[tokio::test]
     async fn sql_calls_apply_the_rules_in_order_and_round_half_away_from_zero() {
         let book = PriceBook::parse(

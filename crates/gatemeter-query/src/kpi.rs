@@ -1,4 +1,4 @@
-//! The KPI table of SPEC 3 as one SQL statement over the `attempts` and
+//! The KPI table of docs/kpis.md as one SQL statement over the `attempts` and
 //! `requests` views: request-level figures grouped from `requests`,
 //! attempt-level figures from `attempts`, joined on the group keys. Every
 //! ratio is NULL (never NaN) when its denominator is zero.
@@ -8,7 +8,7 @@ use std::fmt::Write;
 
 use crate::error::QueryError;
 
-/// Columns a KPI can be grouped by (SPEC 3 "Breakdowns"). Request-level
+/// Columns a KPI can be grouped by (docs/kpis.md). Request-level
 /// figures group by the request's value: attribution from its first
 /// attempt, provider / served model / attempt kind / error class from its
 /// final attempt.
@@ -26,7 +26,7 @@ pub const DIMENSIONS: &[&str] = &[
     "error_class",
 ];
 
-/// Every KPI column, in output order, named exactly as in SPEC 3.
+/// Every KPI column, in output order, named exactly as in docs/kpis.md.
 pub const KPI_NAMES: &[&str] = &[
     "requests",
     "attempts",

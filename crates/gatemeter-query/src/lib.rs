@@ -1,6 +1,6 @@
 //! The gatemeter query layer: Apache DataFusion over the committed lake,
-//! the views of SPEC 3 (`attempts`, `requests`), the price book, every KPI
-//! of the SPEC 3 table, and the named queries of `queries/`.
+//! the views of docs/kpis.md (`attempts`, `requests`), the price book, every KPI
+//! of the docs/kpis.md table, and the named queries of `queries/`.
 
 pub mod access;
 mod attempt_cost;

@@ -1,4 +1,4 @@
-//! The price book (SPEC 3): an effective-dated CSV of list prices, parsed
+//! The price book (docs/kpis.md): an effective-dated CSV of list prices, parsed
 //! into exact decimals. [`PriceBook::price`] is the formula itself: the
 //! `attempts` view prices with it (`attempt_cost`) and the ingester's spend
 //! counter with [`PriceBook::attempt_cost`]; the book is also queryable as
@@ -206,7 +206,7 @@ impl PriceBook {
         })
     }
 
-    /// How an attempt is priced, by the rules of SPEC 3 in order: not
+    /// How an attempt is priced, by the rules of docs/kpis.md in order: not
     /// `billed`, its `reported` cost, the book's row for what `lookup`
     /// gives (provider, served model else requested model, attempt start;
     /// asked only when the first two rules do not apply, `None` when one
@@ -242,7 +242,7 @@ impl PriceBook {
         .then_some(row)
     }
 
-    /// The SPEC 3 formula, exactly:
+    /// The docs/kpis.md formula, exactly:
     /// ((input − cache_read − cache_write) × input_per_1m + cache_read ×
     /// cache_read_per_1m + cache_write × cache_write_per_1m + output ×
     /// output_per_1m) ÷ 1e6 + request_fee + web_search_requests ×

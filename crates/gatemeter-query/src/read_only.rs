@@ -1,4 +1,4 @@
-//! The SQL endpoint is read-only (SPEC 6): a statement is checked on its
+//! The SQL endpoint is read-only (docs/security.md): a statement is checked on its
 //! syntax tree before anything is planned — exactly one query (or EXPLAIN of
 //! one), no nested DML, no `SELECT … INTO`, no table named by a path or URL.
 //! The plan is then verified again with DataFusion's [`SQLOptions`] (no DDL,

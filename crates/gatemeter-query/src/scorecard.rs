@@ -72,7 +72,7 @@ pub fn targets_with(overrides: &BTreeMap<String, f64>) -> Result<Vec<Target>, Qu
     let mut targets = default_targets();
     for (kpi, value) in overrides {
         let target = targets.iter_mut().find(|t| &t.kpi == kpi).ok_or_else(|| {
-            QueryError::UnknownDimension(
+            QueryError::UnknownKpi(
                 kpi.clone(),
                 default_targets()
                     .iter()

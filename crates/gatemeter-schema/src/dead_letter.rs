@@ -1,4 +1,4 @@
-//! A rejected event as the dead-letter table stores it (SPEC 2.4): where it
+//! A rejected event as the dead-letter table stores it (schemas/README.md, "Dead letters"): where it
 //! came from and why, with a hash and size of the payload but never the
 //! payload itself, which may hold personal data.
 

@@ -1,4 +1,4 @@
-//! The closed set of reasons an event is bad (SPEC 2.4). Every variant that
+//! The closed set of reasons an event is bad (schemas/README.md, "Dead letters"). Every variant that
 //! concerns a field names it, so a dead letter tells the producer what to fix;
 //! none carries the bad value, which may be a secret or personal data.
 

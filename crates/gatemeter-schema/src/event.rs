@@ -1,4 +1,4 @@
-//! The attempt event of SPEC section 1 as a Rust type.
+//! The attempt event of schemas/README.md as a Rust type.
 
 use std::fmt;
 

@@ -21,7 +21,7 @@ pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8080";
 /// Beside, not on, a local PostgreSQL's 5432.
 pub const DEFAULT_DEMO_PG_LISTEN: &str = "127.0.0.1:5433";
 
-/// Options every command shares (SPEC 5.1).
+/// Options every command shares (README.md, "Command line").
 #[derive(Debug, Clone, Default, Args)]
 pub struct GlobalOptions {
     /// TOML config file (see config/gatemeter.toml).
@@ -71,7 +71,7 @@ pub struct GlobalOptions {
     pub kpis: KpiOptions,
 }
 
-/// What KPIs are measured against (SPEC 3); the `[kpis]` config keys.
+/// What KPIs are measured against (docs/kpis.md); the `[kpis]` config keys.
 #[derive(Debug, Clone, Default, Args)]
 pub struct KpiOptions {
     /// Availability SLO target behind the error-budget KPIs [default: 0.999].
@@ -90,7 +90,7 @@ pub struct KpiOptions {
     pub allowed_providers: Option<Vec<String>>,
 }
 
-/// Limits of queries from the network (SPEC 6).
+/// Limits of queries from the network (docs/security.md).
 #[derive(Debug, Clone, Default, Args)]
 pub struct QueryLimitOptions {
     /// Stop a query after this many milliseconds [default: 30000].

@@ -1,4 +1,4 @@
-//! `gatemeter kpis`: every KPI of SPEC 3 over a window, grouped and bucketed.
+//! `gatemeter kpis`: every KPI of docs/kpis.md over a window, grouped and bucketed.
 
 use chrono::{DateTime, Utc};
 use clap::{Args, ValueEnum};
