@@ -8,7 +8,7 @@
 -- requested_model); billed = false costs 0. cost_source says which:
 -- reported, price_book, unpriced (no book row: cost_usd is NULL) or unbilled.
 -- attempt_cost and attempt_cost_source apply the book (the price_book table)
--- with the formula of docs/kpis.md: per-token prices are exact, and the sum over
+-- with the formula of SPEC 3: per-token prices are exact, and the sum over
 -- tokens is rounded once, half away from zero, to 1e-9 USD before the
 -- request fee is added.
 -- is_final_attempt marks the attempt whose result is the request's.

@@ -23,7 +23,8 @@
 //!
 //! Each request runs once to warm up, then RUNS times; prints one JSON
 //! line per request (median and every run in milliseconds) and a Markdown
-//! table.
+//! table. With `ROLLUP_BENCH_ONLY=TEXT` only the requests whose name holds
+//! TEXT run (to profile one).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -367,7 +368,9 @@ async fn time_requests(
     let mut table = String::from(
         "| request | window | rows | median ms | runs ms |\n|---|---|---:|---:|---|\n",
     );
-    for (name, window, query) in &suite {
+    let only = std::env::var("ROLLUP_BENCH_ONLY").ok();
+    let wanted = |name: &str| only.as_deref().is_none_or(|text| name.contains(text));
+    for (name, window, query) in suite.iter().filter(|(name, _, _)| wanted(name)) {
         let mut timings = Vec::new();
         let mut rows = 0;
         for run in 0..=runs {
@@ -413,7 +416,7 @@ async fn time_requests(
             ),
         ),
     ];
-    for (name, sql) in &panels {
+    for (name, sql) in panels.iter().filter(|(name, _)| wanted(name)) {
         let mut timings = Vec::new();
         let mut rows = 0;
         for run in 0..=runs {
@@ -435,6 +438,11 @@ async fn time_requests(
             }
         }
         table.push_str(&report(name, Some(30), Some(rows), &timings));
+    }
+    const EVALUATION: &str = "alert evaluation: 3 SLOs, 10 budgets";
+    if !wanted(EVALUATION) {
+        print!("{table}");
+        return Ok(());
     }
     // Three availability SLOs and ten monthly budgets, as an operator's
     // config would hold them.
@@ -472,12 +480,7 @@ async fn time_requests(
             timings.push(clock.elapsed().as_secs_f64() * 1000.0);
         }
     }
-    table.push_str(&report(
-        "alert evaluation: 3 SLOs, 10 budgets",
-        Some(30),
-        None,
-        &timings,
-    ));
+    table.push_str(&report(EVALUATION, Some(30), None, &timings));
     print!("{table}");
     Ok(())
 }
