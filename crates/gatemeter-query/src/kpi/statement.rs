@@ -1,0 +1,561 @@
+//! The KPI table of docs/kpis.md as one SQL statement over the `attempts`
+//! and `requests` views: request-level figures grouped from `requests`,
+//! attempt-level figures from `attempts`, joined on the group keys. Every
+//! ratio is NULL (never NaN) when its denominator is zero.
+
+use std::fmt::Write;
+
+use super::{quote_literal, KpiQuery, KpiSettings, KpiSource};
+use crate::error::QueryError;
+
+impl KpiQuery {
+    /// The KPI statement. `baseline` names a table with the same keys and a
+    /// `baseline_spend` column (the trailing-7-day spend scaled to the
+    /// window's length), or is `None` when there is no baseline.
+    pub fn sql(
+        &self,
+        settings: &KpiSettings,
+        baseline: Option<&str>,
+        source: KpiSource,
+    ) -> Result<String, QueryError> {
+        self.validate()?;
+        let keys = self.keys();
+        let columns = self.kpi_columns(settings, baseline.is_some());
+        // The sides the chosen KPIs read: request figures (`rk`), attempt
+        // figures (`ak`) or both.
+        let chosen: Vec<&(&str, String)> = columns
+            .iter()
+            .filter(|(name, _)| self.wants(name))
+            .collect();
+        let reads = |side: &str| {
+            let prefix = format!("{side}.");
+            chosen.iter().any(|(_, expr)| expr.contains(&prefix))
+        };
+        // A constant column (a throughput without a limit) still needs rows.
+        let requests = reads("rk");
+        let attempts = reads("ak") || !requests;
+        let key = |k: &str| match (requests, attempts) {
+            (true, true) => format!("COALESCE(rk.{k}, ak.{k})"),
+            (true, false) => format!("rk.{k}"),
+            _ => format!("ak.{k}"),
+        };
+        let mut ctes = Vec::new();
+        match source {
+            KpiSource::Raw => {
+                if requests {
+                    ctes.push(format!(
+                        "rk AS ({})",
+                        self.raw_request_figures(settings, Percentiles::Exact)
+                    ));
+                }
+                if attempts {
+                    ctes.push(format!(
+                        "ak AS ({})",
+                        self.raw_attempt_figures(Percentiles::Exact)
+                    ));
+                }
+            }
+            KpiSource::RawAndRollups => {
+                if requests {
+                    ctes.push(format!(
+                        "rk_parts AS ({} UNION ALL {})",
+                        self.raw_request_figures(settings, Percentiles::Sketched),
+                        self.rolled_up_request_figures(settings),
+                    ));
+                    ctes.push(format!("rk AS ({})", self.merged_request_figures()));
+                }
+                if attempts {
+                    ctes.push(format!(
+                        "ak_parts AS ({} UNION ALL {})",
+                        self.raw_attempt_figures(Percentiles::Sketched),
+                        self.rolled_up_attempt_figures(),
+                    ));
+                    ctes.push(format!("ak AS ({})", self.merged_attempt_figures()));
+                }
+            }
+        }
+        let mut select: Vec<String> = keys.iter().map(|k| format!("{} AS {k}", key(k))).collect();
+        select.extend(
+            chosen
+                .iter()
+                .map(|(name, expr)| format!("{expr} AS {name}")),
+        );
+        let from = match (requests, attempts) {
+            (true, true) => {
+                let on = if keys.is_empty() {
+                    "true".to_owned()
+                } else {
+                    keys.iter()
+                        .map(|k| format!("(rk.{k} IS NOT DISTINCT FROM ak.{k})"))
+                        .collect::<Vec<_>>()
+                        .join(" AND ")
+                };
+                format!("rk FULL OUTER JOIN ak ON {on}")
+            }
+            (true, false) => "rk".to_owned(),
+            _ => "ak".to_owned(),
+        };
+        let mut sql = format!(
+            "WITH {} SELECT {} FROM {from}",
+            ctes.join(", "),
+            select.join(", ")
+        );
+        if let Some(table) = baseline.filter(|_| self.wants("cost_variance_pct")) {
+            let on = if keys.is_empty() {
+                "true".to_owned()
+            } else {
+                keys.iter()
+                    .map(|k| format!("({} IS NOT DISTINCT FROM b.{k})", key(k)))
+                    .collect::<Vec<_>>()
+                    .join(" AND ")
+            };
+            let _ = write!(sql, " LEFT JOIN {table} b ON {on}");
+        }
+        if !keys.is_empty() {
+            let order: Vec<String> = (1..=keys.len()).map(|i| i.to_string()).collect();
+            let _ = write!(sql, " ORDER BY {}", order.join(", "));
+        }
+        Ok(sql)
+    }
+}
+
+impl KpiQuery {
+    /// Every KPI column of [`KPI_NAMES`] with its expression over the
+    /// joined figures `rk` and `ak` (and the baseline `b` when there is
+    /// one).
+    fn kpi_columns(&self, settings: &KpiSettings, baseline: bool) -> Vec<(&'static str, String)> {
+        let ratio = |num: &str, den: &str| {
+            format!("CAST({num} AS DOUBLE) / CAST(NULLIF({den}, 0) AS DOUBLE)")
+        };
+        let budget = 1.0 - settings.slo_target;
+        let minutes = match (self.bucket_minutes(), self.window_minutes) {
+            (Some(m), _) | (None, Some(m)) => format!("{m}.0"),
+            (None, None) => "ak.observed_minutes".to_owned(),
+        };
+        // A row without attempt figures has no tokens, so its limit may be
+        // looked up by the attempt side's key alone.
+        let throughput = match self.tpm_limit_expr(settings, &|k| format!("ak.{k}")) {
+            Some(limit) => format!(
+                "CAST(ak.tokens AS DOUBLE) / NULLIF({minutes}, 0) / NULLIF({limit}, 0.0) * 100.0"
+            ),
+            None => "CAST(NULL AS DOUBLE)".to_owned(),
+        };
+        let variance = if baseline {
+            "CAST((CAST(ak.spend_usd AS DOUBLE) - CAST(b.baseline_spend AS DOUBLE)) / NULLIF(CAST(b.baseline_spend AS DOUBLE), 0) * 100.0 AS DOUBLE)".to_owned()
+        } else {
+            "CAST(NULL AS DOUBLE)".to_owned()
+        };
+        let availability = ratio("rk.good_requests", "rk.valid_requests");
+        let percentile =
+            |side: &str, stem: &str, suffix: &str| format!("{side}.{stem}_{suffix}_ms");
+        vec![
+            ("requests", "COALESCE(rk.requests, 0)".to_owned()),
+            ("attempts", "COALESCE(ak.attempts, 0)".to_owned()),
+            ("latency_p50_ms", percentile("rk", "latency", "p50")),
+            ("latency_p95_ms", percentile("rk", "latency", "p95")),
+            ("latency_p99_ms", percentile("rk", "latency", "p99")),
+            ("attempt_latency_p50_ms", percentile("ak", "attempt_latency", "p50")),
+            ("attempt_latency_p95_ms", percentile("ak", "attempt_latency", "p95")),
+            ("attempt_latency_p99_ms", percentile("ak", "attempt_latency", "p99")),
+            ("ttft_p50_ms", percentile("ak", "ttft", "p50")),
+            ("ttft_p95_ms", percentile("ak", "ttft", "p95")),
+            ("ttft_p99_ms", percentile("ak", "ttft", "p99")),
+            ("retry_amplification", ratio("ak.attempts", "rk.requests")),
+            ("retry_rate", ratio("rk.retried_requests", "rk.requests")),
+            ("respent_token_share", ratio("ak.respent_tokens", "ak.tokens")),
+            ("fallback_rate", ratio("rk.fallback_requests", "rk.requests")),
+            (
+                "fallback_success_rate",
+                ratio("rk.fallback_successes", "rk.fallback_requests"),
+            ),
+            ("error_rate", format!("1.0 - {availability}")),
+            ("availability", availability.clone()),
+            (
+                "attempt_uptime",
+                format!(
+                    "1.0 - {}",
+                    ratio("ak.provider_failed_attempts", "ak.valid_attempts")
+                ),
+            ),
+            (
+                "spend_usd",
+                "CAST(COALESCE(ak.spend_usd, CAST(0 AS DECIMAL(20, 9))) AS DECIMAL(38, 9))"
+                    .to_owned(),
+            ),
+            (
+                "cost_per_1m_tokens_usd",
+                "CAST(CAST(ak.spend_usd AS DECIMAL(38, 9)) * 1000000 / NULLIF(ak.tokens, 0) AS DECIMAL(38, 9))".to_owned(),
+            ),
+            (
+                "cost_per_successful_outcome_usd",
+                "CAST(CAST(ak.spend_usd AS DECIMAL(38, 9)) / NULLIF(rk.successful_requests, 0) AS DECIMAL(38, 9))".to_owned(),
+            ),
+            (
+                "token_efficiency",
+                ratio("ak.successful_final_tokens", "ak.tokens"),
+            ),
+            (
+                "model_drift_rate",
+                ratio("ak.drifted_attempts", "ak.successful_attempts"),
+            ),
+            (
+                "stream_interruption_rate",
+                ratio("ak.interrupted_streams", "ak.streaming_attempts"),
+            ),
+            (
+                "error_budget_burn_rate",
+                format!("(1.0 - {availability}) / {budget:?}"),
+            ),
+            (
+                "error_budget_remaining",
+                format!(
+                    "1.0 - CAST(rk.valid_requests - rk.good_requests AS DOUBLE) / ({budget:?} * CAST(NULLIF(rk.valid_requests, 0) AS DOUBLE))"
+                ),
+            ),
+            ("effective_throughput_pct", throughput),
+            ("cost_variance_pct", variance),
+            (
+                "compliance_score",
+                ratio("rk.compliant_requests", "rk.judged_requests"),
+            ),
+            ("tokens", "COALESCE(ak.tokens, 0)".to_owned()),
+            (
+                "unpriced_attempts",
+                "COALESCE(ak.unpriced_attempts, 0)".to_owned(),
+            ),
+        ]
+    }
+}
+
+/// Whether the raw figures carry exact percentiles or sketches to merge
+/// with the stored ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Percentiles {
+    Exact,
+    Sketched,
+}
+
+/// The request figures `rk` holds, in order, and how the merged ones
+/// combine the parts' (all sums).
+const REQUEST_COUNTS: &[&str] = &[
+    "requests",
+    "retried_requests",
+    "fallback_requests",
+    "fallback_successes",
+    "successful_requests",
+    "valid_requests",
+    "good_requests",
+    "compliant_requests",
+    "judged_requests",
+];
+
+/// The attempt counts `ak` holds that merge by summing.
+const ATTEMPT_SUMS: &[&str] = &[
+    "attempts",
+    "spend_usd",
+    "tokens",
+    "respent_tokens",
+    "successful_final_tokens",
+    "successful_attempts",
+    "drifted_attempts",
+    "streaming_attempts",
+    "interrupted_streams",
+    "unpriced_attempts",
+    "valid_attempts",
+    "provider_failed_attempts",
+];
+
+/// An attempt that is not valid for uptime: the client's fault (as for
+/// request validity, docs/diagnostics.md "Uptime per provider").
+const INVALID_ATTEMPT: &str = "COALESCE(error_class IN ('bad_request', 'auth', 'insufficient_credits', 'forbidden'), false) OR outcome = 'cancelled'";
+/// An attempt the provider itself failed.
+const PROVIDER_FAILURE: &str =
+    "outcome = 'error' AND error_class IN ('provider_error', 'timeout', 'network', 'no_provider')";
+
+/// Each percentile column: its name stem, the sketch it is read from, and
+/// the raw column and filter of its exact form.
+const REQUEST_PERCENTILES: &[(&str, &str, &str, &str)] =
+    &[("latency", "latency_sketch", "e2e_latency_ms", "successful")];
+const ATTEMPT_PERCENTILES: &[(&str, &str, &str, &str)] = &[
+    (
+        "attempt_latency",
+        "duration_sketch",
+        "duration_ms",
+        "outcome = 'success'",
+    ),
+    (
+        "ttft",
+        "ttft_sketch",
+        "ttft_ms",
+        "outcome = 'success' AND streaming",
+    ),
+];
+
+const QUANTILES: [(&str, f64); 3] = [("p50", 0.5), ("p95", 0.95), ("p99", 0.99)];
+
+impl KpiQuery {
+    /// Percentile columns: exact over the raw rows, or one sketch each.
+    fn raw_percentiles(percentiles: Percentiles, columns: &[(&str, &str, &str, &str)]) -> String {
+        let mut out = String::new();
+        for (stem, sketch, column, filter) in columns {
+            match percentiles {
+                Percentiles::Exact => {
+                    for (suffix, p) in QUANTILES {
+                        let _ = write!(
+                            out,
+                            ", percentile_cont({column}, {p}) FILTER (WHERE {filter}) AS {stem}_{suffix}_ms"
+                        );
+                    }
+                }
+                Percentiles::Sketched => {
+                    let _ = write!(
+                        out,
+                        ", ddsketch({column}) FILTER (WHERE {filter}) AS {sketch}"
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    /// Percentiles read from the merged sketches of the parts.
+    fn merged_percentiles(columns: &[(&str, &str, &str, &str)]) -> String {
+        let mut out = String::new();
+        for (stem, sketch, _, _) in columns {
+            for (suffix, p) in QUANTILES {
+                let _ = write!(
+                    out,
+                    ", ddsketch_quantile(ddsketch_merge({sketch}), {p}) AS {stem}_{suffix}_ms"
+                );
+            }
+        }
+        out
+    }
+
+    /// Request figures of the raw rows, grouped by the keys.
+    fn raw_request_figures(&self, settings: &KpiSettings, percentiles: Percentiles) -> String {
+        let source = match &settings.allowed_providers {
+            Some(allowed) => {
+                let list = if allowed.is_empty() {
+                    "NULL".to_owned()
+                } else {
+                    allowed
+                        .iter()
+                        .map(|p| quote_literal(p))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                format!(
+                    "(SELECT r.*, c.compliant FROM requests r JOIN (SELECT request_id, bool_and(COALESCE(provider IN ({list}), false)) AS compliant FROM attempts GROUP BY request_id) c ON c.request_id = r.request_id)"
+                )
+            }
+            None => "(SELECT *, CAST(NULL AS BOOLEAN) AS compliant FROM requests)".to_owned(),
+        };
+        format!(
+            "SELECT {keys}\
+             count(*) AS requests, \
+             count(*) FILTER (WHERE attempts > 1) AS retried_requests, \
+             count(*) FILTER (WHERE fallbacks > 0) AS fallback_requests, \
+             count(*) FILTER (WHERE fallbacks > 0 AND successful) AS fallback_successes, \
+             count(*) FILTER (WHERE successful) AS successful_requests, \
+             count(*) FILTER (WHERE valid) AS valid_requests, \
+             count(*) FILTER (WHERE good) AS good_requests, \
+             count(*) FILTER (WHERE compliant) AS compliant_requests, \
+             count(compliant) AS judged_requests\
+             {percentiles} \
+             FROM {source}{filter}{group_by}",
+            keys = self.select_keys("request_start"),
+            percentiles = Self::raw_percentiles(percentiles, REQUEST_PERCENTILES),
+            filter = self.filter_clause(),
+            group_by = self.group_by_clause(),
+        )
+    }
+
+    /// Request figures of the stored hours, in the columns of
+    /// [`Self::raw_request_figures`]. A stored row's requests are compliant
+    /// when every provider they tried is allowed.
+    fn rolled_up_request_figures(&self, settings: &KpiSettings) -> String {
+        let (compliant, judged) = match &settings.allowed_providers {
+            Some(allowed) => {
+                let allowed: Vec<String> = allowed
+                    .iter()
+                    .filter(|p| !p.is_empty())
+                    .map(|p| quote_literal(p))
+                    .collect();
+                let condition = if allowed.is_empty() {
+                    "false".to_owned()
+                } else {
+                    format!(
+                        "array_has_all(make_array({}), tried_providers)",
+                        allowed.join(", ")
+                    )
+                };
+                (
+                    format!("sum(CASE WHEN {condition} THEN requests ELSE 0 END)"),
+                    "sum(requests)".to_owned(),
+                )
+            }
+            None => (
+                "CAST(0 AS BIGINT)".to_owned(),
+                "CAST(0 AS BIGINT)".to_owned(),
+            ),
+        };
+        format!(
+            "SELECT {keys}\
+             sum(requests), sum(retried_requests), sum(fallback_requests), sum(fallback_successes), \
+             sum(successful_requests), sum(valid_requests), sum(good_requests), \
+             {compliant}, {judged}, ddsketch_merge(latency_sketch) \
+             FROM {table}{filter}{group_by}",
+            keys = self.select_keys("hour"),
+            table = crate::stored_rollups::stored_name("hourly_requests"),
+            filter = self.filter_clause(),
+            group_by = self.group_by_clause(),
+        )
+    }
+
+    /// Attempt figures of the raw rows, grouped by the keys.
+    fn raw_attempt_figures(&self, percentiles: Percentiles) -> String {
+        let spend = match percentiles {
+            Percentiles::Exact => "sum(cost_usd)",
+            Percentiles::Sketched => "CAST(sum(cost_usd) AS DECIMAL(38, 9))",
+        };
+        let observed = match percentiles {
+            Percentiles::Exact => "CAST(CAST(max(attempt_end) AS BIGINT) - CAST(min(request_start) AS BIGINT) AS DOUBLE) / 60000000.0 AS observed_minutes",
+            Percentiles::Sketched => "min(request_start) AS first_request_start, max(attempt_end) AS last_attempt_end",
+        };
+        format!(
+            "SELECT {keys}\
+             count(*) AS attempts, \
+             {spend} AS spend_usd, \
+             sum(COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0)) AS tokens, \
+             sum(CASE WHEN is_final_attempt THEN 0 ELSE COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0) END) AS respent_tokens, \
+             sum(CASE WHEN is_final_attempt AND outcome = 'success' THEN COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0) ELSE 0 END) AS successful_final_tokens, \
+             count(*) FILTER (WHERE outcome = 'success') AS successful_attempts, \
+             count(*) FILTER (WHERE outcome = 'success' AND served_model IS NOT NULL AND served_model <> requested_model) AS drifted_attempts, \
+             count(*) FILTER (WHERE streaming) AS streaming_attempts, \
+             count(*) FILTER (WHERE streaming AND outcome = 'partial') AS interrupted_streams, \
+             count(*) FILTER (WHERE cost_source = 'unpriced') AS unpriced_attempts, \
+             count(*) FILTER (WHERE NOT ({INVALID_ATTEMPT})) AS valid_attempts, \
+             count(*) FILTER (WHERE {PROVIDER_FAILURE}) AS provider_failed_attempts, \
+             {observed}\
+             {percentiles} \
+             FROM attempts{filter}{group_by}",
+            keys = self.select_keys("request_start"),
+            percentiles = Self::raw_percentiles(percentiles, ATTEMPT_PERCENTILES),
+            filter = self.filter_clause(),
+            group_by = self.group_by_clause(),
+        )
+    }
+
+    /// Attempt figures of the stored hours, in the columns of
+    /// [`Self::raw_attempt_figures`] with sketches.
+    fn rolled_up_attempt_figures(&self) -> String {
+        format!(
+            "SELECT {keys}\
+             sum(attempts), \
+             CAST(sum(spend_usd) AS DECIMAL(38, 9)), \
+             sum(input_tokens + output_tokens), \
+             sum(input_tokens + output_tokens - final_tokens), \
+             sum(CASE WHEN outcome = 'success' THEN final_tokens ELSE 0 END), \
+             sum(CASE WHEN outcome = 'success' THEN attempts ELSE 0 END), \
+             sum(CASE WHEN outcome = 'success' AND served_model IS NOT NULL AND served_model <> requested_model THEN attempts ELSE 0 END), \
+             sum(streaming_attempts), \
+             sum(CASE WHEN outcome = 'partial' THEN streaming_attempts ELSE 0 END), \
+             sum(unpriced_attempts), \
+             sum(CASE WHEN NOT ({INVALID_ATTEMPT}) THEN attempts ELSE 0 END), \
+             sum(CASE WHEN {PROVIDER_FAILURE} THEN attempts ELSE 0 END), \
+             min(first_request_start), max(last_attempt_end), \
+             ddsketch_merge(duration_sketch), ddsketch_merge(ttft_sketch) \
+             FROM {table}{filter}{group_by}",
+            keys = self.select_keys("hour"),
+            table = crate::stored_rollups::stored_name("hourly_usage"),
+            filter = self.filter_clause(),
+            group_by = self.group_by_clause(),
+        )
+    }
+
+    /// The plain key columns of a part, for merging parts.
+    fn key_list(&self) -> String {
+        self.keys().iter().map(|k| format!("{k}, ")).collect()
+    }
+
+    fn merged_request_figures(&self) -> String {
+        let sums: Vec<String> = REQUEST_COUNTS
+            .iter()
+            .map(|c| format!("sum({c}) AS {c}"))
+            .collect();
+        format!(
+            "SELECT {keys}{sums}{percentiles} FROM rk_parts{group_by}",
+            keys = self.key_list(),
+            sums = sums.join(", "),
+            percentiles = Self::merged_percentiles(REQUEST_PERCENTILES),
+            group_by = self.group_by_clause(),
+        )
+    }
+
+    fn merged_attempt_figures(&self) -> String {
+        let sums: Vec<String> = ATTEMPT_SUMS
+            .iter()
+            .map(|c| format!("sum({c}) AS {c}"))
+            .collect();
+        format!(
+            "SELECT {keys}{sums}, \
+             CAST(CAST(max(last_attempt_end) AS BIGINT) - CAST(min(first_request_start) AS BIGINT) AS DOUBLE) / 60000000.0 AS observed_minutes\
+             {percentiles} FROM ak_parts{group_by}",
+            keys = self.key_list(),
+            sums = sums.join(", "),
+            percentiles = Self::merged_percentiles(ATTEMPT_PERCENTILES),
+            group_by = self.group_by_clause(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kpi::KPI_NAMES;
+
+    #[test]
+    fn every_kpi_has_one_column_in_output_order() {
+        let names: Vec<&str> = KpiQuery::default()
+            .kpi_columns(&KpiSettings::default(), true)
+            .iter()
+            .map(|(name, _)| *name)
+            .collect();
+        assert_eq!(names, KPI_NAMES);
+    }
+
+    #[test]
+    fn a_chosen_kpi_reads_only_the_figures_it_needs() {
+        let query = |kpis: &[&str]| KpiQuery {
+            group_by: vec!["team".into()],
+            kpis: kpis.iter().map(|k| (*k).to_owned()).collect(),
+            ..KpiQuery::default()
+        };
+        let settings = KpiSettings::default();
+        let spend = query(&["spend_usd"])
+            .sql(&settings, None, KpiSource::RawAndRollups)
+            .expect("sql");
+        assert!(
+            spend.contains("ak_parts") && !spend.contains("rk_parts"),
+            "{spend}"
+        );
+        assert!(!spend.contains("ddsketch_merge(latency_sketch)"), "{spend}");
+        let availability = query(&["availability"])
+            .sql(&settings, None, KpiSource::Raw)
+            .expect("sql");
+        assert!(availability.contains("FROM rk ORDER BY"), "{availability}");
+        let both = query(&["retry_amplification"])
+            .sql(&settings, None, KpiSource::Raw)
+            .expect("sql");
+        assert!(both.contains("rk FULL OUTER JOIN ak"), "{both}");
+        let constant = query(&["effective_throughput_pct"])
+            .sql(&settings, None, KpiSource::Raw)
+            .expect("sql");
+        assert!(constant.contains("FROM ak ORDER BY"), "{constant}");
+        assert!(matches!(
+            query(&["spend"]).sql(&settings, None, KpiSource::Raw),
+            Err(QueryError::UnknownKpi(name, _)) if name == "spend"
+        ));
+    }
+}
