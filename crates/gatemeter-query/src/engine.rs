@@ -19,39 +19,32 @@
 //! its own catalog, memory pool and [`SessionScope`] (the committed files as
 //! of its creation and its window).
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use arrow_array::builder::{Decimal128Builder, StringBuilder, TimestampMicrosecondBuilder};
-use arrow_array::{ArrayRef, RecordBatch};
-use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use chrono::{DateTime, SecondsFormat, Utc};
+use arrow_schema::Schema;
 use datafusion::catalog::{
     CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
     MemorySchemaProvider, SchemaProvider, TableProvider,
 };
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{
-    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-};
 use datafusion::datasource::{MemTable, ViewTable};
-use datafusion::execution::cache::cache_manager::{
-    CacheManager, CacheManagerConfig, FileStatisticsCache,
-};
+use datafusion::execution::cache::cache_manager::{CacheManager, CacheManagerConfig};
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryPool};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::planner::ExprPlanner;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use gatemeter_lake::paths::{DataFilePath, HourPartition};
 use gatemeter_lake::{FileEntry, Lake, LakeLocation};
-use gatemeter_schema::{attempts_schema, EpochMicros, Usd};
 
 use crate::column_cache::{ColumnCache, ColumnCacheStats};
 use crate::error::QueryError;
+pub(crate) use crate::lake_files::{
+    lake_location, lake_table, scan_schema, CommittedFiles, FileSelection, LakeRoot, SessionScope,
+};
 use crate::live::LiveLakeTable;
+pub use crate::price_book::load_price_book;
+use crate::price_book::price_book_table;
 use crate::price_book::PriceBook;
 use crate::rollup_view::{stored_table, Derivation, RolledUpView, StoredHours};
 use crate::shared_memory::SharedLimitPool;
@@ -60,6 +53,7 @@ use crate::stored_rollups::{
     DAILY_ROLLUPS, ROLLUP_VIEWS,
 };
 use crate::team_scope::{RowScope, ScopeSlot, TeamScope};
+pub use crate::window::{timestamp_literal, Window};
 use crate::yielding::YieldingJoins;
 
 /// The views, in dependency order, as shipped in `queries/`.
@@ -75,39 +69,6 @@ pub const VIEWS: &[(&str, &str)] = &[
         include_str!("../../../queries/hourly_requests.sql"),
     ),
 ];
-
-/// Window of requests by `request_start`: `[from, to)`; either end open.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Window {
-    pub from: Option<EpochMicros>,
-    pub to: Option<EpochMicros>,
-}
-
-impl Window {
-    pub fn overlaps(&self, file: &FileEntry) -> bool {
-        let (Some(min), Some(max)) = (file.min_request_start, file.max_request_start) else {
-            return true;
-        };
-        self.from.is_none_or(|from| max >= from) && self.to.is_none_or(|to| min < to)
-    }
-
-    /// Whether every row of `file` is in the window, by its committed
-    /// min/max.
-    pub(crate) fn contains(&self, file: &FileEntry) -> bool {
-        let (Some(min), Some(max)) = (file.min_request_start, file.max_request_start) else {
-            return false;
-        };
-        self.from.is_none_or(|from| min >= from) && self.to.is_none_or(|to| max < to)
-    }
-}
-
-/// A SQL literal of the lake's timestamp type (µs, UTC).
-pub fn timestamp_literal(micros: EpochMicros) -> String {
-    let text = DateTime::<Utc>::from_timestamp_micros(micros)
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Micros, true);
-    format!("arrow_cast('{text}', 'Timestamp(µs, \"UTC\")')")
-}
 
 #[derive(Debug, Clone)]
 pub struct QueryConfig {
@@ -143,20 +104,6 @@ impl Default for QueryConfig {
     }
 }
 
-/// Loads the price book named in the config (an empty book when none is).
-pub fn load_price_book(path: Option<&Path>) -> Result<PriceBook, QueryError> {
-    match path {
-        None => Ok(PriceBook::default()),
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| QueryError::Io {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            })?;
-            PriceBook::parse(&text)
-        }
-    }
-}
-
 pub struct QueryEngine {
     config: QueryConfig,
     price_book: PriceBook,
@@ -185,59 +132,6 @@ pub struct QueryEngine {
     /// What a stored hour must have been computed with to be read: this
     /// engine's views and price book.
     rollup_basis: String,
-}
-
-/// The committed data files as of the engine's last refresh, shared with
-/// the live tables that read them at scan time.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct CommittedFiles(Arc<std::sync::RwLock<Arc<Vec<FileEntry>>>>);
-
-impl CommittedFiles {
-    pub(crate) fn current(&self) -> Arc<Vec<FileEntry>> {
-        self.0
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
-    fn replace(&self, files: Vec<FileEntry>) {
-        *self
-            .0
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(files);
-    }
-}
-
-/// What the raw tables of a session read, kept in its config: every scan of
-/// the session sees the same committed files (a commit landing between two
-/// scans of one query changes neither) and only the rows of its window.
-#[derive(Debug)]
-pub(crate) struct SessionScope {
-    pub(crate) files: Arc<Vec<FileEntry>>,
-    pub(crate) window: Window,
-    /// Hours whose raw files the session does not read: their stored
-    /// rollups stand in for them (docs/lake.md, "Rollups").
-    pub(crate) rolled_up: Arc<BTreeSet<HourPartition>>,
-}
-
-impl SessionScope {
-    /// Every committed file, every hour.
-    pub(crate) fn everything(files: Arc<Vec<FileEntry>>) -> SessionScope {
-        SessionScope {
-            files,
-            window: Window::default(),
-            rolled_up: Arc::default(),
-        }
-    }
-
-    /// Whether the raw tables read `file`: it overlaps the window and is
-    /// not of a rolled-up hour.
-    pub(crate) fn reads(&self, file: &FileEntry) -> bool {
-        self.window.overlaps(file)
-            && (self.rolled_up.is_empty()
-                || DataFilePath::parse(&file.path)
-                    .is_none_or(|path| !self.rolled_up.contains(&path.partition)))
-    }
 }
 
 /// Which of the two kinds of files a session's window holds any of. A
@@ -276,56 +170,11 @@ impl TablesPresent {
     }
 }
 
-/// Where the lake at `data_dir` is, or `None` for a local folder that
-/// does not exist (yet).
-pub(crate) fn lake_location(data_dir: &Path) -> Result<Option<LakeLocation>, QueryError> {
-    Ok(match LakeRoot::of(data_dir) {
-        LakeRoot::Local(dir) if !dir.is_dir() => None,
-        LakeRoot::Local(dir) => Some(LakeLocation::local(&dir)?),
-        LakeRoot::Remote(url) => Some(LakeLocation::parse(url.as_str())?),
-    })
-}
-
 /// The lake's committed data files, or none while no writer created it.
 async fn load_lake(data_dir: &Path) -> Result<Option<Lake>, QueryError> {
     match lake_location(data_dir)? {
         Some(location) => Ok(Lake::open_existing(&location).await?),
         None => Ok(None),
-    }
-}
-
-/// Where the lake's files are read from: a local folder, or an object-store
-/// URL whose store is registered with every session's runtime.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum LakeRoot {
-    Local(PathBuf),
-    Remote(url::Url),
-}
-
-impl LakeRoot {
-    /// `data_dir` as `--data-dir` gives it: a path, or `s3://bucket/prefix`.
-    pub(crate) fn of(data_dir: &Path) -> LakeRoot {
-        match LakeLocation::object_store_root(&data_dir.to_string_lossy()) {
-            Some(root) => LakeRoot::Remote(root),
-            None => LakeRoot::Local(
-                std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf()),
-            ),
-        }
-    }
-
-    /// The URL or path of a lake-relative file, as a listing table takes it.
-    pub(crate) fn file(&self, path: &str) -> String {
-        match self {
-            LakeRoot::Local(dir) => dir.join(path).to_string_lossy().into_owned(),
-            LakeRoot::Remote(root) => format!("{root}{path}"),
-        }
-    }
-
-    pub(crate) fn local_dir(&self) -> Option<&Path> {
-        match self {
-            LakeRoot::Local(dir) => Some(dir),
-            LakeRoot::Remote(_) => None,
-        }
     }
 }
 
@@ -787,126 +636,4 @@ async fn planned_view(ctx: &SessionContext, body: &str) -> Result<Arc<ViewTable>
     let plan = state.create_logical_plan(body).await?;
     let optimized = state.optimize(&plan)?;
     Ok(Arc::new(ViewTable::new(optimized, Some(body.to_string()))))
-}
-
-/// Which of the committed data files a raw table reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum FileSelection {
-    /// Written by compaction: one row per attempt.
-    Compacted,
-    /// Written by ingest or import since: may repeat an attempt.
-    Fresh,
-}
-
-impl FileSelection {
-    pub(crate) fn pick<'a>(
-        self,
-        files: &'a [FileEntry],
-    ) -> impl Iterator<Item = &'a FileEntry> + 'a {
-        files
-            .iter()
-            .filter(move |file| file.deduplicated == (self == FileSelection::Compacted))
-    }
-}
-
-/// The stored rows as queries read them: the lake's columns with every
-/// string read as a string view. Parquet's dictionary pages then decode into
-/// views of the dictionary instead of a copy of every value (the team,
-/// model and provider columns repeat a few values over every row), and
-/// filters and group keys compare the views' inline prefixes first.
-pub(crate) fn scan_schema() -> SchemaRef {
-    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
-    SCHEMA
-        .get_or_init(|| {
-            let fields: Vec<Field> = attempts_schema()
-                .fields()
-                .iter()
-                .map(|field| match field.data_type() {
-                    DataType::Utf8 => field.as_ref().clone().with_data_type(DataType::Utf8View),
-                    _ => field.as_ref().clone(),
-                })
-                .collect();
-            Arc::new(Schema::new(fields))
-        })
-        .clone()
-}
-
-/// The data files `files` as one table (an empty one when there are none).
-/// Their statistics come from `statistics_cache` after the first scan:
-/// computing them from the footers was a fifth of planning a small query.
-pub(crate) fn lake_table<'a>(
-    root: &LakeRoot,
-    files: impl Iterator<Item = &'a FileEntry>,
-    statistics_cache: Option<Arc<FileStatisticsCache>>,
-) -> Result<Arc<dyn TableProvider>, QueryError> {
-    let urls: Vec<ListingTableUrl> = files
-        .map(|file| ListingTableUrl::parse(root.file(&file.path)))
-        .collect::<Result<_, _>>()?;
-    if urls.is_empty() {
-        return Ok(Arc::new(MemTable::try_new(scan_schema(), vec![vec![]])?));
-    }
-    let listing_options =
-        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-    let table_config = ListingTableConfig::new_with_multi_paths(urls)
-        .with_listing_options(listing_options)
-        .with_schema(scan_schema());
-    Ok(Arc::new(
-        ListingTable::try_new(table_config)?.with_cache(statistics_cache),
-    ))
-}
-
-/// The book as the `price_book` table: its CSV columns, with each row's
-/// `effective_to` (the next row's `effective_from` for the same pair).
-fn price_book_table(book: &PriceBook) -> Result<MemTable, QueryError> {
-    let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
-    let money = DataType::Decimal128(Usd::PRECISION, Usd::SCALE as i8);
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("provider", DataType::Utf8, false),
-        Field::new("model", DataType::Utf8, false),
-        Field::new("effective_from", ts.clone(), false),
-        Field::new("effective_to", ts, true),
-        Field::new("input_per_1m", money.clone(), false),
-        Field::new("output_per_1m", money.clone(), false),
-        Field::new("cache_read_per_1m", money.clone(), false),
-        Field::new("cache_write_per_1m", money.clone(), false),
-        Field::new("request_fee", money.clone(), false),
-        Field::new("web_search_per_1k", money, false),
-    ]));
-    let rows = book.rows();
-    let mut provider = StringBuilder::new();
-    let mut model = StringBuilder::new();
-    let ts_builder = || TimestampMicrosecondBuilder::with_capacity(rows.len()).with_timezone("UTC");
-    let (mut from, mut to) = (ts_builder(), ts_builder());
-    let money_builder = || -> Result<Decimal128Builder, QueryError> {
-        Ok(Decimal128Builder::with_capacity(rows.len())
-            .with_precision_and_scale(Usd::PRECISION, Usd::SCALE as i8)?)
-    };
-    let mut per_1m: Vec<Decimal128Builder> =
-        (0..6).map(|_| money_builder()).collect::<Result<_, _>>()?;
-    for row in rows {
-        provider.append_value(&row.provider);
-        model.append_value(&row.model);
-        from.append_value(row.effective_from);
-        to.append_option(row.effective_to);
-        let prices = [
-            row.input_per_1m,
-            row.output_per_1m,
-            row.cache_read_per_1m,
-            row.cache_write_per_1m,
-            row.request_fee,
-            row.web_search_per_1k,
-        ];
-        for (builder, price) in per_1m.iter_mut().zip(prices) {
-            builder.append_value(price.0);
-        }
-    }
-    let mut columns: Vec<ArrayRef> = vec![
-        Arc::new(provider.finish()),
-        Arc::new(model.finish()),
-        Arc::new(from.finish()),
-        Arc::new(to.finish()),
-    ];
-    columns.extend(per_1m.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
-    let batch = RecordBatch::try_new(schema.clone(), columns)?;
-    Ok(MemTable::try_new(schema, vec![vec![batch]])?)
 }

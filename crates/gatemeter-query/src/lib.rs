@@ -14,6 +14,7 @@ mod error;
 pub mod executor;
 mod extreme_by;
 pub mod kpi;
+mod lake_files;
 mod live;
 pub mod named;
 pub mod output;
@@ -27,6 +28,7 @@ pub mod sketch;
 pub mod sketch_functions;
 pub mod stored_rollups;
 pub mod team_scope;
+mod window;
 mod yielding;
 
 use std::sync::Arc;

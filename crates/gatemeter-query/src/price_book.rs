@@ -5,8 +5,14 @@
 //! the `price_book` table.
 
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
 
+use arrow_array::builder::{Decimal128Builder, StringBuilder, TimestampMicrosecondBuilder};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use chrono::DateTime;
+use datafusion::datasource::MemTable;
 use gatemeter_schema::{EpochMicros, Usd};
 
 use crate::error::QueryError;
@@ -266,6 +272,76 @@ impl PriceBook {
         let rounded = (total_scaled + total_scaled.signum() * 500_000) / 1_000_000;
         Usd(rounded + row.request_fee.0)
     }
+}
+
+/// Loads the price book named in the config (an empty book when none is).
+pub fn load_price_book(path: Option<&Path>) -> Result<PriceBook, QueryError> {
+    match path {
+        None => Ok(PriceBook::default()),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| QueryError::Io {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            PriceBook::parse(&text)
+        }
+    }
+}
+
+/// The book as the `price_book` table: its CSV columns, with each row's
+/// `effective_to` (the next row's `effective_from` for the same pair).
+pub(crate) fn price_book_table(book: &PriceBook) -> Result<MemTable, QueryError> {
+    let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    let money = DataType::Decimal128(Usd::PRECISION, Usd::SCALE as i8);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("provider", DataType::Utf8, false),
+        Field::new("model", DataType::Utf8, false),
+        Field::new("effective_from", ts.clone(), false),
+        Field::new("effective_to", ts, true),
+        Field::new("input_per_1m", money.clone(), false),
+        Field::new("output_per_1m", money.clone(), false),
+        Field::new("cache_read_per_1m", money.clone(), false),
+        Field::new("cache_write_per_1m", money.clone(), false),
+        Field::new("request_fee", money.clone(), false),
+        Field::new("web_search_per_1k", money, false),
+    ]));
+    let rows = book.rows();
+    let mut provider = StringBuilder::new();
+    let mut model = StringBuilder::new();
+    let ts_builder = || TimestampMicrosecondBuilder::with_capacity(rows.len()).with_timezone("UTC");
+    let (mut from, mut to) = (ts_builder(), ts_builder());
+    let money_builder = || -> Result<Decimal128Builder, QueryError> {
+        Ok(Decimal128Builder::with_capacity(rows.len())
+            .with_precision_and_scale(Usd::PRECISION, Usd::SCALE as i8)?)
+    };
+    let mut per_1m: Vec<Decimal128Builder> =
+        (0..6).map(|_| money_builder()).collect::<Result<_, _>>()?;
+    for row in rows {
+        provider.append_value(&row.provider);
+        model.append_value(&row.model);
+        from.append_value(row.effective_from);
+        to.append_option(row.effective_to);
+        let prices = [
+            row.input_per_1m,
+            row.output_per_1m,
+            row.cache_read_per_1m,
+            row.cache_write_per_1m,
+            row.request_fee,
+            row.web_search_per_1k,
+        ];
+        for (builder, price) in per_1m.iter_mut().zip(prices) {
+            builder.append_value(price.0);
+        }
+    }
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(provider.finish()),
+        Arc::new(model.finish()),
+        Arc::new(from.finish()),
+        Arc::new(to.finish()),
+    ];
+    columns.extend(per_1m.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    Ok(MemTable::try_new(schema, vec![vec![batch]])?)
 }
 
 #[cfg(test)]
