@@ -141,32 +141,38 @@ impl Table {
     /// one metadata commit, by whichever writer opens it first. Such
     /// columns are nullable, and the table's older files read them as null.
     async fn add_missing_columns(&mut self, schema: &Schema) -> Result<(), LakeError> {
-        let missing = self.missing_columns(schema)?;
-        if missing.is_empty() {
-            return Ok(());
-        }
-        let added = self
-            .inner
-            .clone()
-            .add_columns()
-            .with_fields(missing)
-            .with_commit_properties(CommitProperties::default().with_max_retries(0))
-            .await;
-        match added {
-            Ok(inner) => {
-                self.inner = inner;
-                Ok(())
+        // Another writer's commit in between (ingesters commit every few
+        // seconds) makes a try fail; the next one plans on its version.
+        const TRIES: usize = 20;
+        let mut last = String::new();
+        for _ in 0..TRIES {
+            let missing = self.missing_columns(schema)?;
+            if missing.is_empty() {
+                return Ok(());
             }
-            // Another writer added them (or committed anything) first.
-            Err(first) => {
-                self.refresh().await?;
-                if self.missing_columns(schema)?.is_empty() {
-                    Ok(())
-                } else {
-                    Err(delta_error(self.name, first))
+            let added = self
+                .inner
+                .clone()
+                .add_columns()
+                .with_fields(missing)
+                .with_commit_properties(CommitProperties::default().with_max_retries(0))
+                .await;
+            match added {
+                Ok(inner) => {
+                    self.inner = inner;
+                    return Ok(());
+                }
+                Err(error) => {
+                    tracing::debug!(table = self.name, %error, "adding columns: trying again");
+                    last = error.to_string();
+                    self.refresh().await?;
                 }
             }
         }
+        Err(LakeError::Delta {
+            table: self.name.to_owned(),
+            reason: format!("adding the columns of this release failed {TRIES} times: {last}"),
+        })
     }
 
     /// The columns of `schema` the table's schema does not have.
