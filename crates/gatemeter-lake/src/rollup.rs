@@ -40,6 +40,8 @@ pub struct RollupFile {
     /// Relative to the lake's root (`rollups/<name>/<date>/<file>`).
     pub path: String,
     pub bytes: u64,
+    /// `numRecords` of its Delta stats, when the writer recorded them.
+    pub rows: Option<u64>,
     /// What the rows were computed from.
     pub stamp: String,
 }
@@ -151,6 +153,7 @@ impl RollupTable {
                     RollupFile {
                         path: format!("{ROLLUPS_DIR}/{}/{}", self.name, file.path),
                         bytes: file.size.max(0) as u64,
+                        rows: file.rows,
                         stamp: stamp.clone(),
                     },
                 )),

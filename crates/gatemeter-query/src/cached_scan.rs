@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::{new_null_array, ArrayRef, RecordBatch, RecordBatchOptions};
-use arrow_schema::SchemaRef;
+use arrow_schema::{Field, Schema, SchemaRef};
 use datafusion::arrow::compute::concat;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
@@ -107,7 +107,24 @@ fn spread_by_rows(mut files: Vec<ScanFile>, n: usize) -> Vec<Vec<ScanFile>> {
 
 impl DisplayAs for CachedLakeScan {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        let files: usize = self.partitions.iter().map(Vec::len).sum();
+        // Like DataFusion's Parquet scan: each partition's first files, so
+        // EXPLAIN shows what a query reads.
+        const SHOWN: usize = 3;
+        let groups: Vec<String> = self
+            .partitions
+            .iter()
+            .map(|files| {
+                let mut shown: Vec<String> = files
+                    .iter()
+                    .take(SHOWN)
+                    .map(|file| file.path.display().to_string())
+                    .collect();
+                if files.len() > SHOWN {
+                    shown.push(format!("... {} more", files.len() - SHOWN));
+                }
+                format!("[{}]", shown.join(", "))
+            })
+            .collect();
         let columns: Vec<&str> = self
             .projection
             .iter()
@@ -115,8 +132,9 @@ impl DisplayAs for CachedLakeScan {
             .collect();
         write!(
             f,
-            "CachedLakeScan: files={files}, partitions={}, projection=[{}]",
-            self.partitions.len(),
+            "CachedLakeScan: file_groups={{{} groups: [{}]}}, projection=[{}]",
+            groups.len(),
+            groups.join(", "),
             columns.join(", ")
         )
     }
@@ -236,7 +254,12 @@ impl FileReader {
     fn read(&self, file: &ScanFile) -> Result<RecordBatch> {
         let rows = usize::try_from(file.rows)
             .map_err(|_| DataFusionError::Internal(format!("{} rows", file.rows)))?;
-        let mut columns = self.cache.get(&file.path, &self.projection);
+        let wanted: Vec<&Field> = self
+            .projection
+            .iter()
+            .map(|&index| self.file_schema.field(index))
+            .collect();
+        let mut columns = self.cache.get(&file.path, &wanted);
         let mut missing: Vec<usize> = self
             .projection
             .iter()
@@ -256,7 +279,8 @@ impl FileReader {
             };
             self.metrics.columns_decoded.add(missing.len());
             for (index, column) in missing.iter().zip(decoded) {
-                self.cache.insert(&file.path, *index, column.clone());
+                let name = self.file_schema.field(*index).name();
+                self.cache.insert(&file.path, name, column.clone());
                 for (wanted, slot) in self.projection.iter().zip(columns.iter_mut()) {
                     if wanted == index {
                         *slot = Some(column.clone());
@@ -273,42 +297,52 @@ impl FileReader {
     }
 
     /// Columns `indices` (ascending) of `path`, each as one array of all
-    /// its `rows` rows. A file written before the lake's last columns were
-    /// added holds the columns before them only (they are appended,
-    /// docs/lake.md "Schema changes"): it reads the others as nulls.
+    /// its `rows` rows, found in the file by name. A column the file does
+    /// not hold reads as nulls: a lake file written before the lake's last
+    /// columns were added (docs/lake.md "Schema changes"), or a rollup file
+    /// by model, which leaves out the key, environment, app and org.
     fn decode(&self, path: &Path, indices: &[usize], rows: usize) -> Result<Vec<ArrayRef>> {
         let file = File::open(path)
             .map_err(|e| DataFusionError::Execution(format!("{}: {e}", path.display())))?;
         let footer = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())?;
-        let stored = footer
-            .schema()
+        // The file's own columns, each read as the type the scan wants
+        // (the reader holds a file to its own nullability).
+        let stored = footer.schema().clone();
+        let as_wanted: Vec<Field> = stored
             .fields()
-            .len()
-            .min(self.file_schema.fields().len());
-        let present: Vec<usize> = indices.iter().copied().filter(|&i| i < stored).collect();
-        let mut decoded = if present.is_empty() {
+            .iter()
+            .map(|field| {
+                let own = field.as_ref().clone();
+                match self.file_schema.field_with_name(field.name()) {
+                    Ok(wanted) => own.with_data_type(wanted.data_type().clone()),
+                    Err(_) => own,
+                }
+            })
+            .collect();
+        let position = |index: usize| stored.index_of(self.file_schema.field(index).name()).ok();
+        let mut present: Vec<usize> = indices.iter().filter_map(|&i| position(i)).collect();
+        present.sort_unstable();
+        let decoded = if present.is_empty() {
             Vec::new()
         } else {
-            let prefix: Vec<usize> = (0..stored).collect();
-            let options =
-                ArrowReaderOptions::new().with_schema(Arc::new(self.file_schema.project(&prefix)?));
+            let options = ArrowReaderOptions::new().with_schema(Arc::new(Schema::new(as_wanted)));
             let metadata = ArrowReaderMetadata::try_new(footer.metadata().clone(), options)?;
             read_columns(path, file, metadata, &present, rows)?
-        }
-        .into_iter();
+        };
         indices
             .iter()
-            .map(|&index| {
-                if index < stored {
-                    decoded.next().ok_or_else(|| {
+            .map(|&index| match position(index) {
+                Some(at) => present
+                    .binary_search(&at)
+                    .ok()
+                    .and_then(|i| decoded.get(i).cloned())
+                    .ok_or_else(|| {
                         DataFusionError::Internal(format!("{}: a column short", path.display()))
-                    })
-                } else {
-                    Ok(new_null_array(
-                        self.file_schema.field(index).data_type(),
-                        rows,
-                    ))
-                }
+                    }),
+                None => Ok(new_null_array(
+                    self.file_schema.field(index).data_type(),
+                    rows,
+                )),
             })
             .collect()
     }

@@ -14,10 +14,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arrow_array::{Array, ArrayRef};
+use arrow_schema::Field;
 
-/// One column of one file: the file's path and the column's index in the
-/// scan schema.
-type ColumnKey = (Arc<Path>, usize);
+/// Bytes a decoded value takes in the cache's estimate (a string view, a
+/// decimal). A scan goes through the cache only when all its columns are
+/// estimated to fit in it: a larger scan (a month's spend) would push out
+/// every column the dashboards refresh from and then find none of its own
+/// kept the next time, so it reads Parquet, as does an open window.
+pub(crate) const CACHED_BYTES_PER_VALUE: u64 = 16;
+
+/// One column of one file: the file's path and the column's name. Tables
+/// of different schemas read the same file (a rollup file is read by the
+/// KPI statements and by the SQL views), so a column is known by its name,
+/// and a kept column of another type than the one asked for is not it.
+type ColumnKey = (Arc<Path>, Arc<str>);
 
 struct Entry {
     column: ArrayRef,
@@ -87,16 +97,20 @@ impl ColumnCache {
     }
 
     /// The kept columns `columns` of `file` (in that order, `None` where
-    /// one is not kept), marking those found as just used.
-    pub fn get(&self, file: &Path, columns: &[usize]) -> Vec<Option<ArrayRef>> {
+    /// one is not kept with that name and type), marking those found as
+    /// just used.
+    pub fn get(&self, file: &Path, columns: &[&Field]) -> Vec<Option<ArrayRef>> {
         let mut guard = self.lock();
         let state = &mut *guard;
         let key_file: Arc<Path> = Arc::from(file);
         let found: Vec<Option<ArrayRef>> = columns
             .iter()
-            .map(|&index| {
-                let key = (key_file.clone(), index);
-                let entry = state.entries.get_mut(&key)?;
+            .map(|field| {
+                let key = (key_file.clone(), Arc::from(field.name().as_str()));
+                let entry = state
+                    .entries
+                    .get_mut(&key)
+                    .filter(|entry| entry.column.data_type() == field.data_type())?;
                 state.clock += 1;
                 state.by_age.remove(&entry.last_used);
                 entry.last_used = state.clock;
@@ -111,17 +125,17 @@ impl ColumnCache {
         found
     }
 
-    /// Keeps `column` (column `index` of `file`), dropping the least
+    /// Keeps `column` (the column `name` of `file`), dropping the least
     /// recently used columns while over the budget. A column larger than
     /// the whole budget is not kept.
-    pub fn insert(&self, file: &Path, index: usize, column: ArrayRef) {
+    pub fn insert(&self, file: &Path, name: &str, column: ArrayRef) {
         let bytes = column.get_array_memory_size();
         if bytes > self.budget {
             return;
         }
         let mut guard = self.lock();
         let state = &mut *guard;
-        let key: ColumnKey = (Arc::from(file), index);
+        let key: ColumnKey = (Arc::from(file), Arc::from(name));
         state.clock += 1;
         let clock = state.clock;
         if let Some(old) = state.entries.insert(
@@ -151,10 +165,20 @@ impl ColumnCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow_array::Int64Array;
+    use arrow_array::{Int32Array, Int64Array};
+    use arrow_schema::DataType;
 
     fn column(len: usize) -> ArrayRef {
         Arc::new(Int64Array::from(vec![7i64; len]))
+    }
+
+    fn field(name: &str) -> Field {
+        Field::new(name, DataType::Int64, true)
+    }
+
+    /// Column `name` of `file` when kept.
+    fn kept(cache: &ColumnCache, file: &Path, name: &str) -> Option<ArrayRef> {
+        cache.get(file, &[&field(name)]).pop().flatten()
     }
 
     #[test]
@@ -162,8 +186,8 @@ mod tests {
         let cache = ColumnCache::new(1 << 20);
         let file = Path::new("/lake/a.parquet");
         let kept = column(100);
-        cache.insert(file, 3, kept.clone());
-        let found = cache.get(file, &[3, 4]);
+        cache.insert(file, "d", kept.clone());
+        let found = cache.get(file, &[&field("d"), &field("e")]);
         assert!(Arc::ptr_eq(found[0].as_ref().expect("kept"), &kept));
         assert!(found[1].is_none());
         let stats = cache.stats();
@@ -176,14 +200,14 @@ mod tests {
         let one = column(1000).get_array_memory_size();
         let cache = ColumnCache::new(one * 2);
         let (a, b) = (Path::new("/lake/a.parquet"), Path::new("/lake/b.parquet"));
-        cache.insert(a, 0, column(1000));
-        cache.insert(b, 0, column(1000));
+        cache.insert(a, "x", column(1000));
+        cache.insert(b, "x", column(1000));
         // a is used again, so b is now the oldest.
-        assert!(cache.get(a, &[0])[0].is_some());
-        cache.insert(a, 1, column(1000));
-        assert!(cache.get(a, &[0])[0].is_some());
-        assert!(cache.get(a, &[1])[0].is_some());
-        assert!(cache.get(b, &[0])[0].is_none());
+        assert!(kept(&cache, a, "x").is_some());
+        cache.insert(a, "y", column(1000));
+        assert!(kept(&cache, a, "x").is_some());
+        assert!(kept(&cache, a, "y").is_some());
+        assert!(kept(&cache, b, "x").is_none());
         assert_eq!(cache.stats().bytes, one * 2);
     }
 
@@ -191,18 +215,33 @@ mod tests {
     fn a_column_larger_than_the_budget_is_not_kept_and_evicts_nothing() {
         let cache = ColumnCache::new(column(10).get_array_memory_size());
         let file = Path::new("/lake/a.parquet");
-        cache.insert(file, 0, column(10));
-        cache.insert(file, 1, column(10_000));
-        assert!(cache.get(file, &[0])[0].is_some());
-        assert!(cache.get(file, &[1])[0].is_none());
+        cache.insert(file, "x", column(10));
+        cache.insert(file, "y", column(10_000));
+        assert!(kept(&cache, file, "x").is_some());
+        assert!(kept(&cache, file, "y").is_none());
     }
 
     #[test]
     fn keeping_a_column_again_replaces_it_without_counting_it_twice() {
         let cache = ColumnCache::new(1 << 20);
         let file = Path::new("/lake/a.parquet");
-        cache.insert(file, 0, column(10));
-        cache.insert(file, 0, column(10));
+        cache.insert(file, "x", column(10));
+        cache.insert(file, "x", column(10));
         assert_eq!(cache.stats().bytes, column(10).get_array_memory_size());
+    }
+
+    #[test]
+    fn a_kept_column_asked_for_with_another_type_is_a_miss() {
+        let cache = ColumnCache::new(1 << 20);
+        let file = Path::new("/lake/a.parquet");
+        cache.insert(file, "x", column(10));
+        let as_int32 = Field::new("x", DataType::Int32, true);
+        assert!(cache.get(file, &[&as_int32])[0].is_none());
+        cache.insert(file, "x", Arc::new(Int32Array::from(vec![1; 10])));
+        assert!(cache.get(file, &[&as_int32])[0].is_some());
+        assert!(
+            kept(&cache, file, "x").is_none(),
+            "replaced by the Int32 column"
+        );
     }
 }

@@ -46,8 +46,9 @@ use crate::live::LiveLakeTable;
 pub use crate::price_book::load_price_book;
 use crate::price_book::price_book_table;
 use crate::price_book::PriceBook;
-use crate::rollup_view::{stored_table, Derivation, RolledUpView, StoredHours};
+use crate::rollup_view::{Derivation, RolledUpView, StoredHours};
 use crate::shared_memory::SharedLimitPool;
+use crate::stored_files::StoredRollupTable;
 use crate::stored_rollups::{
     RolledUpHours, RollupReads, RollupTables, SharedRollupIndex, BY_MODEL_OMITS, BY_MODEL_ROLLUPS,
     DAILY_ROLLUPS, ROLLUP_VIEWS,
@@ -346,11 +347,15 @@ impl QueryEngine {
                     })
                     .collect::<Vec<_>>(),
             ));
-            let statistics = ctx.runtime_env().cache_manager.get_file_statistic_cache();
             let table: Arc<dyn TableProvider> = if files.is_empty() {
                 Arc::new(MemTable::try_new(schema, vec![vec![]])?)
             } else {
-                Arc::new(stored_table(&root, files, schema, statistics)?)
+                Arc::new(StoredRollupTable::new(
+                    root.clone(),
+                    files.clone(),
+                    schema,
+                    self.column_cache.clone(),
+                ))
             };
             let table = match teams.predicate() {
                 Some(only_teams) => ctx.read_table(table)?.filter(only_teams)?.into_view(),
@@ -617,6 +622,7 @@ impl QueryEngine {
             index: self.rollup_index.clone(),
             basis: self.rollup_basis.clone(),
             root: LakeRoot::of(&self.config.data_dir),
+            column_cache: self.column_cache.clone(),
         }
     }
 }

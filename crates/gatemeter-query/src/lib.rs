@@ -26,6 +26,7 @@ pub mod scorecard;
 pub mod shared_memory;
 pub mod sketch;
 pub mod sketch_functions;
+mod stored_files;
 pub mod stored_rollups;
 pub mod team_scope;
 mod window;

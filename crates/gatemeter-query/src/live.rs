@@ -28,18 +28,11 @@ use datafusion::physical_plan::ExecutionPlan;
 use gatemeter_lake::FileEntry;
 
 use crate::cached_scan::{CachedLakeScan, ScanFile};
-use crate::column_cache::ColumnCache;
+use crate::column_cache::{ColumnCache, CACHED_BYTES_PER_VALUE};
 use crate::engine::{
     lake_table, scan_schema, CommittedFiles, FileSelection, LakeRoot, SessionScope, Window,
 };
 use crate::team_scope::RowScope;
-
-/// Bytes a decoded value takes in the cache's estimate (a string view, a
-/// decimal). A scan goes through the cache only when all its columns are
-/// estimated to fit in it: a larger scan (a month's spend) would push out
-/// every column the dashboards refresh from and then find none of its own
-/// kept the next time, so it reads Parquet, as does an open window.
-const CACHED_BYTES_PER_VALUE: u64 = 16;
 
 #[derive(Debug)]
 pub(crate) struct LiveLakeTable {

@@ -19,13 +19,8 @@ use std::sync::Arc;
 use arrow_schema::{Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::Session;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{
-    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-};
 use datafusion::datasource::{provider_as_source, TableProvider, TableType, ViewTable};
 use datafusion::error::{DataFusionError, Result};
-use datafusion::execution::cache::cache_manager::FileStatisticsCache;
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::functions::expr_fn::date_trunc;
 use datafusion::functions_aggregate::expr_fn::{max, min, sum};
@@ -36,8 +31,12 @@ use datafusion::logical_expr::{
 };
 use datafusion::physical_plan::ExecutionPlan;
 
+use gatemeter_lake::RollupFile;
+
+use crate::column_cache::ColumnCache;
 use crate::engine::{CommittedFiles, LakeRoot, SessionScope};
 use crate::sketch_functions::sketch_aggregates;
+use crate::stored_files::StoredRollupTable;
 use crate::stored_rollups::{
     stored_schema, MergeRule, RollupGrain, RollupReads, SharedRollupIndex, BY_MODEL_OMITS,
 };
@@ -52,6 +51,7 @@ pub(crate) struct StoredHours {
     /// and price book).
     pub(crate) basis: String,
     pub(crate) root: LakeRoot,
+    pub(crate) column_cache: Option<Arc<ColumnCache>>,
 }
 
 /// What a view derived from an hourly rollup view does to its rows
@@ -176,19 +176,17 @@ impl RolledUpView {
     /// files that already hold its rows).
     fn stored_rows(
         &self,
-        state: &SessionState,
-        files: &[String],
+        files: Vec<RollupFile>,
         teams: Option<Expr>,
         target: &Schema,
     ) -> Result<LogicalPlanBuilder> {
         let fields = self.source_fields();
-        let statistics = state.runtime_env().cache_manager.get_file_statistic_cache();
-        let table = stored_table(
-            &self.stored.root,
+        let table = StoredRollupTable::new(
+            self.stored.root.clone(),
             files,
             stored_schema(&Schema::new(fields.clone())),
-            statistics,
-        )?;
+            self.stored.column_cache.clone(),
+        );
         let mut plan =
             LogicalPlanBuilder::scan("stored", provider_as_source(Arc::new(table)), None)?;
         if let Some(teams) = teams {
@@ -268,7 +266,7 @@ impl TableProvider for RolledUpView {
         if !to_merge.is_empty() {
             let source = Schema::new(self.source_fields());
             plan = plan.union(
-                self.stored_rows(&inner, &to_merge, teams.clone(), &source)?
+                self.stored_rows(to_merge, teams.clone(), &source)?
                     .build()?,
             )?;
         }
@@ -277,7 +275,7 @@ impl TableProvider for RolledUpView {
         }
         if !finished.is_empty() {
             let own = self.schema();
-            plan = plan.union(self.stored_rows(&inner, &finished, teams, &own)?.build()?)?;
+            plan = plan.union(self.stored_rows(finished, teams, &own)?.build()?)?;
         }
         // The filters name the columns as the query's scan qualified them.
         // A team-scoped query's own filters run only above (as over the raw
@@ -301,24 +299,4 @@ impl TableProvider for RolledUpView {
         }
         inner.create_physical_plan(&plan.build()?).await
     }
-}
-
-/// The stored rollup `files` (lake relative) as one table of `schema`,
-/// their statistics kept in the session's cache.
-pub(crate) fn stored_table(
-    root: &LakeRoot,
-    files: &[String],
-    schema: SchemaRef,
-    statistics: Option<Arc<FileStatisticsCache>>,
-) -> Result<ListingTable> {
-    let urls: Vec<ListingTableUrl> = files
-        .iter()
-        .map(|path| ListingTableUrl::parse(root.file(path)))
-        .collect::<Result<_>>()?;
-    let options =
-        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-    let config = ListingTableConfig::new_with_multi_paths(urls)
-        .with_listing_options(options)
-        .with_schema(schema);
-    Ok(ListingTable::try_new(config)?.with_cache(statistics))
 }

@@ -370,7 +370,8 @@ async fn session_over_files(
             to: Some(0),
         })
         .await?;
-    let table = crate::rollup_view::stored_table(&engine.lake_root(), files, schema.clone(), None)?;
+    let table =
+        crate::stored_files::listing_table(&engine.lake_root(), files, schema.clone(), None)?;
     session.register_table(name, Arc::new(table))?;
     Ok(session)
 }

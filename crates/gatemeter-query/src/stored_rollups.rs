@@ -233,7 +233,7 @@ pub struct RolledUpHours {
     pub days: BTreeSet<HourPartition>,
     /// Some of them may be files of [`BY_MODEL_ROLLUPS`], which lack the
     /// columns of [`BY_MODEL_OMITS`].
-    pub files: [Vec<String>; 2],
+    pub files: [Vec<RollupFile>; 2],
     /// What each period of `files` was read from (the same for both
     /// lists): a file whose grain and width are a view's own already
     /// holds that view's rows, one per period and dimensions.
@@ -247,7 +247,7 @@ impl RolledUpHours {
 
     fn read(&mut self, files: [&RollupFile; 2], kind: RollupReads) {
         for (list, file) in self.files.iter_mut().zip(files) {
-            list.push(file.path.clone());
+            list.push(file.clone());
         }
         self.kinds.push(kind);
     }
@@ -255,13 +255,17 @@ impl RolledUpHours {
     /// The files of rollup `position` ([`ROLLUP_VIEWS`] order) split in
     /// two: those read as `kind` (rows that need no merging for a view of
     /// that grain and width), and the rest.
-    pub fn split_by_kind(&self, position: usize, kind: RollupReads) -> (Vec<String>, Vec<String>) {
+    pub fn split_by_kind(
+        &self,
+        position: usize,
+        kind: RollupReads,
+    ) -> (Vec<RollupFile>, Vec<RollupFile>) {
         let (mut same, mut other) = (Vec::new(), Vec::new());
-        for (path, read_as) in self.files[position].iter().zip(&self.kinds) {
+        for (file, read_as) in self.files[position].iter().zip(&self.kinds) {
             if *read_as == kind {
-                same.push(path.clone());
+                same.push(file.clone());
             } else {
-                other.push(path.clone());
+                other.push(file.clone());
             }
         }
         (same, other)
@@ -485,12 +489,17 @@ mod tests {
         }
     }
 
+    fn paths(files: &[RollupFile]) -> Vec<String> {
+        files.iter().map(|file| file.path.clone()).collect()
+    }
+
     /// Both files of a stored period of the tables `names`.
     fn stored(names: &[&str; 2], period: HourPartition, stamp: String) -> [Option<RollupFile>; 2] {
         [0, 1].map(|i| {
             Some(RollupFile {
                 path: format!("rollups/{}/{period:?}.parquet", names[i]),
                 bytes: 1,
+                rows: Some(1),
                 stamp: stamp.clone(),
             })
         })
@@ -574,7 +583,7 @@ mod tests {
         assert_eq!(whole.hours, BTreeSet::from([ten, eleven]));
         assert_eq!(whole.days, BTreeSet::from([day]));
         assert_eq!(
-            whole.files[1],
+            paths(&whole.files[1]),
             vec![format!("rollups/daily_requests/{day:?}.parquet")]
         );
         let by_hours = index.usable(Window::default(), &files, "b", RollupGrain::Hours.into());
@@ -625,7 +634,7 @@ mod tests {
         let read = index.usable(Window::default(), &files, "b", by_model);
         assert_eq!(read.hours, BTreeSet::from([ten, eleven]));
         assert_eq!(
-            read.files[0],
+            paths(&read.files[0]),
             vec![
                 format!("rollups/hourly_usage_by_model/{ten:?}.parquet"),
                 format!("rollups/hourly_usage/{eleven:?}.parquet"),
@@ -634,7 +643,7 @@ mod tests {
         );
         let (own, to_merge) = read.split_by_kind(0, by_model);
         assert_eq!(
-            (own, to_merge),
+            (paths(&own), paths(&to_merge)),
             (
                 vec![format!("rollups/hourly_usage_by_model/{ten:?}.parquet")],
                 vec![format!("rollups/hourly_usage/{eleven:?}.parquet")],
@@ -646,7 +655,7 @@ mod tests {
             .files
             .iter()
             .flatten()
-            .all(|path| !path.contains("by_model")));
+            .all(|file| !file.path.contains("by_model")));
     }
 
     /// Every stored rollup carries the basis it was computed with; a

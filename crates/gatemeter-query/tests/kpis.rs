@@ -151,6 +151,98 @@ async fn kept_columns_answer_as_the_parquet_files_do_and_are_read_again_from_mem
     assert_eq!(cached.column_cache_stats(), Some(again));
 }
 
+/// Every KPI over `window` by `group_by`, as JSON rows.
+async fn kpis_by(engine: &QueryEngine, window: Window, group_by: &str) -> Vec<serde_json::Value> {
+    let query = KpiQuery {
+        group_by: vec![group_by.to_owned()],
+        ..KpiQuery::default()
+    };
+    let batches = gatemeter_query::kpis(engine, window, &query, &KpiSettings::default())
+        .await
+        .expect("kpis");
+    gatemeter_query::output::json_rows(&batches).expect("json")
+}
+
+/// The stored rollup files a query reads go through the column cache too:
+/// a dashboard refreshing the same hours decodes them once, and the kept
+/// columns answer as the files do, for KPI requests over the full and the
+/// by-model rollups and for the rollup views in SQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_rollup_files_are_read_again_from_memory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    lake_from(&fixture("edge.jsonl"), dir.path()).await;
+    let prices = Some(fixture("prices.csv"));
+    let plain = engine(dir.path(), prices.clone()).await;
+    let location = gatemeter_lake::LakeLocation::local(dir.path()).expect("location");
+    let stored = gatemeter_query::stored_rollups::store_rollups(
+        &plain,
+        &location,
+        (i64::MAX, gatemeter_query::stored_rollups::SLICE_ROWS),
+        chrono::Duration::zero(),
+        &mut |_| {},
+    )
+    .await
+    .expect("rollups");
+    assert!(stored.hours >= 2, "{} hours stored", stored.hours);
+    plain.refresh().await.expect("refresh");
+    let cached = QueryEngine::open(QueryConfig {
+        data_dir: dir.path().to_path_buf(),
+        prices,
+        column_cache_bytes: 16 << 20,
+        ..QueryConfig::default()
+    })
+    .await
+    .expect("engine");
+    let window = Window {
+        from: Some(at("2026-11-01T00:00:00Z")),
+        to: Some(at("2026-11-03T00:00:00Z")),
+    };
+    let (_, rolled) = cached
+        .rollup_session(
+            window,
+            &TeamScope::all(),
+            gatemeter_query::RollupGrain::Hours,
+        )
+        .await
+        .expect("session");
+    assert_eq!(
+        rolled.hours.len(),
+        stored.hours,
+        "every hour is read stored"
+    );
+
+    let sql = "SELECT team, requested_model, sum(attempts) AS attempts, sum(spend_usd) AS spend, \
+               ddsketch_quantile(ddsketch_merge(duration_sketch), 0.95) AS p95 \
+               FROM hourly_usage_by_model GROUP BY 1, 2 ORDER BY 1, 2";
+    let mut decoded = None;
+    for round in 0..2 {
+        // By model (the narrower files) and by key (the full ones).
+        for group_by in ["requested_model", "api_key_id"] {
+            assert_eq!(
+                kpis_by(&cached, window, group_by).await,
+                kpis_by(&plain, window, group_by).await,
+                "round {round}, by {group_by}"
+            );
+        }
+        assert_eq!(
+            rows_of(&cached, window, sql).await,
+            rows_of(&plain, window, sql).await,
+            "round {round}"
+        );
+        let stats = cached.column_cache_stats().expect("a cache");
+        match decoded {
+            None => {
+                assert!(stats.misses > 0 && stats.bytes > 0, "{stats:?}");
+                decoded = Some(stats);
+            }
+            Some(first) => {
+                assert_eq!(stats.misses, first.misses, "nothing decoded again");
+                assert!(stats.hits > first.hits, "{stats:?}");
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_named_query_runs_and_returns_rows() {
     use std::collections::BTreeMap;

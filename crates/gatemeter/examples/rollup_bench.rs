@@ -184,7 +184,11 @@ async fn open_engine(lake: &Path, prices: &str) -> Result<Arc<QueryEngine>, Stri
     let config = QueryConfig {
         data_dir: lake.into(),
         prices: Some(prices.into()),
-        column_cache_bytes: 256 << 20,
+        column_cache_bytes: std::env::var("ROLLUP_BENCH_CACHE_MB")
+            .ok()
+            .and_then(|mb| mb.parse::<usize>().ok())
+            .unwrap_or(256)
+            << 20,
         ..QueryConfig::default()
     };
     Ok(Arc::new(
@@ -383,6 +387,9 @@ async fn time_requests(
             if run > 0 {
                 timings.push(elapsed);
             }
+        }
+        if only.is_some() {
+            eprintln!("{name}: column cache {:?}", engine.column_cache_stats());
         }
         let days = (window.to.unwrap_or(end) - window.from.unwrap_or(end)) / (24 * HOUR);
         table.push_str(&report(name, Some(days), Some(rows), &timings));

@@ -228,11 +228,14 @@ async fn import(dir: &Path, jsonl: &Path) {
     assert_eq!(report.dead_letters, 0, "every generated event is valid");
 }
 
-async fn engine(dir: &Path, book: &Path) -> QueryEngine {
+/// An engine over `dir` priced by `book`, keeping `column_cache_bytes` of
+/// decoded columns (raw and rollup files alike).
+async fn engine(dir: &Path, book: &Path, column_cache_bytes: usize) -> QueryEngine {
     QueryEngine::open(QueryConfig {
         data_dir: dir.to_path_buf(),
         prices: Some(book.to_path_buf()),
         target_partitions: 2,
+        column_cache_bytes,
         ..QueryConfig::default()
     })
     .await
@@ -389,7 +392,9 @@ async fn compare(
         rolled_up += usize::from(!rolled.is_empty());
         DAYS_READ.fetch_add(rolled.days.len(), std::sync::atomic::Ordering::Relaxed);
         let by_model = rolled.files.iter().flatten();
-        let by_model = by_model.filter(|path| path.contains("_by_model/")).count();
+        let by_model = by_model
+            .filter(|file| file.path.contains("_by_model/"))
+            .count();
         BY_MODEL_READ.fetch_add(by_model, std::sync::atomic::Ordering::Relaxed);
         let mixed = json_rows(
             &kpis(engine, window, &query, &settings)
@@ -601,7 +606,7 @@ async fn compare_views(engine: &QueryEngine, random: &mut Random, stage: &str) -
     read_stored
 }
 
-async fn one_case(seed: u64) {
+async fn one_case(seed: u64, column_cache_bytes: usize) {
     let mut random = Random(seed | 1);
     let dir = tempfile::tempdir().expect("tempdir");
     let work = tempfile::tempdir().expect("tempdir");
@@ -621,7 +626,7 @@ async fn one_case(seed: u64) {
     }
     write_jsonl(&work.path().join("first.jsonl"), &first);
     import(dir.path(), &work.path().join("first.jsonl")).await;
-    let before = engine(dir.path(), &books[0]).await;
+    let before = engine(dir.path(), &books[0], column_cache_bytes).await;
     // Small slices: each hour's rows are computed in several parts and
     // merged, as a big hour's are.
     assert!(store(&before, dir.path(), 40).await >= 5, "seed {seed}");
@@ -630,7 +635,7 @@ async fn one_case(seed: u64) {
         used += requests;
         views_used += views;
     };
-    let before = engine(dir.path(), &books[0]).await;
+    let before = engine(dir.path(), &books[0], column_cache_bytes).await;
     tally(compare(&before, &mut random, 12, &format!("seed {seed}, stored")).await);
 
     // Late: corrections and copies into hours 1 and 3, and hours 5–6.
@@ -691,7 +696,7 @@ async fn one_case(seed: u64) {
     );
 
     // Another price book: no stored hour holds for it until stored again.
-    let after = engine(dir.path(), &books[1]).await;
+    let after = engine(dir.path(), &books[1], column_cache_bytes).await;
     let (_, rolled) = after
         .rollup_session(Window::default(), &TeamScope::all(), RollupGrain::Days)
         .await
@@ -724,8 +729,10 @@ fn kpis_from_rollups_and_raw_rows_equal_kpis_from_raw_rows() {
         .enable_all()
         .build()
         .expect("runtime");
-    for seed in [20_261_203_u64, 31_337] {
-        runtime.block_on(one_case(seed));
+    // One case reads every file from Parquet, the other through the
+    // column cache.
+    for (seed, column_cache_bytes) in [(20_261_203_u64, 0), (31_337, 16 << 20)] {
+        runtime.block_on(one_case(seed, column_cache_bytes));
     }
     let days = DAYS_READ.load(std::sync::atomic::Ordering::Relaxed);
     assert!(days >= 4, "only {days} stored days were read");
