@@ -24,7 +24,9 @@
 //! Each request runs once to warm up, then RUNS times; prints one JSON
 //! line per request (median and every run in milliseconds) and a Markdown
 //! table. With `ROLLUP_BENCH_ONLY=TEXT` only the requests whose name holds
-//! TEXT run (to profile one).
+//! TEXT run (to profile one), each followed by the column cache's hits
+//! and misses; `ROLLUP_BENCH_CACHE_MB` sets the cache (256 MB, as
+//! `serve`'s default).
 
 use std::collections::BTreeMap;
 use std::path::Path;
