@@ -249,10 +249,12 @@ def create_topic(bootstrap, topic, partitions):
         future.result(timeout=30)
 
 
-def produce(bootstrap, topic, messages, partitions=4):
-    """Produces [(key, payload, expected)] with confluent-kafka; returns
+def produce(bootstrap, topic, messages, partitions=4, create=True):
+    """Produces [(key, payload, expected)] with confluent-kafka (into a new
+    topic of `partitions` unless `create` is false); returns
     [(partition, offset, expected)] from the delivery reports."""
-    create_topic(bootstrap, topic, partitions)
+    if create:
+        create_topic(bootstrap, topic, partitions)
     producer = Producer({
         "bootstrap.servers": bootstrap,
         "enable.idempotence": True,

@@ -9,7 +9,7 @@ use gatemeter_lake::SourceOffsets;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
-use rdkafka::types::RDKafkaRespErr;
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::{error, warn};
 
@@ -64,7 +64,10 @@ impl ClientContext for LakeSeekContext {
     fn error(&self, error: KafkaError, reason: &str) {
         // End of partition is how `--until-caught-up` learns it is done, not
         // a fault.
-        if matches!(error, KafkaError::PartitionEOF(_)) {
+        if matches!(
+            error,
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+        ) {
             return;
         }
         self.metrics.consumer_errors.inc();
@@ -114,5 +117,29 @@ impl ConsumerContext for LakeSeekContext {
                 error!(?other, "rebalance error");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn end_of_partition_is_not_counted_as_a_consumer_error_and_other_errors_are() {
+        let metrics = IngestMetrics::register(&prometheus::Registry::new()).expect("metrics");
+        let (changes, _received) = std::sync::mpsc::channel();
+        let context = LakeSeekContext {
+            committed: Arc::default(),
+            changes,
+            metrics: metrics.clone(),
+        };
+        context.error(KafkaError::PartitionEOF(3), "fetch");
+        context.error(KafkaError::Global(RDKafkaErrorCode::PartitionEOF), "fetch");
+        assert_eq!(metrics.consumer_errors.get(), 0);
+        context.error(
+            KafkaError::Global(RDKafkaErrorCode::BrokerTransportFailure),
+            "down",
+        );
+        assert_eq!(metrics.consumer_errors.get(), 1);
     }
 }

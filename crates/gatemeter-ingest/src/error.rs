@@ -10,4 +10,12 @@ pub enum IngestError {
     Metadata(String),
     #[error("invalid Kafka option `{0}`: expected key=value")]
     BadOption(String),
+    #[error("not caught up after {seconds} s: {behind} of topic {topic} not stored up to the high watermark read at start")]
+    NotCaughtUp {
+        topic: String,
+        seconds: u64,
+        behind: String,
+    },
+    #[error("the Kafka consumer stopped: {0}")]
+    Fatal(String),
 }

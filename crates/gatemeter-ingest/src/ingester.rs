@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use gatemeter_lake::{Lake, LakeError, SourceOffsets};
 use gatemeter_schema::{PrivacyPolicy, SourcePosition};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -19,11 +19,13 @@ use tokio::time::MissedTickBehavior;
 use tracing::{debug, info, warn};
 
 use crate::buffer::{Buffers, PartitionKey};
+use crate::catch_up::{describe, CatchUp, Watermarks};
 use crate::context::{AssignmentChange, LakeSeekContext};
 use crate::error::IngestError;
 use crate::metrics::IngestMetrics;
 use crate::policy::FlushPolicy;
 use crate::traffic::TrafficMetrics;
+use crate::unread::{unread, LOOK_EVERY};
 
 /// Where to consume from.
 #[derive(Debug, Clone)]
@@ -31,6 +33,10 @@ pub struct KafkaSource {
     pub brokers: String,
     pub topic: String,
     pub group: String,
+    /// This member's static id in the group (`group.instance.id`): a
+    /// restarted ingester with the same id takes its partitions back at
+    /// once, without a rebalance (docs/operations.md, "Scale out").
+    pub instance_id: Option<String>,
     /// Extra librdkafka properties (`-X key=value`), applied last.
     pub options: Vec<(String, String)>,
 }
@@ -39,8 +45,12 @@ pub struct KafkaSource {
 pub struct IngestOptions {
     pub source: KafkaSource,
     pub policy: FlushPolicy,
-    /// Stop once every assigned partition is read to its end and flushed.
+    /// Stop once every partition of the topic is stored up to the high
+    /// watermark read at start ([`CatchUp`]).
     pub until_caught_up: bool,
+    /// How long a catch-up run waits for that before it fails, naming the
+    /// partitions still behind.
+    pub catch_up_deadline: Duration,
     /// What of each event may be stored (docs/privacy.md).
     pub privacy: Arc<PrivacyPolicy>,
 }
@@ -52,8 +62,18 @@ pub struct IngestReport {
     pub commits: u64,
 }
 
+/// How long `--until-caught-up` waits, by default, for every partition.
+pub const DEFAULT_CATCH_UP_DEADLINE: Duration = Duration::from_secs(600);
+
 /// How often the age bound of the flush policy is checked.
 const TICK: Duration = Duration::from_millis(200);
+
+/// How often a catch-up run whose own partitions are at their end reads
+/// the lake's offsets of the others again.
+const CATCH_UP_CHECK: Duration = Duration::from_secs(1);
+
+/// How often a catch-up run logs the partitions it is waiting for.
+const CATCH_UP_REPORT: Duration = Duration::from_secs(10);
 
 fn consumer_config(source: &KafkaSource) -> ClientConfig {
     let mut config = ClientConfig::new();
@@ -70,6 +90,9 @@ fn consumer_config(source: &KafkaSource) -> ClientConfig {
         // Bound what librdkafka prefetches, so ingest memory stays small.
         .set("queued.max.messages.kbytes", "16384")
         .set("fetch.wait.max.ms", "100");
+    if let Some(id) = &source.instance_id {
+        config.set("group.instance.id", id);
+    }
     for (key, value) in &source.options {
         config.set(key, value);
     }
@@ -90,11 +113,24 @@ struct Ingest {
     assigned: BTreeSet<PartitionKey>,
     at_end: BTreeSet<PartitionKey>,
     report: IngestReport,
+    /// Reads the partitions' watermarks (not a member of the group).
+    metadata: Arc<BaseConsumer>,
+    /// Every partition of the topic, as the broker listed it at start.
+    partitions: Vec<i32>,
+    /// The lake's next offset of each partition not held here, at the last
+    /// look for unread partitions, and when that was.
+    looked: BTreeMap<i32, Option<i64>>,
+    last_look: Instant,
+    /// With `until_caught_up`: what the run waits for.
+    catch_up: Option<CatchUp>,
+    last_check: Option<Instant>,
+    last_report: Instant,
 }
 
 /// Consumes `options.source` into `lake` until `shutdown` completes (or, with
-/// `until_caught_up`, until every assigned partition is drained), then
-/// flushes and commits what is buffered. `traffic`, when given, counts the
+/// `until_caught_up`, until every partition of the topic is stored up to
+/// the high watermark read at start), then flushes and commits what is
+/// buffered. `traffic`, when given, counts the
 /// live traffic series of every committed attempt.
 pub async fn run_ingest(
     options: IngestOptions,
@@ -109,11 +145,26 @@ pub async fn run_ingest(
     // Positions of every partition of the topic, so the rebalance callback
     // starts each assigned partition at (or, when another writer moved it
     // since, just below) its committed offset.
+    let started = Instant::now();
+    let metadata = Arc::new(metadata_client(&consumer_config)?);
     let partitions = {
-        let (config, topic) = (consumer_config.clone(), options.source.topic.clone());
-        tokio::task::spawn_blocking(move || topic_partitions(&config, &topic))
+        let (client, topic) = (metadata.clone(), options.source.topic.clone());
+        tokio::task::spawn_blocking(move || partition_ids(&client, &topic))
             .await
             .map_err(|e| IngestError::Metadata(e.to_string()))??
+    };
+    let catch_up = if options.until_caught_up {
+        let (client, topic, ids) = (
+            metadata.clone(),
+            options.source.topic.clone(),
+            partitions.clone(),
+        );
+        let targets = tokio::task::spawn_blocking(move || watermarks(&client, &topic, &ids))
+            .await
+            .map_err(|e| IngestError::Metadata(e.to_string()))??;
+        Some(CatchUp::new(targets, started, options.catch_up_deadline))
+    } else {
+        None
     };
     lake.load_offsets(&options.source.topic, &partitions)
         .await?;
@@ -137,6 +188,13 @@ pub async fn run_ingest(
         assigned: BTreeSet::new(),
         at_end: BTreeSet::new(),
         report: IngestReport::default(),
+        metadata,
+        partitions: partitions.clone(),
+        looked: BTreeMap::new(),
+        last_look: started,
+        catch_up,
+        last_check: None,
+        last_report: started,
     };
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -168,6 +226,12 @@ pub async fn run_ingest(
                         ingest.at_end.insert((ingest.topic.clone(), partition));
                     }
                     Err(error) => {
+                        // A fatal error (this member fenced by another with
+                        // its instance id) ends the consumer: stop, and
+                        // leave what is buffered to the partitions' owner.
+                        if let Some((code, reason)) = consumer.client().fatal_error() {
+                            return Err(IngestError::Fatal(format!("{code:?}: {reason}")));
+                        }
                         // librdkafka retries on its own; note it and go on.
                         ingest.metrics.consumer_errors.inc();
                         warn!(%error, "consumer error");
@@ -177,14 +241,15 @@ pub async fn run_ingest(
             }
             _ = ticker.tick() => {
                 ingest.apply_assignment_changes(&consumer).await?;
+                ingest.look_for_unread().await;
             }
         }
         if let Some(reason) = ingest.policy.check(&ingest.buffers.stats(), Instant::now()) {
             debug!(reason = reason.as_str(), "flush");
             ingest.flush(&consumer).await?;
         }
-        if options.until_caught_up && ingest.caught_up() {
-            info!("every assigned partition is consumed to its end");
+        if ingest.caught_up(&consumer).await? {
+            info!("every partition of the topic is stored up to its start-time end");
             break;
         }
     }
@@ -206,6 +271,7 @@ impl Ingest {
                         self.at_end.remove(key);
                         self.assigned.insert(key.clone());
                     }
+                    self.publish_assigned();
                     // The callback started them from what this process knew;
                     // a past owner may have committed more since.
                     self.reset(consumer, partitions, StartPosition::AtOrBelowLake)
@@ -218,6 +284,7 @@ impl Ingest {
                         self.at_end.remove(&key);
                         self.assigned.remove(&key);
                     }
+                    self.publish_assigned();
                 }
             }
         }
@@ -263,9 +330,130 @@ impl Ingest {
             .clone()
     }
 
-    fn caught_up(&self) -> bool {
-        // What is still buffered is flushed by the caller on the way out.
-        !self.assigned.is_empty() && self.assigned.is_subset(&self.at_end)
+    /// Every [`LOOK_EVERY`]: the partitions of the topic nobody alive
+    /// reads, into `/metrics` and, when there are any, the log. A look
+    /// that fails (the broker away for a moment) is logged and tried again
+    /// at the next one: it only informs.
+    async fn look_for_unread(&mut self) {
+        let now = Instant::now();
+        if now.duration_since(self.last_look) < LOOK_EVERY {
+            return;
+        }
+        self.last_look = now;
+        if let Err(error) = self.count_unread().await {
+            warn!(%error, "could not look for partitions read by nobody");
+        }
+    }
+
+    async fn count_unread(&mut self) -> Result<(), IngestError> {
+        let others: Vec<i32> = self
+            .partitions
+            .iter()
+            .copied()
+            .filter(|p| !self.assigned.contains(&(self.topic.clone(), *p)))
+            .collect();
+        let marks = {
+            let (client, topic, others) =
+                (self.metadata.clone(), self.topic.clone(), others.clone());
+            tokio::task::spawn_blocking(move || watermarks(&client, &topic, &others))
+                .await
+                .map_err(|e| IngestError::Metadata(e.to_string()))??
+        };
+        let stored = self.lake.load_offsets(&self.topic, &others).await?;
+        self.publish_committed();
+        let unread = unread(&marks, &stored, &self.looked);
+        self.looked = stored;
+        self.metrics
+            .unread
+            .with_label_values(&[self.topic.as_str()])
+            .set(i64::try_from(unread.len()).unwrap_or(i64::MAX));
+        if !unread.is_empty() {
+            warn!(
+                topic = self.topic,
+                partitions = ?unread,
+                "partitions behind the broker that no one stored anything of since the last look: read by nobody alive"
+            );
+        }
+        Ok(())
+    }
+
+    fn publish_assigned(&self) {
+        let held = self
+            .assigned
+            .iter()
+            .filter(|(t, _)| *t == self.topic)
+            .count();
+        self.metrics
+            .assigned
+            .with_label_values(&[self.topic.as_str()])
+            .set(i64::try_from(held).unwrap_or(i64::MAX));
+    }
+
+    /// With `until_caught_up`: whether every partition of the topic is
+    /// stored up to its start-time high watermark, by this process or any
+    /// other. Checked while this process's own partitions are all at their
+    /// end (it flushes them first), at most every [`CATCH_UP_CHECK`]; past
+    /// the deadline, an error naming the partitions still behind.
+    async fn caught_up(&mut self, consumer: &LakeConsumer) -> Result<bool, IngestError> {
+        let Some(catch_up) = self.catch_up.clone() else {
+            return Ok(false);
+        };
+        let now = Instant::now();
+        let reading = self.assigned.iter().any(|key| !self.at_end.contains(key));
+        let checked_lately = self
+            .last_check
+            .is_some_and(|at| now.duration_since(at) < CATCH_UP_CHECK);
+        if checked_lately || (reading && !catch_up.expired(now)) {
+            return Ok(false);
+        }
+        self.last_check = Some(now);
+        self.flush(consumer).await?;
+        let mine: BTreeSet<i32> = self
+            .assigned
+            .iter()
+            .filter(|(topic, _)| *topic == self.topic)
+            .map(|(_, partition)| *partition)
+            .collect();
+        let others: Vec<i32> = catch_up
+            .partitions()
+            .filter(|p| !mine.contains(p))
+            .collect();
+        if !others.is_empty() {
+            // Another member (or an earlier run) may have stored them.
+            self.lake.load_offsets(&self.topic, &others).await?;
+            self.publish_committed();
+        }
+        let drained: BTreeSet<i32> = self
+            .at_end
+            .iter()
+            .filter(|(topic, _)| *topic == self.topic)
+            .map(|(_, partition)| *partition)
+            .filter(|partition| mine.contains(partition))
+            .collect();
+        let behind = catch_up.behind(
+            |partition| self.lake.next_offset(&self.topic, partition),
+            &mine,
+            &drained,
+        );
+        if behind.is_empty() {
+            return Ok(true);
+        }
+        if catch_up.expired(now) {
+            return Err(IngestError::NotCaughtUp {
+                topic: self.topic.clone(),
+                seconds: catch_up.deadline().as_secs(),
+                behind: describe(&behind),
+            });
+        }
+        if now.duration_since(self.last_report) >= CATCH_UP_REPORT {
+            self.last_report = now;
+            info!(
+                topic = self.topic,
+                waiting_for = describe(&behind),
+                "not caught up yet"
+            );
+        }
+        Ok(false)
     }
 
     async fn flush(&mut self, consumer: &LakeConsumer) -> Result<(), IngestError> {
@@ -370,9 +558,31 @@ fn seek(
     }
 }
 
+/// A client reading the topic's metadata and watermarks: it never joins
+/// the group, so it must not carry the ingester's static member id.
+fn metadata_client(config: &ClientConfig) -> Result<BaseConsumer, IngestError> {
+    let mut config = config.clone();
+    config.remove("group.instance.id");
+    Ok(config.create()?)
+}
+
+/// The watermarks of `partitions` of `topic`.
+fn watermarks(
+    client: &BaseConsumer,
+    topic: &str,
+    partitions: &[i32],
+) -> Result<BTreeMap<i32, Watermarks>, IngestError> {
+    partitions
+        .iter()
+        .map(|&partition| {
+            let (low, high) = client.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
+            Ok((partition, Watermarks { low, high }))
+        })
+        .collect()
+}
+
 /// The partition numbers of `topic`, from the broker's metadata.
-fn topic_partitions(config: &ClientConfig, topic: &str) -> Result<Vec<i32>, IngestError> {
-    let client: rdkafka::consumer::BaseConsumer = config.create()?;
+fn partition_ids(client: &BaseConsumer, topic: &str) -> Result<Vec<i32>, IngestError> {
     let metadata = client.fetch_metadata(Some(topic), Duration::from_secs(10))?;
     Ok(metadata
         .topics()

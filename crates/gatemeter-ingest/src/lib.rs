@@ -21,6 +21,7 @@
 //! - `auto.offset.reset` is `error`: data is never skipped silently.
 
 pub mod buffer;
+pub mod catch_up;
 pub mod context;
 mod error;
 pub mod import;
@@ -28,10 +29,13 @@ mod ingester;
 pub mod metrics;
 pub mod policy;
 pub mod traffic;
+pub mod unread;
 
 pub use error::IngestError;
 pub use import::{import_file, import_topic, ImportReport};
-pub use ingester::{run_ingest, IngestOptions, IngestReport, KafkaSource};
+pub use ingester::{
+    run_ingest, IngestOptions, IngestReport, KafkaSource, DEFAULT_CATCH_UP_DEADLINE,
+};
 pub use metrics::IngestMetrics;
 pub use policy::{FlushPolicy, FlushReason};
 pub use traffic::{LabelCaps, Pricer, TrafficMetrics};

@@ -13,6 +13,8 @@ pub const FILES_TOTAL: &str = "gatemeter_ingest_files_total";
 pub const BYTES_TOTAL: &str = "gatemeter_ingest_bytes_written_total";
 pub const COMMITS_TOTAL: &str = "gatemeter_ingest_commits_total";
 pub const LAG: &str = "gatemeter_ingest_partition_lag_messages";
+pub const ASSIGNED: &str = "gatemeter_ingest_assigned_partitions";
+pub const UNREAD: &str = "gatemeter_ingest_unread_partitions";
 pub const CONSUMER_ERRORS_TOTAL: &str = "gatemeter_ingest_consumer_errors_total";
 pub const REDACTIONS_TOTAL: &str = "gatemeter_privacy_redactions_total";
 
@@ -27,6 +29,10 @@ pub struct IngestMetrics {
     pub bytes: IntCounter,
     pub commits: IntCounter,
     pub lag: IntGaugeVec,
+    /// Partitions of the topic this process holds now.
+    pub assigned: IntGaugeVec,
+    /// Partitions of the topic nobody alive reads ([`crate::unread`]).
+    pub unread: IntGaugeVec,
     pub consumer_errors: IntCounter,
     /// Values replaced before storage because they looked like a secret or
     /// an e-mail, by field and finding.
@@ -69,6 +75,17 @@ impl IngestMetrics {
                 ),
                 &["topic", "partition"],
             )?,
+            assigned: IntGaugeVec::new(
+                Opts::new(ASSIGNED, "Partitions of the topic assigned to this process"),
+                &["topic"],
+            )?,
+            unread: IntGaugeVec::new(
+                Opts::new(
+                    UNREAD,
+                    "Partitions of the topic not assigned to this process, behind the broker's high watermark in the lake and stored no further since the last look (30 s): read by nobody alive",
+                ),
+                &["topic"],
+            )?,
             consumer_errors: IntCounter::new(
                 CONSUMER_ERRORS_TOTAL,
                 "Errors reported by the Kafka consumer",
@@ -88,6 +105,8 @@ impl IngestMetrics {
         registry.register(Box::new(metrics.bytes.clone()))?;
         registry.register(Box::new(metrics.commits.clone()))?;
         registry.register(Box::new(metrics.lag.clone()))?;
+        registry.register(Box::new(metrics.assigned.clone()))?;
+        registry.register(Box::new(metrics.unread.clone()))?;
         registry.register(Box::new(metrics.consumer_errors.clone()))?;
         registry.register(Box::new(metrics.redactions.clone()))?;
         Ok(metrics)

@@ -97,6 +97,7 @@ async fn fetch_errors_and_a_broker_outage_lose_nothing_and_duplicate_nothing() {
             brokers: brokers.clone(),
             topic: TOPIC.into(),
             group: "faults".into(),
+            instance_id: None,
             options: vec![("reconnect.backoff.max.ms".into(), "500".into())],
         },
         policy: FlushPolicy {
@@ -110,6 +111,7 @@ async fn fetch_errors_and_a_broker_outage_lose_nothing_and_duplicate_nothing() {
             gatemeter_schema::FieldHandling::Keep,
         )),
         until_caught_up: false,
+        catch_up_deadline: gatemeter_ingest::DEFAULT_CATCH_UP_DEADLINE,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let ingest = tokio::spawn(run_ingest(options, lake, metrics.clone(), None, async {

@@ -164,11 +164,14 @@ pub async fn run(settings: &Settings, args: &DemoArgs) -> Result<(), CliError> {
             brokers,
             topic: settings.topic.clone(),
             group: settings.group.clone(),
+            // One demo process: no member to come back as.
+            instance_id: None,
             options: Vec::new(),
         },
         policy: settings.flush,
         privacy: settings.privacy_policy()?,
         until_caught_up: false,
+        catch_up_deadline: gatemeter_ingest::DEFAULT_CATCH_UP_DEADLINE,
     };
     let live = {
         let metrics = metrics.clone();

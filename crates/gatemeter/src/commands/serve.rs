@@ -152,6 +152,7 @@ pub async fn run(settings: &Settings, args: &ServeArgs) -> Result<(), CliError> 
                 policy: settings.flush,
                 privacy: settings.privacy_policy()?,
                 until_caught_up: false,
+                catch_up_deadline: gatemeter_ingest::DEFAULT_CATCH_UP_DEADLINE,
             };
             // Returns once shutdown was asked and the buffer is committed.
             run_ingest(
