@@ -146,3 +146,30 @@ def test_a_killed_ingester_restarted_with_its_instance_id_consumes_again_at_once
     # librdkafka's default session timeout is 45 s: a new dynamic member
     # would wait that long for the dead one's partitions.
     assert took < 10, f"{took:.1f} s to consume again"
+
+
+def test_an_ingest_only_process_serves_its_metrics_and_nothing_else(broker, topic, tmp_path):
+    delivered = load(broker, topic, tmp_path, requests=2_000, seed=47, start="2026-11-03T10:00:00Z")
+    port = support.free_port()
+    command = ["--brokers", broker, "--topic", topic, "--group", f"scrape-{topic}", "--data-dir", tmp_path / "lake",
+               "--http-listen", f"127.0.0.1:{port}", "serve", "--roles", "ingest", "--flush-interval-ms", 300]
+    proc = Spawned(command, tmp_path / "serve.log")
+    try:
+        support.wait_for_port(port)
+        good = sum(1 for _p, _o, cls in delivered if cls is None)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(support.lake_positions(tmp_path / "lake")) < good:
+            time.sleep(0.5)
+        status, _type, body = support.http("GET", f"http://127.0.0.1:{port}/metrics")
+        missing, _, _ = support.http("GET", f"http://127.0.0.1:{port}/api/v1/kpis")
+    finally:
+        code = proc.stop()
+    assert code == 0, proc.output()[-3000:]
+    support.assert_exactly_once(tmp_path / "lake", delivered)
+    text = body.decode()
+    assert status == 200, text[:500]
+    assert f'gatemeter_ingest_assigned_partitions{{topic="{topic}"}} {PARTITIONS}' in text, text[-3000:]
+    assert f"gatemeter_ingest_events_total{{result=\"stored\"}} {good}" in text
+    # Reaching the end of each partition is not a consumer error.
+    assert "gatemeter_ingest_consumer_errors_total 0" in text
+    assert missing == 404

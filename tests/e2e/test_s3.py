@@ -24,7 +24,8 @@ BUCKET = "gatemeter-lake"
 
 class FlakyProxy(BaseHTTPRequestHandler):
     """Forwards every request to the S3 server; answers PUTs with 503 while
-    the server's `failing_until` lies ahead."""
+    the server's `failing_until` lies ahead, and the next `refuse_puts`
+    PUTs of a path holding every part of `refuse_path` whenever they come."""
 
     protocol_version = "HTTP/1.1"
 
@@ -34,7 +35,10 @@ class FlakyProxy(BaseHTTPRequestHandler):
     def forward(self):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        if self.command == "PUT" and time.monotonic() < self.server.failing_until:
+        counted = self.server.refuse_puts > 0 and all(part in self.path for part in self.server.refuse_path)
+        if self.command == "PUT" and (time.monotonic() < self.server.failing_until or counted):
+            if counted:
+                self.server.refuse_puts -= 1
             self.server.refused += 1
             message = b"<Error><Code>SlowDown</Code><Message>injected</Message></Error>"
             self.send_response(503)
@@ -76,6 +80,8 @@ def s3(tmp_path_factory):
     proxy = ThreadingHTTPServer(("127.0.0.1", support.free_port()), FlakyProxy)
     proxy.upstream_port = port
     proxy.failing_until = 0.0
+    proxy.refuse_puts = 0
+    proxy.refuse_path = ()
     proxy.refused = 0
     thread = threading.Thread(target=proxy.serve_forever, daemon=True)
     thread.start()
@@ -120,15 +126,15 @@ def test_import_ingest_compact_and_kpis_on_s3_survive_refused_puts(s3, broker, t
     assert refused_import > 0, "the proxy refused no PUT"
     assert kpis(lake, env=s3["env"]) == expected
 
-    # Kafka ingest into another prefix, PUTs refused again mid-run.
+    # Kafka ingest into another prefix, the first PUTs of its data files
+    # refused (whenever the group has assigned it its partitions).
     support.produce(broker, topic, [(None, line, None) for line in lines], partitions=2)
     ingested = f"s3://{BUCKET}/kafka-lake"
     args = ["--brokers", broker, "--topic", topic, "--group", f"s3-{topic}", "--data-dir", ingested,
             "ingest", "--until-caught-up", "--flush-rows", 700]
     proc = subprocess.Popen([support.gatemeter_bin(), *map(str, args)], env=dict(os.environ, **s3["env"]),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1)
-    proxy.failing_until = time.monotonic() + 3
+    proxy.refuse_path, proxy.refuse_puts = ("kafka-lake", ".parquet"), 4
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-2000:]
     assert proxy.refused > refused_import, "no PUT of the ingest was refused"

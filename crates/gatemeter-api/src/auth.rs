@@ -40,18 +40,20 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
         .filter(|token| !token.is_empty())
 }
 
-pub async fn authenticate(
-    State(state): State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let Some(needed) = required_role(request.uri().path(), &state.access) else {
+pub async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    authenticate_with(&state.access, request, next).await
+}
+
+/// [`authenticate`] against `access` alone (the metrics-only listener has
+/// no API state).
+pub async fn authenticate_with(access: &Access, mut request: Request, next: Next) -> Response {
+    let Some(needed) = required_role(request.uri().path(), access) else {
         return next.run(request).await;
     };
-    let principal = if state.access.is_open() {
+    let principal = if access.is_open() {
         Some(Principal::open())
     } else {
-        bearer_token(request.headers()).and_then(|token| state.access.bearer(token))
+        bearer_token(request.headers()).and_then(|token| access.bearer(token))
     };
     let Some(principal) = principal else {
         let mut response = ApiError::Unauthorized(

@@ -10,6 +10,7 @@ pub mod error;
 mod handlers;
 pub mod http_metrics;
 pub mod listener;
+pub mod metrics_only;
 pub mod openapi;
 pub mod state;
 

@@ -4,6 +4,7 @@ mod audit_config;
 mod auth_config;
 mod commands;
 mod error;
+mod instance_id;
 mod privacy;
 mod random;
 mod service;

@@ -361,11 +361,10 @@ impl Settings {
             .clone()
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-        let instance_id = match global.instance_id.clone().or(file.kafka.instance_id) {
-            Some(id) if id.is_empty() => None,
-            Some(id) => Some(check_instance_id(id)?),
-            None => Some(default_instance_id(&host_name(), &data_dir)),
-        };
+        let instance_id = crate::instance_id::resolve(
+            global.instance_id.clone().or(file.kafka.instance_id),
+            &data_dir,
+        )?;
         let defaults = FlushPolicy::default();
         let flush_policy = FlushPolicy {
             max_rows: flush
@@ -525,50 +524,6 @@ impl Settings {
     }
 }
 
-/// Kafka takes at most 249 letters, digits, `.`, `_` and `-` as a
-/// `group.instance.id`.
-const INSTANCE_ID_MAX: usize = 249;
-
-fn instance_id_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
-}
-
-/// `id` when Kafka takes it as a `group.instance.id`.
-fn check_instance_id(id: String) -> Result<String, CliError> {
-    if id.len() > INSTANCE_ID_MAX || !id.chars().all(instance_id_char) {
-        return Err(CliError::Usage(format!(
-            "--instance-id `{id}`: use 1 to {INSTANCE_ID_MAX} letters, digits, '.', '_' or '-'"
-        )));
-    }
-    Ok(id)
-}
-
-/// This machine's name, as the kernel has it (a pod's name on Kubernetes).
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "gatemeter".to_owned())
-}
-
-/// The same for every run on one host over one lake, so a restarted
-/// ingester is the same static member; different for another host or
-/// another lake. Two ingesters on one host over one lake need their own
-/// `--instance-id` each (docs/operations.md, "Scale out").
-fn default_instance_id(host: &str, data_dir: &Path) -> String {
-    use sha2::{Digest, Sha256};
-    let location = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
-    let digest = Sha256::digest(location.to_string_lossy().as_bytes());
-    let host: String = host
-        .chars()
-        .map(|c| if instance_id_char(c) { c } else { '-' })
-        .take(INSTANCE_ID_MAX - 20)
-        .collect();
-    format!("{host}-{}", &hex::encode(digest)[..12])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -580,36 +535,6 @@ mod tests {
         global: GlobalOptions,
         #[command(flatten)]
         flush: FlushOptions,
-    }
-
-    #[test]
-    fn the_default_instance_id_is_the_host_and_the_lake_and_an_explicit_one_is_checked() {
-        let id = default_instance_id("node 7.example", Path::new("/no/such/lake"));
-        assert!(id.starts_with("node-7.example-"), "{id}");
-        assert_eq!(
-            id,
-            default_instance_id("node 7.example", Path::new("/no/such/lake"))
-        );
-        assert_ne!(
-            id,
-            default_instance_id("node 7.example", Path::new("/no/such/other"))
-        );
-        assert!(id.chars().all(instance_id_char));
-        let cli = TestCli::parse_from(["t", "--instance-id", "ingest-0"]);
-        let settings = Settings::resolve(&cli.global, &cli.flush).expect("settings");
-        assert_eq!(settings.instance_id.as_deref(), Some("ingest-0"));
-        let dynamic = TestCli::parse_from(["t", "--instance-id", ""]);
-        let settings = Settings::resolve(&dynamic.global, &dynamic.flush).expect("settings");
-        assert_eq!(settings.instance_id, None);
-        let default = TestCli::parse_from(["t"]);
-        let settings = Settings::resolve(&default.global, &default.flush).expect("settings");
-        assert!(settings.instance_id.is_some());
-        let bad = TestCli::parse_from(["t", "--instance-id", "in gest/0"]);
-        let error = Settings::resolve(&bad.global, &bad.flush).expect_err("refused");
-        assert!(
-            error.to_string().contains("--instance-id `in gest/0`"),
-            "{error}"
-        );
     }
 
     #[test]

@@ -24,7 +24,8 @@ pub enum Role {
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// Roles to run in this process.
+    /// Roles to run in this process. Without `api`, --http-listen serves
+    /// /healthz and /metrics only.
     #[arg(
         long,
         env = "GATEMETER_ROLES",
@@ -44,10 +45,12 @@ pub async fn run(settings: &Settings, args: &ServeArgs) -> Result<(), CliError> 
     let registry = prometheus::Registry::new();
     let book = gatemeter_query::engine::load_price_book(settings.prices.as_deref())?;
     let wants = |role| args.roles.contains(&role);
+    // Without the API, `--http-listen` serves /healthz and /metrics alone.
+    let metrics_only = !wants(Role::Api);
     let tls = if wants(Role::Api) {
         prepare_listeners(settings, settings.pg_listen.as_deref(), args.insecure_open)?
     } else {
-        None
+        prepare_listeners(settings, None, args.insecure_open)?
     };
     let ingest_source = match (wants(Role::Ingest), settings.kafka_source()) {
         (true, Ok(source)) => Some(source),
@@ -89,7 +92,7 @@ pub async fn run(settings: &Settings, args: &ServeArgs) -> Result<(), CliError> 
             None => None,
         };
         let server_state = state.clone();
-        let http_tls = tls.map(|tls| tls.http);
+        let http_tls = tls.as_ref().map(|tls| tls.http.clone());
         let server = tokio::spawn(async move {
             gatemeter_api::serve(listener, server_state, http_tls, async {
                 let _ = http_stopped.await;
@@ -97,6 +100,25 @@ pub async fn run(settings: &Settings, args: &ServeArgs) -> Result<(), CliError> 
             .await
         });
         Some((state, server, pg))
+    } else {
+        None
+    };
+    let (stop_scrape, scrape_stopped) = oneshot::channel::<()>();
+    let scrape = if metrics_only {
+        let listener = bind("--http-listen", &settings.http_listen, false).await?;
+        let address = listener
+            .local_addr()
+            .map_err(|e| CliError::io(&settings.http_listen, e))?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        eprintln!("metrics: {scheme}://{address}/metrics");
+        let (registry, access) = (registry.clone(), settings.access.clone());
+        let http_tls = tls.as_ref().map(|tls| tls.http.clone());
+        Some(tokio::spawn(async move {
+            gatemeter_api::metrics_only::serve(listener, registry, access, http_tls, async {
+                let _ = scrape_stopped.await;
+            })
+            .await
+        }))
     } else {
         None
     };
@@ -187,6 +209,13 @@ pub async fn run(settings: &Settings, args: &ServeArgs) -> Result<(), CliError> 
     }
     if let Some(pg) = api.as_mut().and_then(|(_, _, pg)| pg.take()) {
         pg.stop().await?;
+    }
+    let _ = stop_scrape.send(());
+    if let Some(server) = scrape {
+        match server.await {
+            Ok(result) => result.map_err(|e| CliError::io("http", e))?,
+            Err(e) => return Err(CliError::Usage(format!("metrics server task failed: {e}"))),
+        }
     }
     let _ = stop_http.send(());
     if let Some((_, server, _)) = api {
