@@ -123,6 +123,8 @@ struct Ingest {
     last_look: Instant,
     /// With `until_caught_up`: what the run waits for.
     catch_up: Option<CatchUp>,
+    /// Catch-up is looked at every [`TICK`] at most, not at every message.
+    next_catch_up_look: Instant,
     last_check: Option<Instant>,
     last_report: Instant,
 }
@@ -193,6 +195,7 @@ pub async fn run_ingest(
         looked: BTreeMap::new(),
         last_look: started,
         catch_up,
+        next_catch_up_look: started,
         last_check: None,
         last_report: started,
     };
@@ -395,10 +398,14 @@ impl Ingest {
     /// end (it flushes them first), at most every [`CATCH_UP_CHECK`]; past
     /// the deadline, an error naming the partitions still behind.
     async fn caught_up(&mut self, consumer: &LakeConsumer) -> Result<bool, IngestError> {
+        let now = Instant::now();
+        if now < self.next_catch_up_look {
+            return Ok(false);
+        }
+        self.next_catch_up_look = now + TICK;
         let Some(catch_up) = self.catch_up.clone() else {
             return Ok(false);
         };
-        let now = Instant::now();
         let reading = self.assigned.iter().any(|key| !self.at_end.contains(key));
         let checked_lately = self
             .last_check
