@@ -8,13 +8,12 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::header::CONTENT_TYPE;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use gatemeter_query::access::Access;
-use prometheus::{Encoder, Registry, TextEncoder};
+use prometheus::Registry;
 
 use crate::error::ApiError;
 
@@ -25,10 +24,7 @@ struct Scrape {
 }
 
 async fn metrics(State(scrape): State<Scrape>) -> Result<Response, ApiError> {
-    let encoder = TextEncoder::new();
-    let mut body = Vec::new();
-    encoder.encode(&scrape.registry.gather(), &mut body)?;
-    Ok(([(CONTENT_TYPE, encoder.format_type().to_owned())], body).into_response())
+    crate::handlers::health::scrape(&scrape.registry)
 }
 
 async fn authenticate(State(scrape): State<Scrape>, request: Request, next: Next) -> Response {

@@ -29,8 +29,14 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    scrape(&state.registry)
+}
+
+/// `registry` in Prometheus' text format (the API's and the metrics-only
+/// listener's `/metrics`).
+pub fn scrape(registry: &prometheus::Registry) -> Result<Response, ApiError> {
     let encoder = TextEncoder::new();
     let mut body = Vec::new();
-    encoder.encode(&state.registry.gather(), &mut body)?;
+    encoder.encode(&registry.gather(), &mut body)?;
     Ok(([(CONTENT_TYPE, encoder.format_type().to_owned())], body).into_response())
 }
