@@ -5,7 +5,9 @@
 //! (the lake tables push filters down as inexact), which on kept columns is
 //! a pass over memory instead of Parquet pages. Files are spread over the
 //! output partitions by rows, and each partition reads its files one after
-//! the other on the blocking pool.
+//! the other on the blocking pool. A scan of stored rollup files for a
+//! statement that only adds rows up may return each file's rows condensed
+//! (`condensed.rs`).
 
 use std::fmt;
 use std::fs::File;
@@ -35,6 +37,7 @@ use datafusion::physical_plan::{
 use futures::{stream, StreamExt, TryStreamExt};
 
 use crate::column_cache::ColumnCache;
+use crate::condensed::{condense, CondensedCache};
 
 /// One lake file of a scan.
 #[derive(Debug, Clone)]
@@ -52,6 +55,9 @@ pub(crate) struct CachedLakeScan {
     /// Indices into `file_schema` of the columns returned, in order.
     projection: Vec<usize>,
     cache: Arc<ColumnCache>,
+    /// Where each file's rows are kept condensed, when the scan returns
+    /// them so.
+    condensed: Option<Arc<CondensedCache>>,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
 }
@@ -77,9 +83,17 @@ impl CachedLakeScan {
             file_schema,
             projection,
             cache,
+            condensed: None,
             properties: Arc::new(properties),
             metrics: ExecutionPlanMetricsSet::new(),
         })
+    }
+
+    /// The scan returning each file's rows condensed (`condensed.rs`),
+    /// kept in `cache`: only for statements that add rows up.
+    pub(crate) fn condensing(mut self, cache: Arc<CondensedCache>) -> CachedLakeScan {
+        self.condensed = Some(cache);
+        self
     }
 }
 
@@ -132,10 +146,15 @@ impl DisplayAs for CachedLakeScan {
             .collect();
         write!(
             f,
-            "CachedLakeScan: file_groups={{{} groups: [{}]}}, projection=[{}]",
+            "CachedLakeScan: file_groups={{{} groups: [{}]}}, projection=[{}]{}",
             groups.len(),
             groups.join(", "),
-            columns.join(", ")
+            columns.join(", "),
+            if self.condensed.is_some() {
+                ", condensed"
+            } else {
+                ""
+            }
         )
     }
 }
@@ -143,6 +162,7 @@ impl DisplayAs for CachedLakeScan {
 /// What one partition's stream records.
 #[derive(Clone)]
 struct ScanMetrics {
+    files_condensed_cached: Count,
     columns_cached: Count,
     columns_decoded: Count,
     decode_time: Time,
@@ -202,6 +222,8 @@ impl ExecutionPlan for CachedLakeScan {
             ))
         })?;
         let metrics = ScanMetrics {
+            files_condensed_cached: MetricBuilder::new(&self.metrics)
+                .counter("files_condensed_cached", partition),
             columns_cached: MetricBuilder::new(&self.metrics).counter("columns_cached", partition),
             columns_decoded: MetricBuilder::new(&self.metrics)
                 .counter("columns_decoded", partition),
@@ -214,6 +236,11 @@ impl ExecutionPlan for CachedLakeScan {
             schema: schema.clone(),
             projection: self.projection.clone(),
             cache: self.cache.clone(),
+            condensed: self.condensed.clone().map(|cache| {
+                let fields: Arc<[Field]> =
+                    schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+                (cache, fields)
+            }),
             metrics,
         });
         let batches = stream::iter(files)
@@ -245,13 +272,30 @@ struct FileReader {
     schema: SchemaRef,
     projection: Vec<usize>,
     cache: Arc<ColumnCache>,
+    /// The condensed rows' cache and the columns they are kept under.
+    condensed: Option<(Arc<CondensedCache>, Arc<[Field]>)>,
     metrics: ScanMetrics,
 }
 
 impl FileReader {
+    /// The rows of `file` the scan returns: condensed (kept or made and
+    /// kept) when the scan condenses, else every row.
+    fn read(&self, file: &ScanFile) -> Result<RecordBatch> {
+        let Some((cache, fields)) = &self.condensed else {
+            return self.read_rows(file);
+        };
+        if let Some(kept) = cache.get(&file.path, fields) {
+            self.metrics.files_condensed_cached.add(1);
+            return Ok(kept);
+        }
+        let condensed = condense(&self.read_rows(file)?)?;
+        cache.insert(&file.path, fields.clone(), condensed.clone());
+        Ok(condensed)
+    }
+
     /// Every row of `file`, the projected columns: those kept from the
     /// cache, the others decoded and kept.
-    fn read(&self, file: &ScanFile) -> Result<RecordBatch> {
+    fn read_rows(&self, file: &ScanFile) -> Result<RecordBatch> {
         let rows = usize::try_from(file.rows)
             .map_err(|_| DataFusionError::Internal(format!("{} rows", file.rows)))?;
         let wanted: Vec<&Field> = self

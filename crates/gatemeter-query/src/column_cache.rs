@@ -8,13 +8,14 @@
 //! and unpacking pages, a codec per column chunk) was most of a small
 //! query's work.
 
-use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arrow_array::{Array, ArrayRef};
 use arrow_schema::Field;
+
+use crate::memory_lru::MemoryLru;
 
 /// Bytes a decoded value takes in the cache's estimate (a string view, a
 /// decimal). A scan goes through the cache only when all its columns are
@@ -29,21 +30,6 @@ pub(crate) const CACHED_BYTES_PER_VALUE: u64 = 16;
 /// and a kept column of another type than the one asked for is not it.
 type ColumnKey = (Arc<Path>, Arc<str>);
 
-struct Entry {
-    column: ArrayRef,
-    bytes: usize,
-    last_used: u64,
-}
-
-#[derive(Default)]
-struct Columns {
-    entries: HashMap<ColumnKey, Entry>,
-    /// `last_used` → key, oldest first.
-    by_age: BTreeMap<u64, ColumnKey>,
-    bytes: usize,
-    clock: u64,
-}
-
 /// Hits and misses since the cache was made, by column.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ColumnCacheStats {
@@ -54,8 +40,7 @@ pub struct ColumnCacheStats {
 }
 
 pub struct ColumnCache {
-    budget: usize,
-    columns: Mutex<Columns>,
+    columns: Mutex<MemoryLru<ColumnKey, ArrayRef>>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -63,7 +48,7 @@ pub struct ColumnCache {
 impl std::fmt::Debug for ColumnCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ColumnCache")
-            .field("budget", &self.budget)
+            .field("budget", &self.budget())
             .field("stats", &self.stats())
             .finish()
     }
@@ -73,26 +58,25 @@ impl ColumnCache {
     /// A cache holding at most `budget` bytes of columns.
     pub fn new(budget: usize) -> ColumnCache {
         ColumnCache {
-            budget,
-            columns: Mutex::new(Columns::default()),
+            columns: Mutex::new(MemoryLru::new(budget)),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
     }
 
     pub fn budget(&self) -> usize {
-        self.budget
+        self.lock().budget()
     }
 
     pub fn stats(&self) -> ColumnCacheStats {
         ColumnCacheStats {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
-            bytes: self.lock().bytes,
+            bytes: self.lock().bytes(),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Columns> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryLru<ColumnKey, ArrayRef>> {
         self.columns.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -100,22 +84,13 @@ impl ColumnCache {
     /// one is not kept with that name and type), marking those found as
     /// just used.
     pub fn get(&self, file: &Path, columns: &[&Field]) -> Vec<Option<ArrayRef>> {
-        let mut guard = self.lock();
-        let state = &mut *guard;
+        let mut kept = self.lock();
         let key_file: Arc<Path> = Arc::from(file);
         let found: Vec<Option<ArrayRef>> = columns
             .iter()
             .map(|field| {
                 let key = (key_file.clone(), Arc::from(field.name().as_str()));
-                let entry = state
-                    .entries
-                    .get_mut(&key)
-                    .filter(|entry| entry.column.data_type() == field.data_type())?;
-                state.clock += 1;
-                state.by_age.remove(&entry.last_used);
-                entry.last_used = state.clock;
-                state.by_age.insert(state.clock, key);
-                Some(entry.column.clone())
+                kept.get(&key, |column| column.data_type() == field.data_type())
             })
             .collect();
         let hits = found.iter().filter(|c| c.is_some()).count() as u64;
@@ -130,35 +105,8 @@ impl ColumnCache {
     /// the whole budget is not kept.
     pub fn insert(&self, file: &Path, name: &str, column: ArrayRef) {
         let bytes = column.get_array_memory_size();
-        if bytes > self.budget {
-            return;
-        }
-        let mut guard = self.lock();
-        let state = &mut *guard;
-        let key: ColumnKey = (Arc::from(file), Arc::from(name));
-        state.clock += 1;
-        let clock = state.clock;
-        if let Some(old) = state.entries.insert(
-            key.clone(),
-            Entry {
-                column,
-                bytes,
-                last_used: clock,
-            },
-        ) {
-            state.by_age.remove(&old.last_used);
-            state.bytes -= old.bytes;
-        }
-        state.by_age.insert(clock, key);
-        state.bytes += bytes;
-        while state.bytes > self.budget {
-            let Some((_, oldest)) = state.by_age.pop_first() else {
-                break;
-            };
-            if let Some(evicted) = state.entries.remove(&oldest) {
-                state.bytes -= evicted.bytes;
-            }
-        }
+        self.lock()
+            .insert((Arc::from(file), Arc::from(name)), column, bytes);
     }
 }
 

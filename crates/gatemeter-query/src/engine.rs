@@ -38,6 +38,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use gatemeter_lake::{FileEntry, Lake, LakeLocation};
 
 use crate::column_cache::{ColumnCache, ColumnCacheStats};
+use crate::condensed::{CondensedCache, CONDENSED_SHARE_OF_COLUMN_CACHE};
 use crate::error::QueryError;
 pub(crate) use crate::lake_files::{
     lake_location, lake_table, scan_schema, CommittedFiles, FileSelection, LakeRoot, SessionScope,
@@ -119,6 +120,9 @@ pub struct QueryEngine {
     /// Decoded lake columns kept across sessions; `None` when the config
     /// keeps none.
     column_cache: Option<Arc<ColumnCache>>,
+    /// Stored rollup files' rows condensed for the KPI statements
+    /// (`condensed.rs`), beside the column cache.
+    condensed_cache: Option<Arc<CondensedCache>>,
     /// The planned views, one template per [`TablesPresent`], built when
     /// first needed.
     templates: [tokio::sync::OnceCell<SessionContext>; 4],
@@ -202,6 +206,11 @@ impl QueryEngine {
         };
         let column_cache = (config.column_cache_bytes > 0)
             .then(|| Arc::new(ColumnCache::new(config.column_cache_bytes)));
+        let condensed_cache = (config.column_cache_bytes > 0).then(|| {
+            Arc::new(CondensedCache::new(
+                config.column_cache_bytes / CONDENSED_SHARE_OF_COLUMN_CACHE,
+            ))
+        });
         let mut rollup_tables = RollupTables::new(config.data_dir.clone());
         let rollup_index = rollup_tables.refresh().await?.unwrap_or_default();
         Ok(QueryEngine {
@@ -213,6 +222,7 @@ impl QueryEngine {
                 .map(|limit| Arc::new(GreedyMemoryPool::new(limit))),
             config,
             column_cache,
+            condensed_cache,
             price_book,
             file_caches: CacheManager::try_new(&CacheManagerConfig::default())?,
             lake: tokio::sync::Mutex::new(lake),
@@ -270,6 +280,11 @@ impl QueryEngine {
         self.column_cache.as_ref().map(|cache| cache.stats())
     }
 
+    /// Hits and misses of condensed rollup files, by file.
+    pub fn condensed_cache_stats(&self) -> Option<ColumnCacheStats> {
+        self.condensed_cache.as_ref().map(|cache| cache.stats())
+    }
+
     /// A session whose `attempts_raw`, `attempts` and `requests` cover
     /// `window`, over the files committed as of now, every team's rows.
     pub async fn session(&self, window: Window) -> Result<SessionContext, QueryError> {
@@ -297,7 +312,10 @@ impl QueryEngine {
     /// stored rows (with [`crate::RollupGrain::Days`], a whole stored day as rows
     /// whose `hour` is the day's start; with `by_model`, rows of the
     /// narrower rollups where current, null in the columns they omit);
-    /// both only `teams`' rows. With [`crate::RollupGrain::RawOnly`] no hour is
+    /// both only `teams`' rows. Their rows may come condensed (rows equal
+    /// in every column a statement reads merged, `condensed.rs`): a
+    /// statement over them adds rows up by each column's merge rule and
+    /// never counts them. With [`crate::RollupGrain::RawOnly`] no hour is
     /// rolled up (and the rollup tables are empty).
     pub async fn rollup_session(
         &self,
@@ -306,7 +324,7 @@ impl QueryEngine {
         reads: impl Into<RollupReads>,
     ) -> Result<(SessionContext, RolledUpHours), QueryError> {
         let files = self.files.current();
-        let rolled = self
+        let mut rolled = self
             .rollup_index
             .usable(window, &files, &self.rollup_basis, reads.into());
         let scope = SessionScope {
@@ -314,7 +332,9 @@ impl QueryEngine {
             window,
             rolled_up: Arc::new(rolled.hours.clone()),
         };
-        let template = self.template(TablesPresent::of(&scope)).await?;
+        let present = TablesPresent::of(&scope);
+        rolled.rollups_only = !rolled.is_empty() && !present.compacted && !present.fresh;
+        let template = self.template(present).await?;
         let ctx = self.scoped_copy(template, scope, teams).await?;
         self.register_rollups(&ctx, &rolled, teams).await?;
         Ok((ctx, rolled))
@@ -350,12 +370,15 @@ impl QueryEngine {
             let table: Arc<dyn TableProvider> = if files.is_empty() {
                 Arc::new(MemTable::try_new(schema, vec![vec![]])?)
             } else {
-                Arc::new(StoredRollupTable::new(
-                    root.clone(),
-                    files.clone(),
-                    schema,
-                    self.column_cache.clone(),
-                ))
+                Arc::new(
+                    StoredRollupTable::new(
+                        root.clone(),
+                        files.clone(),
+                        schema,
+                        self.column_cache.clone(),
+                    )
+                    .condensed(self.condensed_cache.clone()),
+                )
             };
             let table = match teams.predicate() {
                 Some(only_teams) => ctx.read_table(table)?.filter(only_teams)?.into_view(),

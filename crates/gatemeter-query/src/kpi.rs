@@ -134,6 +134,10 @@ pub enum KpiSource {
     /// (`rollup_hourly_usage`, `rollup_hourly_requests`) for the rest;
     /// counts and money exact, percentiles from merged sketches (1%).
     RawAndRollups,
+    /// The stored rollups alone, when no raw file is left in the window:
+    /// the same figures as [`KpiSource::RawAndRollups`] (an empty raw
+    /// part adds nothing), without planning the views over no rows.
+    Rollups,
 }
 
 /// A SQL string literal.

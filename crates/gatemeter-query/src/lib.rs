@@ -9,6 +9,7 @@ pub mod bounded_aggregates;
 pub mod bounded_functions;
 mod cached_scan;
 pub mod column_cache;
+mod condensed;
 pub mod engine;
 mod error;
 pub mod executor;
@@ -16,6 +17,7 @@ mod extreme_by;
 pub mod kpi;
 mod lake_files;
 mod live;
+mod memory_lru;
 pub mod named;
 pub mod output;
 pub mod price_book;
@@ -115,6 +117,8 @@ pub async fn kpis_frame(
         .await?;
     let source = if rolled.is_empty() {
         KpiSource::Raw
+    } else if rolled.rollups_only {
+        KpiSource::Rollups
     } else {
         KpiSource::RawAndRollups
     };
@@ -122,7 +126,7 @@ pub async fn kpis_frame(
     // it, scaled to the window's length; it needs both ends and no buckets.
     let baseline = match (window.from, window.to, &query.bucket) {
         (Some(from), Some(to), None) if query.wants("cost_variance_pct") => {
-            let (before, _) = engine
+            let (before, before_rolled) = engine
                 .rollup_session(
                     Window {
                         from: Some(from - BASELINE_MICROS),
@@ -148,11 +152,18 @@ pub async fn kpis_frame(
             };
             let scale = (to - from) as f64 / BASELINE_MICROS as f64;
             let filter = query.filter_clause();
+            // The raw part only where raw files are left (as the statement).
+            let raw = if before_rolled.rollups_only {
+                String::new()
+            } else {
+                format!(
+                    "SELECT {key_list}CAST(sum(cost_usd) AS DECIMAL(38, 9)) AS spend FROM attempts{filter}{group} UNION ALL "
+                )
+            };
             let batches = before
                 .sql(&format!(
                     "SELECT {key_list}CAST(sum(spend) AS DOUBLE) * {scale:?} AS baseline_spend FROM (\
-                     SELECT {key_list}CAST(sum(cost_usd) AS DECIMAL(38, 9)) AS spend FROM attempts{filter}{group} \
-                     UNION ALL SELECT {key_list}CAST(sum(spend_usd) AS DECIMAL(38, 9)) FROM {stored}{filter}{group}){group}",
+                     {raw}SELECT {key_list}CAST(sum(spend_usd) AS DECIMAL(38, 9)) AS spend FROM {stored}{filter}{group}){group}",
                     stored = stored_rollups::stored_name("hourly_usage"),
                 ))
                 .await?

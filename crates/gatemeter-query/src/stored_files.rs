@@ -3,7 +3,8 @@
 //! dashboard refreshing the same recent hours merges kept columns instead
 //! of decompressing the same Parquet pages again; else DataFusion's Parquet
 //! scan. A rollup file, like a lake file, never changes once written
-//! (docs/lake.md, "Rollups").
+//! (docs/lake.md, "Rollups"). The tables the KPI statements read return
+//! each cached file's rows condensed (`condensed.rs`).
 
 use std::sync::Arc;
 
@@ -23,6 +24,7 @@ use gatemeter_lake::RollupFile;
 
 use crate::cached_scan::{CachedLakeScan, ScanFile};
 use crate::column_cache::{ColumnCache, CACHED_BYTES_PER_VALUE};
+use crate::condensed::CondensedCache;
 use crate::engine::LakeRoot;
 
 #[derive(Debug)]
@@ -31,6 +33,7 @@ pub(crate) struct StoredRollupTable {
     files: Vec<RollupFile>,
     schema: SchemaRef,
     column_cache: Option<Arc<ColumnCache>>,
+    condensed: Option<Arc<CondensedCache>>,
 }
 
 impl StoredRollupTable {
@@ -48,7 +51,16 @@ impl StoredRollupTable {
             files,
             schema,
             column_cache,
+            condensed: None,
         }
+    }
+
+    /// The table returning each file's rows merged over the columns a
+    /// query does not read, kept in `cache` (`condensed.rs`): only for
+    /// statements that add its rows up, never count them.
+    pub(crate) fn condensed(mut self, cache: Option<Arc<CondensedCache>>) -> StoredRollupTable {
+        self.condensed = cache;
+        self
     }
 
     /// The files as the column cache reads them, when it may: the lake is
@@ -102,13 +114,17 @@ impl TableProvider for StoredRollupTable {
             .cloned()
             .unwrap_or_else(|| (0..self.schema.fields().len()).collect());
         if let Some((cache, files)) = self.through_cache(projection.len()) {
-            return Ok(Arc::new(CachedLakeScan::new(
+            let scan = CachedLakeScan::new(
                 files,
                 self.schema.clone(),
                 projection,
                 cache,
                 state.config().target_partitions(),
-            )?));
+            )?;
+            return Ok(Arc::new(match &self.condensed {
+                Some(condensed) => scan.condensing(condensed.clone()),
+                None => scan,
+            }));
         }
         let paths: Vec<String> = self.files.iter().map(|file| file.path.clone()).collect();
         let statistics = state.runtime_env().cache_manager.get_file_statistic_cache();

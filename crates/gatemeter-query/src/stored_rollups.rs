@@ -238,6 +238,10 @@ pub struct RolledUpHours {
     /// lists): a file whose grain and width are a view's own already
     /// holds that view's rows, one per period and dimensions.
     pub kinds: Vec<RollupReads>,
+    /// Set by the session: its raw tables read no file (every hour of the
+    /// window with a raw file is read stored), so a statement may leave
+    /// the raw rows out instead of planning the views over nothing.
+    pub rollups_only: bool,
 }
 
 impl RolledUpHours {

@@ -166,7 +166,8 @@ async fn kpis_by(engine: &QueryEngine, window: Window, group_by: &str) -> Vec<se
 /// The stored rollup files a query reads go through the column cache too:
 /// a dashboard refreshing the same hours decodes them once, and the kept
 /// columns answer as the files do, for KPI requests over the full and the
-/// by-model rollups and for the rollup views in SQL.
+/// by-model rollups and for the rollup views in SQL. The KPI requests read
+/// each file's rows condensed, condensed once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stored_rollup_files_are_read_again_from_memory() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -230,14 +231,22 @@ async fn stored_rollup_files_are_read_again_from_memory() {
             "round {round}"
         );
         let stats = cached.column_cache_stats().expect("a cache");
+        let condensed = cached.condensed_cache_stats().expect("a condensed cache");
         match decoded {
             None => {
                 assert!(stats.misses > 0 && stats.bytes > 0, "{stats:?}");
-                decoded = Some(stats);
+                assert!(condensed.misses > 0 && condensed.bytes > 0, "{condensed:?}");
+                decoded = Some((stats, condensed));
             }
-            Some(first) => {
+            Some((first, first_condensed)) => {
                 assert_eq!(stats.misses, first.misses, "nothing decoded again");
                 assert!(stats.hits > first.hits, "{stats:?}");
+                // The KPI requests read the files' condensed rows as kept.
+                assert_eq!(
+                    condensed.misses, first_condensed.misses,
+                    "nothing condensed again"
+                );
+                assert!(condensed.hits > first_condensed.hits, "{condensed:?}");
             }
         }
     }

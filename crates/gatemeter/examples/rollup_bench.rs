@@ -25,7 +25,7 @@
 //! line per request (median and every run in milliseconds) and a Markdown
 //! table. With `ROLLUP_BENCH_ONLY=TEXT` only the requests whose name holds
 //! TEXT run (to profile one), each followed by the column cache's hits
-//! and misses; `ROLLUP_BENCH_CACHE_MB` sets the cache (256 MB, as
+//! and misses and the condensed rollup files'; `ROLLUP_BENCH_CACHE_MB` sets the cache (256 MB, as
 //! `serve`'s default).
 
 use std::collections::BTreeMap;
@@ -391,7 +391,11 @@ async fn time_requests(
             }
         }
         if only.is_some() {
-            eprintln!("{name}: column cache {:?}", engine.column_cache_stats());
+            eprintln!(
+                "{name}: column cache {:?}, condensed files {:?}",
+                engine.column_cache_stats(),
+                engine.condensed_cache_stats()
+            );
         }
         let days = (window.to.unwrap_or(end) - window.from.unwrap_or(end)) / (24 * HOUR);
         table.push_str(&report(name, Some(days), Some(rows), &timings));

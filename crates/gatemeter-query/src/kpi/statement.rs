@@ -55,19 +55,24 @@ impl KpiQuery {
                     ));
                 }
             }
-            KpiSource::RawAndRollups => {
+            KpiSource::RawAndRollups | KpiSource::Rollups => {
+                // The raw part, when there is one, before the stored one.
+                let raw = |part: String| match source {
+                    KpiSource::RawAndRollups => format!("{part} UNION ALL "),
+                    _ => String::new(),
+                };
                 if requests {
                     ctes.push(format!(
-                        "rk_parts AS ({} UNION ALL {})",
-                        self.raw_request_figures(settings, Percentiles::Sketched),
+                        "rk_parts AS ({}{})",
+                        raw(self.raw_request_figures(settings, Percentiles::Sketched)),
                         self.rolled_up_request_figures(settings),
                     ));
                     ctes.push(format!("rk AS ({})", self.merged_request_figures()));
                 }
                 if attempts {
                     ctes.push(format!(
-                        "ak_parts AS ({} UNION ALL {})",
-                        self.raw_attempt_figures(Percentiles::Sketched),
+                        "ak_parts AS ({}{})",
+                        raw(self.raw_attempt_figures(Percentiles::Sketched)),
                         self.rolled_up_attempt_figures(),
                     ));
                     ctes.push(format!("ak AS ({})", self.merged_attempt_figures()));
@@ -402,9 +407,11 @@ impl KpiQuery {
         };
         format!(
             "SELECT {keys}\
-             sum(requests), sum(retried_requests), sum(fallback_requests), sum(fallback_successes), \
-             sum(successful_requests), sum(valid_requests), sum(good_requests), \
-             {compliant}, {judged}, ddsketch_merge(latency_sketch) \
+             sum(requests) AS requests, sum(retried_requests) AS retried_requests, \
+             sum(fallback_requests) AS fallback_requests, sum(fallback_successes) AS fallback_successes, \
+             sum(successful_requests) AS successful_requests, sum(valid_requests) AS valid_requests, \
+             sum(good_requests) AS good_requests, {compliant} AS compliant_requests, \
+             {judged} AS judged_requests, ddsketch_merge(latency_sketch) AS latency_sketch \
              FROM {table}{filter}{group_by}",
             keys = self.select_keys("hour"),
             table = crate::stored_rollups::stored_name("hourly_requests"),
@@ -452,20 +459,20 @@ impl KpiQuery {
     fn rolled_up_attempt_figures(&self) -> String {
         format!(
             "SELECT {keys}\
-             sum(attempts), \
-             CAST(sum(spend_usd) AS DECIMAL(38, 9)), \
-             sum(input_tokens + output_tokens), \
-             sum(input_tokens + output_tokens - final_tokens), \
-             sum(CASE WHEN outcome = 'success' THEN final_tokens ELSE 0 END), \
-             sum(CASE WHEN outcome = 'success' THEN attempts ELSE 0 END), \
-             sum(CASE WHEN outcome = 'success' AND served_model IS NOT NULL AND served_model <> requested_model THEN attempts ELSE 0 END), \
-             sum(streaming_attempts), \
-             sum(CASE WHEN outcome = 'partial' THEN streaming_attempts ELSE 0 END), \
-             sum(unpriced_attempts), \
-             sum(CASE WHEN NOT ({INVALID_ATTEMPT}) THEN attempts ELSE 0 END), \
-             sum(CASE WHEN {PROVIDER_FAILURE} THEN attempts ELSE 0 END), \
-             min(first_request_start), max(last_attempt_end), \
-             ddsketch_merge(duration_sketch), ddsketch_merge(ttft_sketch) \
+             sum(attempts) AS attempts, \
+             CAST(sum(spend_usd) AS DECIMAL(38, 9)) AS spend_usd, \
+             sum(input_tokens + output_tokens) AS tokens, \
+             sum(input_tokens + output_tokens - final_tokens) AS respent_tokens, \
+             sum(CASE WHEN outcome = 'success' THEN final_tokens ELSE 0 END) AS successful_final_tokens, \
+             sum(CASE WHEN outcome = 'success' THEN attempts ELSE 0 END) AS successful_attempts, \
+             sum(CASE WHEN outcome = 'success' AND served_model IS NOT NULL AND served_model <> requested_model THEN attempts ELSE 0 END) AS drifted_attempts, \
+             sum(streaming_attempts) AS streaming_attempts, \
+             sum(CASE WHEN outcome = 'partial' THEN streaming_attempts ELSE 0 END) AS interrupted_streams, \
+             sum(unpriced_attempts) AS unpriced_attempts, \
+             sum(CASE WHEN NOT ({INVALID_ATTEMPT}) THEN attempts ELSE 0 END) AS valid_attempts, \
+             sum(CASE WHEN {PROVIDER_FAILURE} THEN attempts ELSE 0 END) AS provider_failed_attempts, \
+             min(first_request_start) AS first_request_start, max(last_attempt_end) AS last_attempt_end, \
+             ddsketch_merge(duration_sketch) AS duration_sketch, ddsketch_merge(ttft_sketch) AS ttft_sketch \
              FROM {table}{filter}{group_by}",
             keys = self.select_keys("hour"),
             table = crate::stored_rollups::stored_name("hourly_usage"),
@@ -523,6 +530,25 @@ mod tests {
             .map(|(name, _)| *name)
             .collect();
         assert_eq!(names, KPI_NAMES);
+    }
+
+    #[test]
+    fn with_rollups_only_no_raw_view_is_read() {
+        let query = KpiQuery {
+            group_by: vec!["team".into()],
+            ..KpiQuery::default()
+        };
+        let settings = KpiSettings::default();
+        let both = query
+            .sql(&settings, None, KpiSource::RawAndRollups)
+            .expect("sql");
+        assert!(both.contains("FROM attempts") && both.contains("rollup_hourly_usage"));
+        let stored = query.sql(&settings, None, KpiSource::Rollups).expect("sql");
+        assert!(
+            !stored.contains("FROM attempts") && !stored.contains("FROM requests"),
+            "{stored}"
+        );
+        assert!(stored.contains("sum(requests) AS requests"), "{stored}");
     }
 
     #[test]

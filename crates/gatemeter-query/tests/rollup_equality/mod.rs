@@ -26,6 +26,9 @@ static VIEWS_READ: std::sync::Mutex<std::collections::BTreeSet<String>> =
     std::sync::Mutex::new(std::collections::BTreeSet::new());
 /// Files of the rollups by model the KPI requests read, over all cases.
 static BY_MODEL_READ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// KPI requests whose window had no raw file left (stored rollups only),
+/// over all cases.
+static ROLLUPS_ONLY: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 use serde_json::{json, Value};
 
 /// 2026-11-02T00:00:00Z in µs.
@@ -396,6 +399,10 @@ async fn compare(
             .filter(|file| file.path.contains("_by_model/"))
             .count();
         BY_MODEL_READ.fetch_add(by_model, std::sync::atomic::Ordering::Relaxed);
+        ROLLUPS_ONLY.fetch_add(
+            usize::from(rolled.rollups_only),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let mixed = json_rows(
             &kpis(engine, window, &query, &settings)
                 .await
@@ -740,6 +747,11 @@ fn kpis_from_rollups_and_raw_rows_equal_kpis_from_raw_rows() {
     assert!(
         by_model >= 20,
         "only {by_model} files of the rollups by model were read"
+    );
+    let rollups_only = ROLLUPS_ONLY.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        rollups_only >= 2,
+        "only {rollups_only} requests read stored rollups alone"
     );
     let views = VIEWS_READ
         .lock()
