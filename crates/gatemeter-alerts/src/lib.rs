@@ -5,9 +5,11 @@
 
 pub mod allowlist;
 pub mod budget;
+mod conditions;
 pub mod config;
 mod error;
 pub mod evaluator;
+pub mod figures;
 pub mod metrics;
 pub mod notify;
 pub mod period;

@@ -102,10 +102,12 @@ pub async fn run(settings: &Settings, args: &QueryArgs) -> Result<(), CliError> 
         .sql_with_options(&sql, read_only::read_only_options())
         .await
         .map_err(|e| CliError::Usage(format!("query: {e}")))?;
+    // Planned, so the statement is sound: what fails now is running it
+    // (memory, a bad file), not how it was asked.
     let batches = frame
         .collect()
         .await
-        .map_err(|e| CliError::Usage(format!("query: {e}")))?;
+        .map_err(|e| CliError::Query(e.into()))?;
     let bytes = match args.format {
         QueryFormat::Table => format!("{}\n", table(&batches)?).into_bytes(),
         QueryFormat::Json => {
