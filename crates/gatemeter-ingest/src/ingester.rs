@@ -349,11 +349,12 @@ impl Ingest {
     }
 
     async fn count_unread(&mut self) -> Result<(), IngestError> {
+        let held = self.held_here();
         let others: Vec<i32> = self
             .partitions
             .iter()
             .copied()
-            .filter(|p| !self.assigned.contains(&(self.topic.clone(), *p)))
+            .filter(|p| !held.contains(p))
             .collect();
         let marks = {
             let (client, topic, others) =
@@ -380,12 +381,17 @@ impl Ingest {
         Ok(())
     }
 
-    fn publish_assigned(&self) {
-        let held = self
-            .assigned
+    /// The partitions of the topic this process holds now.
+    fn held_here(&self) -> BTreeSet<i32> {
+        self.assigned
             .iter()
-            .filter(|(t, _)| *t == self.topic)
-            .count();
+            .filter(|(topic, _)| *topic == self.topic)
+            .map(|(_, partition)| *partition)
+            .collect()
+    }
+
+    fn publish_assigned(&self) {
+        let held = self.held_here().len();
         self.metrics
             .assigned
             .with_label_values(&[self.topic.as_str()])
@@ -415,12 +421,7 @@ impl Ingest {
         }
         self.last_check = Some(now);
         self.flush(consumer).await?;
-        let mine: BTreeSet<i32> = self
-            .assigned
-            .iter()
-            .filter(|(topic, _)| *topic == self.topic)
-            .map(|(_, partition)| *partition)
-            .collect();
+        let mine = self.held_here();
         let others: Vec<i32> = catch_up
             .partitions()
             .filter(|p| !mine.contains(p))
