@@ -26,7 +26,9 @@
 //! table. With `ROLLUP_BENCH_ONLY=TEXT` only the requests whose name holds
 //! TEXT run (to profile one), each followed by the column cache's hits
 //! and misses and the condensed rollup files'; `ROLLUP_BENCH_CACHE_MB` sets the cache (256 MB, as
-//! `serve`'s default).
+//! `serve`'s default); `ROLLUP_BENCH_PHASES=1` also prints where each KPI
+//! request's time goes (session and logical plan, optimizing, physical
+//! planning, running; medians of RUNS more runs).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -309,6 +311,46 @@ async fn main() -> Result<(), String> {
     time_requests(engine, end, runs, target).await
 }
 
+/// The median milliseconds of a KPI request's phases over `runs` runs:
+/// its session and logical plan, optimizing, physical planning, running.
+async fn phases(
+    engine: &QueryEngine,
+    window: Window,
+    query: &KpiQuery,
+    settings: &KpiSettings,
+    runs: usize,
+) -> Result<String, String> {
+    let mut phases: [Vec<f64>; 4] = Default::default();
+    for _ in 0..runs {
+        let mut clock = Instant::now();
+        let mut lap = |phase: usize| {
+            phases[phase].push(clock.elapsed().as_secs_f64() * 1000.0);
+            clock = Instant::now();
+        };
+        let frame = gatemeter_query::kpis_frame(engine, window, query, settings)
+            .await
+            .map_err(|e| e.to_string())?;
+        lap(0);
+        let (state, plan) = frame.into_parts();
+        let optimized = state.optimize(&plan).map_err(|e| e.to_string())?;
+        lap(1);
+        let plan = state
+            .query_planner()
+            .create_physical_plan(&optimized, &state)
+            .await
+            .map_err(|e| e.to_string())?;
+        lap(2);
+        datafusion::physical_plan::collect(plan, state.task_ctx())
+            .await
+            .map_err(|e| e.to_string())?;
+        lap(3);
+    }
+    let [session, optimize, physical, execute] = phases.map(median);
+    Ok(format!(
+        "session and logical plan {session:.1} ms, optimize {optimize:.1} ms, physical plan {physical:.1} ms, execute {execute:.1} ms"
+    ))
+}
+
 /// Times the suite over the month that ends at `end` (µs); the alert
 /// evaluator keeps its state in `state_dir`.
 async fn time_requests(
@@ -389,6 +431,12 @@ async fn time_requests(
             if run > 0 {
                 timings.push(elapsed);
             }
+        }
+        if std::env::var_os("ROLLUP_BENCH_PHASES").is_some() {
+            eprintln!(
+                "{name}: {}",
+                phases(&engine, *window, query, &settings, runs).await?
+            );
         }
         if only.is_some() {
             eprintln!(

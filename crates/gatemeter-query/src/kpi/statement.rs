@@ -55,27 +55,39 @@ impl KpiQuery {
                     ));
                 }
             }
-            KpiSource::RawAndRollups | KpiSource::Rollups => {
-                // The raw part, when there is one, before the stored one.
-                let raw = |part: String| match source {
-                    KpiSource::RawAndRollups => format!("{part} UNION ALL "),
-                    _ => String::new(),
-                };
+            KpiSource::RawAndRollups => {
+                // The raw part first, then the stored one, merged.
                 if requests {
                     ctes.push(format!(
-                        "rk_parts AS ({}{})",
-                        raw(self.raw_request_figures(settings, Percentiles::Sketched)),
-                        self.rolled_up_request_figures(settings),
+                        "rk_parts AS ({} UNION ALL {})",
+                        self.raw_request_figures(settings, Percentiles::Sketched),
+                        self.rolled_up_request_figures(settings, StoredFigures::Part),
                     ));
                     ctes.push(format!("rk AS ({})", self.merged_request_figures()));
                 }
                 if attempts {
                     ctes.push(format!(
-                        "ak_parts AS ({}{})",
-                        raw(self.raw_attempt_figures(Percentiles::Sketched)),
-                        self.rolled_up_attempt_figures(),
+                        "ak_parts AS ({} UNION ALL {})",
+                        self.raw_attempt_figures(Percentiles::Sketched),
+                        self.rolled_up_attempt_figures(StoredFigures::Part),
                     ));
                     ctes.push(format!("ak AS ({})", self.merged_attempt_figures()));
+                }
+            }
+            KpiSource::Rollups => {
+                // No raw part: the stored rows grouped once give each
+                // side's figures, with nothing left to merge.
+                if requests {
+                    ctes.push(format!(
+                        "rk AS ({})",
+                        self.rolled_up_request_figures(settings, StoredFigures::Whole)
+                    ));
+                }
+                if attempts {
+                    ctes.push(format!(
+                        "ak AS ({})",
+                        self.rolled_up_attempt_figures(StoredFigures::Whole)
+                    ));
                 }
             }
         }
@@ -298,6 +310,33 @@ const ATTEMPT_PERCENTILES: &[(&str, &str, &str, &str)] = &[
 
 const QUANTILES: [(&str, f64); 3] = [("p50", 0.5), ("p95", 0.95), ("p99", 0.99)];
 
+/// What the stored rows grouped by the keys give: a part to merge with the
+/// raw part (sums, sketches, first and last times), or, with no raw part,
+/// the side's whole figures (percentiles read from the merged sketches,
+/// the observed minutes computed) in the columns of the merged figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StoredFigures {
+    Part,
+    Whole,
+}
+
+impl StoredFigures {
+    /// The sketch columns: merged as they are, or read as percentiles.
+    fn sketches(self, columns: &[(&str, &str, &str, &str)]) -> String {
+        match self {
+            StoredFigures::Part => columns
+                .iter()
+                .map(|(_, sketch, _, _)| format!(", ddsketch_merge({sketch}) AS {sketch}"))
+                .collect(),
+            StoredFigures::Whole => KpiQuery::merged_percentiles(columns),
+        }
+    }
+}
+
+/// The minutes between the first request's start and the last attempt's
+/// end, from the first and last times of the rows grouped.
+const OBSERVED_MINUTES: &str = "CAST(CAST(max(last_attempt_end) AS BIGINT) - CAST(min(first_request_start) AS BIGINT) AS DOUBLE) / 60000000.0 AS observed_minutes";
+
 impl KpiQuery {
     /// Percentile columns: exact over the raw rows, or one sketch each.
     fn raw_percentiles(percentiles: Percentiles, columns: &[(&str, &str, &str, &str)]) -> String {
@@ -379,7 +418,7 @@ impl KpiQuery {
     /// Request figures of the stored hours, in the columns of
     /// [`Self::raw_request_figures`]. A stored row's requests are compliant
     /// when every provider they tried is allowed.
-    fn rolled_up_request_figures(&self, settings: &KpiSettings) -> String {
+    fn rolled_up_request_figures(&self, settings: &KpiSettings, form: StoredFigures) -> String {
         let (compliant, judged) = match &settings.allowed_providers {
             Some(allowed) => {
                 let allowed: Vec<String> = allowed
@@ -411,9 +450,10 @@ impl KpiQuery {
              sum(fallback_requests) AS fallback_requests, sum(fallback_successes) AS fallback_successes, \
              sum(successful_requests) AS successful_requests, sum(valid_requests) AS valid_requests, \
              sum(good_requests) AS good_requests, {compliant} AS compliant_requests, \
-             {judged} AS judged_requests, ddsketch_merge(latency_sketch) AS latency_sketch \
+             {judged} AS judged_requests{sketches} \
              FROM {table}{filter}{group_by}",
             keys = self.select_keys("hour"),
+            sketches = form.sketches(REQUEST_PERCENTILES),
             table = crate::stored_rollups::stored_name("hourly_requests"),
             filter = self.filter_clause(),
             group_by = self.group_by_clause(),
@@ -455,8 +495,14 @@ impl KpiQuery {
     }
 
     /// Attempt figures of the stored hours, in the columns of
-    /// [`Self::raw_attempt_figures`] with sketches.
-    fn rolled_up_attempt_figures(&self) -> String {
+    /// [`Self::raw_attempt_figures`] with sketches, or whole.
+    fn rolled_up_attempt_figures(&self, form: StoredFigures) -> String {
+        let times = match form {
+            StoredFigures::Part => {
+                "min(first_request_start) AS first_request_start, max(last_attempt_end) AS last_attempt_end"
+            }
+            StoredFigures::Whole => OBSERVED_MINUTES,
+        };
         format!(
             "SELECT {keys}\
              sum(attempts) AS attempts, \
@@ -471,10 +517,10 @@ impl KpiQuery {
              sum(unpriced_attempts) AS unpriced_attempts, \
              sum(CASE WHEN NOT ({INVALID_ATTEMPT}) THEN attempts ELSE 0 END) AS valid_attempts, \
              sum(CASE WHEN {PROVIDER_FAILURE} THEN attempts ELSE 0 END) AS provider_failed_attempts, \
-             min(first_request_start) AS first_request_start, max(last_attempt_end) AS last_attempt_end, \
-             ddsketch_merge(duration_sketch) AS duration_sketch, ddsketch_merge(ttft_sketch) AS ttft_sketch \
+             {times}{sketches} \
              FROM {table}{filter}{group_by}",
             keys = self.select_keys("hour"),
+            sketches = form.sketches(ATTEMPT_PERCENTILES),
             table = crate::stored_rollups::stored_name("hourly_usage"),
             filter = self.filter_clause(),
             group_by = self.group_by_clause(),
@@ -506,9 +552,7 @@ impl KpiQuery {
             .map(|c| format!("sum({c}) AS {c}"))
             .collect();
         format!(
-            "SELECT {keys}{sums}, \
-             CAST(CAST(max(last_attempt_end) AS BIGINT) - CAST(min(first_request_start) AS BIGINT) AS DOUBLE) / 60000000.0 AS observed_minutes\
-             {percentiles} FROM ak_parts{group_by}",
+            "SELECT {keys}{sums}, {OBSERVED_MINUTES}{percentiles} FROM ak_parts{group_by}",
             keys = self.key_list(),
             sums = sums.join(", "),
             percentiles = Self::merged_percentiles(ATTEMPT_PERCENTILES),
@@ -518,70 +562,5 @@ impl KpiQuery {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::kpi::KPI_NAMES;
-
-    #[test]
-    fn every_kpi_has_one_column_in_output_order() {
-        let names: Vec<&str> = KpiQuery::default()
-            .kpi_columns(&KpiSettings::default(), true)
-            .iter()
-            .map(|(name, _)| *name)
-            .collect();
-        assert_eq!(names, KPI_NAMES);
-    }
-
-    #[test]
-    fn with_rollups_only_no_raw_view_is_read() {
-        let query = KpiQuery {
-            group_by: vec!["team".into()],
-            ..KpiQuery::default()
-        };
-        let settings = KpiSettings::default();
-        let both = query
-            .sql(&settings, None, KpiSource::RawAndRollups)
-            .expect("sql");
-        assert!(both.contains("FROM attempts") && both.contains("rollup_hourly_usage"));
-        let stored = query.sql(&settings, None, KpiSource::Rollups).expect("sql");
-        assert!(
-            !stored.contains("FROM attempts") && !stored.contains("FROM requests"),
-            "{stored}"
-        );
-        assert!(stored.contains("sum(requests) AS requests"), "{stored}");
-    }
-
-    #[test]
-    fn a_chosen_kpi_reads_only_the_figures_it_needs() {
-        let query = |kpis: &[&str]| KpiQuery {
-            group_by: vec!["team".into()],
-            kpis: kpis.iter().map(|k| (*k).to_owned()).collect(),
-            ..KpiQuery::default()
-        };
-        let settings = KpiSettings::default();
-        let spend = query(&["spend_usd"])
-            .sql(&settings, None, KpiSource::RawAndRollups)
-            .expect("sql");
-        assert!(
-            spend.contains("ak_parts") && !spend.contains("rk_parts"),
-            "{spend}"
-        );
-        assert!(!spend.contains("ddsketch_merge(latency_sketch)"), "{spend}");
-        let availability = query(&["availability"])
-            .sql(&settings, None, KpiSource::Raw)
-            .expect("sql");
-        assert!(availability.contains("FROM rk ORDER BY"), "{availability}");
-        let both = query(&["retry_amplification"])
-            .sql(&settings, None, KpiSource::Raw)
-            .expect("sql");
-        assert!(both.contains("rk FULL OUTER JOIN ak"), "{both}");
-        let constant = query(&["effective_throughput_pct"])
-            .sql(&settings, None, KpiSource::Raw)
-            .expect("sql");
-        assert!(constant.contains("FROM ak ORDER BY"), "{constant}");
-        assert!(matches!(
-            query(&["spend"]).sql(&settings, None, KpiSource::Raw),
-            Err(QueryError::UnknownKpi(name, _)) if name == "spend"
-        ));
-    }
-}
+#[path = "statement_tests.rs"]
+mod tests;
