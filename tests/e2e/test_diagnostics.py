@@ -7,9 +7,12 @@ the same traffic without the condition shows nothing."""
 
 import datetime
 import json
+import re
 import subprocess
 import time
 import urllib.request
+
+import duckdb
 
 import support
 from support import gatemeter
@@ -191,3 +194,17 @@ def test_a_price_spike_shows_in_billing_anomalies_and_fires_its_alert(tmp_path):
         else:
             assert variance < 200, rows
             assert alert["state"] != "firing", alert
+
+
+def test_show_sql_binds_times_that_other_sql_tools_read_as_the_same_instants():
+    sql = gatemeter("query", "--name", "retry_storms", "--param", "from=2026-11-03T10:00:00+02:00",
+                    "--param", "to=2026-11-03T11:00:00Z", "--show-sql").stdout
+    assert "arrow_cast" not in sql, sql
+    literals = re.findall(r"TIMESTAMP WITH TIME ZONE '[^']*'", sql)
+    assert len(literals) >= 2, sql
+    [read] = duckdb.sql("SELECT " + ", ".join(f"epoch_us({literal})" for literal in literals)).fetchall()
+    instants = {datetime.datetime.fromtimestamp(us / 1e6, datetime.timezone.utc) for us in read}
+    assert instants == {
+        datetime.datetime(2026, 11, 3, 8, tzinfo=datetime.timezone.utc),
+        datetime.datetime(2026, 11, 3, 11, tzinfo=datetime.timezone.utc),
+    }, (literals, read)

@@ -101,8 +101,8 @@ pub async fn kpis_frame(
     if let (Some(from), Some(to)) = (window.from, window.to) {
         if from >= to {
             return Err(QueryError::BadWindow {
-                from: engine::timestamp_literal(from),
-                to: engine::timestamp_literal(to),
+                from: window::rfc3339(from),
+                to: window::rfc3339(to),
             });
         }
     }

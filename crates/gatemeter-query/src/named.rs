@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Datelike, TimeZone, Utc};
 use serde::Serialize;
 
-use crate::engine::timestamp_literal;
 use crate::error::QueryError;
+use crate::window::standard_timestamp_literal;
 
 /// Every file of `queries/`, compiled in so the binary needs no data files.
 pub const SOURCES: &[&str] = &[
@@ -164,7 +164,7 @@ fn literal(
                     })?
                     .with_timezone(&Utc)
             };
-            Ok(timestamp_literal(at.timestamp_micros()))
+            Ok(standard_timestamp_literal(at.timestamp_micros()))
         }
         ParamType::Integer => value.parse::<u64>().map(|n| n.to_string()).map_err(|_| {
             bad(format!(
@@ -250,7 +250,13 @@ mod tests {
             .single()
             .expect("time");
         let sql = bind("spend_by_team_model_mtd", &BTreeMap::new(), now).expect("binds");
-        assert!(sql.contains("2026-11-01T00:00:00.000000Z"), "{sql}");
+        // Standard SQL, as PostgreSQL and DuckDB read it, never a cast only
+        // DataFusion knows.
+        assert!(
+            sql.contains("TIMESTAMP WITH TIME ZONE '2026-11-01 00:00:00.000000+00:00'"),
+            "{sql}"
+        );
+        assert!(!sql.contains("arrow_cast"), "{sql}");
         let given = BTreeMap::from([("limit".to_owned(), "3; DROP TABLE x".to_owned())]);
         let err = bind("top_keys_by_spend", &given, now).expect_err("not a number");
         assert!(err.to_string().contains("limit"));
