@@ -18,8 +18,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::time::MissedTickBehavior;
 use tracing::{debug, info, warn};
 
+use crate::broker_metadata::{metadata_client, partition_ids, watermarks};
 use crate::buffer::{Buffers, PartitionKey};
-use crate::catch_up::{describe, CatchUp, Watermarks};
+use crate::catch_up::{describe, CatchUp};
 use crate::context::{AssignmentChange, LakeSeekContext};
 use crate::error::IngestError;
 use crate::metrics::IngestMetrics;
@@ -564,38 +565,4 @@ fn seek(
             }
         }
     }
-}
-
-/// A client reading the topic's metadata and watermarks: it never joins
-/// the group, so it must not carry the ingester's static member id.
-fn metadata_client(config: &ClientConfig) -> Result<BaseConsumer, IngestError> {
-    let mut config = config.clone();
-    config.remove("group.instance.id");
-    Ok(config.create()?)
-}
-
-/// The watermarks of `partitions` of `topic`.
-fn watermarks(
-    client: &BaseConsumer,
-    topic: &str,
-    partitions: &[i32],
-) -> Result<BTreeMap<i32, Watermarks>, IngestError> {
-    partitions
-        .iter()
-        .map(|&partition| {
-            let (low, high) = client.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
-            Ok((partition, Watermarks { low, high }))
-        })
-        .collect()
-}
-
-/// The partition numbers of `topic`, from the broker's metadata.
-fn partition_ids(client: &BaseConsumer, topic: &str) -> Result<Vec<i32>, IngestError> {
-    let metadata = client.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    Ok(metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect())
 }

@@ -20,6 +20,7 @@
 //!   tools.
 //! - `auto.offset.reset` is `error`: data is never skipped silently.
 
+mod broker_metadata;
 pub mod buffer;
 pub mod catch_up;
 pub mod context;

@@ -129,6 +129,9 @@ impl IngestMetrics {
         self.events
             .with_label_values(&["dead_letter"])
             .inc_by(summary.dead_letters);
+        for (class, count) in &summary.dead_letters_by_class {
+            self.dead_letters.with_label_values(&[class]).inc_by(*count);
+        }
         self.files.inc_by(summary.files as u64);
         self.bytes.inc_by(summary.bytes);
         self.commits.inc();
@@ -141,5 +144,40 @@ impl IngestMetrics {
             self.events.with_label_values(&["dead_letter"]).get(),
             self.files.get(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn a_commit_counts_its_dead_letters_by_class() {
+        let registry = Registry::new();
+        let metrics = IngestMetrics::register(&registry).expect("register");
+        let summary = |by_class: BTreeMap<&'static str, u64>| gatemeter_lake::CommitSummary {
+            version: 1,
+            files: 1,
+            rows: 5,
+            dead_letters: by_class.values().sum(),
+            dead_letters_by_class: by_class,
+            bytes: 100,
+        };
+        metrics.record_commit(&summary(BTreeMap::from([
+            ("bad_json", 2),
+            ("missing_field", 1),
+        ])));
+        metrics.record_commit(&summary(BTreeMap::from([("bad_json", 1)])));
+        let by_class = |class: &str| metrics.dead_letters.with_label_values(&[class]).get();
+        assert_eq!((by_class("bad_json"), by_class("missing_field")), (3, 1));
+        assert_eq!(metrics.totals(), (10, 4, 2));
+        let exported = registry
+            .gather()
+            .into_iter()
+            .find(|family| family.name() == DEAD_LETTERS_TOTAL)
+            .expect("exported");
+        assert_eq!(exported.get_metric().len(), 2);
     }
 }

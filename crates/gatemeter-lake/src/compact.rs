@@ -16,8 +16,9 @@ use deltalake_core::protocol::DeltaOperation;
 use gatemeter_schema::EpochMicros;
 use object_store::ObjectStoreExt;
 
+use crate::actions::{commit_metadata, partition_values, remove_action};
 use crate::error::LakeError;
-use crate::lake::{commit_metadata, partition_values, remove_action, Lake};
+use crate::lake::Lake;
 use crate::manifest::FileEntry;
 use crate::merge::merge;
 use crate::paths::{object_path, DataFilePath, HourPartition};

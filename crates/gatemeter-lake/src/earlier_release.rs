@@ -12,8 +12,9 @@ use deltalake_core::protocol::{DeltaOperation, SaveMode};
 use gatemeter_schema::{attempts_batch, attempts_schema, AttemptRow};
 use object_store::{ObjectStoreExt, PutPayload};
 
+use crate::actions::{add_action, partition_columns, partition_values};
 use crate::error::LakeError;
-use crate::lake::{add_action, partition_columns, partition_values, Lake};
+use crate::lake::Lake;
 use crate::location::LakeLocation;
 use crate::parquet_file;
 use crate::paths::{object_path, DataFilePath, HourPartition, ATTEMPTS_DIR};

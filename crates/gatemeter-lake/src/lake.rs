@@ -7,26 +7,28 @@ use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 
 use chrono::Utc;
-use deltalake_core::kernel::{
-    Action, Add, DataType as DeltaType, PrimitiveType, Remove, Transaction,
-};
+use deltalake_core::kernel::{Action, Add};
 use deltalake_core::protocol::{DeltaOperation, OutputMode};
 use gatemeter_schema::{
-    attempts_batch, attempts_schema, dead_letters_batch, dead_letters_schema, AttemptRow,
-    DeadLetter,
+    attempts_batch, attempts_schema, dead_letters_schema, AttemptRow, DeadLetter,
 };
 use object_store::{ObjectStoreExt, PutPayload};
 
+use crate::actions::{
+    add_action, app_id, commit_metadata, file_entry, live_file, partition_columns,
+    partition_values, txn_actions,
+};
 use crate::error::LakeError;
 use crate::location::LakeLocation;
 use crate::manifest::{FileEntry, SourceOffsets};
 use crate::parquet_file;
 use crate::paths::{
-    object_path, DataFilePath, DeadLetterPath, HourPartition, ATTEMPTS_DIR, DEAD_LETTERS_DIR,
-    LEGACY_COMMITS_DIR,
+    object_path, DataFilePath, HourPartition, ATTEMPTS_DIR, DEAD_LETTERS_DIR, LEGACY_COMMITS_DIR,
 };
-use crate::stats::{file_stats, read_stats};
+use crate::stats::file_stats;
 use crate::table::{Attempt, LiveFile, Table};
+
+mod dead_letters;
 
 /// A deliberate crash inside the write path, for crash-consistency tests.
 /// `after_data_files@N` aborts the process on the N-th commit of this
@@ -78,6 +80,9 @@ pub struct CommitSummary {
     pub files: usize,
     pub rows: u64,
     pub dead_letters: u64,
+    /// The dead letters this commit stored, by error class (none that an
+    /// earlier commit had stored already).
+    pub dead_letters_by_class: BTreeMap<&'static str, u64>,
     pub bytes: u64,
 }
 
@@ -88,27 +93,6 @@ pub struct OpenReport {
     pub version: i64,
     pub data_files: usize,
     pub dead_letter_files: usize,
-}
-
-/// The app transaction id of one source partition: `gatemeter:<topic>:<partition>`,
-/// whose version is the partition's next offset.
-pub fn app_id(topic: &str, partition: i32) -> String {
-    format!("gatemeter:{topic}:{partition}")
-}
-
-pub(crate) fn partition_columns() -> [(&'static str, DeltaType); 2] {
-    [
-        ("date", DeltaType::Primitive(PrimitiveType::Date)),
-        ("hour", DeltaType::Primitive(PrimitiveType::Integer)),
-    ]
-}
-
-/// What a commit says of its writer in the log's commitInfo.
-pub(crate) fn commit_metadata(writer: &str) -> HashMap<String, serde_json::Value> {
-    HashMap::from([(
-        "gatemeter.writer".to_owned(),
-        serde_json::Value::String(writer.to_owned()),
-    )])
 }
 
 pub struct Lake {
@@ -405,8 +389,9 @@ impl Lake {
     pub async fn commit(&mut self, pending: PendingCommit) -> Result<CommitSummary, LakeError> {
         self.begin_commit();
         let ingested_at = Utc::now().timestamp_micros();
-        let (dead_letters, dead_letter_bytes) =
+        let (dead_letters_by_class, dead_letter_bytes) =
             self.commit_dead_letters(&pending, ingested_at).await?;
+        let dead_letters = dead_letters_by_class.values().sum::<u64>();
 
         let mut by_partition: BTreeMap<HourPartition, Vec<&AttemptRow>> = BTreeMap::new();
         for row in &pending.rows {
@@ -496,6 +481,7 @@ impl Lake {
             files: files + usize::from(dead_letters > 0),
             rows: pending.rows.len() as u64,
             dead_letters,
+            dead_letters_by_class,
             bytes: bytes_written + dead_letter_bytes,
         })
     }
@@ -523,77 +509,6 @@ impl Lake {
         Ok(())
     }
 
-    /// Commits the dead letters of `pending` that the dead-letter table
-    /// does not hold yet; returns how many and their file's size. The
-    /// table's app transaction of a partition is the offset below which
-    /// every dead letter of it is stored, so a replay after a crash or a
-    /// lost race stores none twice.
-    async fn commit_dead_letters(
-        &mut self,
-        pending: &PendingCommit,
-        ingested_at: i64,
-    ) -> Result<(u64, u64), LakeError> {
-        if pending.dead_letters.is_empty() {
-            return Ok((0, 0));
-        }
-        loop {
-            self.dead_letters.refresh().await?;
-            let mut stored_below: BTreeMap<(&str, i32), i64> = BTreeMap::new();
-            for letter in &pending.dead_letters {
-                let key = (letter.source.topic.as_str(), letter.source.partition);
-                if let std::collections::btree_map::Entry::Vacant(slot) = stored_below.entry(key) {
-                    let below = self
-                        .dead_letters
-                        .app_version(&app_id(key.0, key.1))
-                        .await?
-                        .unwrap_or(i64::MIN);
-                    slot.insert(below);
-                }
-            }
-            let fresh: Vec<DeadLetter> = pending
-                .dead_letters
-                .iter()
-                .filter(|l| {
-                    l.source.offset >= stored_below[&(l.source.topic.as_str(), l.source.partition)]
-                })
-                .cloned()
-                .collect();
-            if fresh.is_empty() {
-                return Ok((0, 0));
-            }
-            let batch = dead_letters_batch(&fresh, ingested_at)?;
-            let add = self
-                .write_dead_letter_file(&batch, &DeadLetterPath::new().in_table())
-                .await?;
-            let bytes = add.size as u64;
-            let mut actions = vec![Action::Add(add)];
-            for ((topic, partition), below) in &stored_below {
-                let next = pending
-                    .offsets
-                    .get(*topic)
-                    .and_then(|p| p.get(partition))
-                    .copied()
-                    .unwrap_or(i64::MIN);
-                if next > *below {
-                    actions.push(Action::Txn(txn(topic, *partition, next)));
-                }
-            }
-            if let Attempt::Committed { .. } = self
-                .dead_letters
-                .try_commit(
-                    actions,
-                    self.streaming_update(&pending.writer),
-                    commit_metadata(&pending.writer),
-                )
-                .await?
-            {
-                self.read_dead_letter_files()?;
-                return Ok((fresh.len() as u64, bytes));
-            }
-            // Another writer committed dead letters first: filter again.
-        }
-    }
-
     /// Writes `batch` as a data file of the attempts table and returns its
     /// Add action.
     pub(crate) async fn write_data_file(
@@ -615,36 +530,14 @@ impl Lake {
         partition: Option<HourPartition>,
         stats: String,
     ) -> Result<Add, LakeError> {
-        let size = bytes.len() as i64;
-        self.attempts
-            .store()
-            .put(&object_path(&in_table), PutPayload::from(bytes))
-            .await?;
-        Ok(add_action(
+        put_file(
+            &self.attempts,
+            bytes,
             in_table,
-            size,
             partition_values(partition),
             stats,
-        ))
-    }
-
-    async fn write_dead_letter_file(
-        &self,
-        batch: &arrow_array::RecordBatch,
-        in_table: &str,
-    ) -> Result<Add, LakeError> {
-        let bytes = parquet_file::encode(batch, None)?;
-        let size = bytes.len() as i64;
-        self.dead_letters
-            .store()
-            .put(&object_path(&in_table), PutPayload::from(bytes))
-            .await?;
-        Ok(add_action(
-            in_table,
-            size,
-            HashMap::new(),
-            file_stats(batch),
-        ))
+        )
+        .await
     }
 
     /// The `after_data_files` fail point, for every writer of this lake.
@@ -677,105 +570,20 @@ impl Lake {
     }
 }
 
-/// The Delta partition values of a file of `partition` (none for a table
-/// without partitions).
-pub(crate) fn partition_values(
-    partition: Option<HourPartition>,
-) -> HashMap<String, Option<String>> {
-    partition
-        .map(|p| {
-            HashMap::from([
-                ("date".to_owned(), Some(p.date_value())),
-                ("hour".to_owned(), Some(p.hour.to_string())),
-            ])
-        })
-        .unwrap_or_default()
-}
-
-/// The Remove action of a live file, as compaction and rollups replace it.
-pub(crate) fn remove_action(
-    path: &str,
-    size: i64,
-    partition_values: HashMap<String, Option<String>>,
-) -> Action {
-    Action::Remove(Remove {
-        path: path.to_owned(),
-        data_change: true,
-        deletion_timestamp: Some(Utc::now().timestamp_millis()),
-        extended_file_metadata: Some(true),
-        partition_values: Some(partition_values),
-        size: Some(size),
-        tags: None,
-        deletion_vector: None,
-        base_row_id: None,
-        default_row_commit_version: None,
-    })
-}
-
-pub(crate) fn add_action(
+/// Stores an encoded file in `table` and returns its Add action.
+async fn put_file(
+    table: &Table,
+    bytes: Vec<u8>,
     in_table: &str,
-    size: i64,
     partition_values: HashMap<String, Option<String>>,
     stats: String,
-) -> Add {
-    Add {
-        path: in_table.to_owned(),
-        partition_values,
-        size,
-        modification_time: Utc::now().timestamp_millis(),
-        data_change: true,
-        stats: Some(stats),
-        tags: None,
-        deletion_vector: None,
-        base_row_id: None,
-        default_row_commit_version: None,
-        clustering_provider: None,
-    }
-}
-
-fn txn(topic: &str, partition: i32, next: i64) -> Transaction {
-    Transaction {
-        app_id: app_id(topic, partition),
-        version: next,
-        last_updated: Some(Utc::now().timestamp_millis()),
-    }
-}
-
-pub(crate) fn txn_actions(offsets: &SourceOffsets) -> impl Iterator<Item = Action> + '_ {
-    offsets.iter().flat_map(|(topic, partitions)| {
-        partitions
-            .iter()
-            .map(move |(partition, next)| Action::Txn(txn(topic, *partition, *next)))
-    })
-}
-
-/// The lake's view of one file the log names.
-fn file_entry(table_dir: &str, file: &LiveFile) -> FileEntry {
-    let path = format!("{table_dir}/{}", file.path);
-    FileEntry {
-        deduplicated: DataFilePath::parse(&path).is_some_and(|p| p.compacted),
-        path,
-        rows: file.rows.unwrap_or(0),
-        bytes: file.size.max(0) as u64,
-        min_request_start: file.min_request_start,
-        max_request_start: file.max_request_start,
-    }
-}
-
-/// The log's view of a file this process just added.
-fn live_file(add: &Add) -> LiveFile {
-    let stats = add.stats.as_deref().map(read_stats).unwrap_or_default();
-    let value = |name: &str| add.partition_values.get(name).cloned().flatten();
-    LiveFile {
-        path: add.path.clone(),
-        size: add.size,
-        rows: stats.rows,
-        min_request_start: stats.min_request_start,
-        max_request_start: stats.max_request_start,
-        partition: value("date")
-            .zip(value("hour"))
-            .and_then(|(date, hour)| HourPartition::from_values(&date, &hour)),
-    }
+) -> Result<Add, LakeError> {
+    let size = bytes.len() as i64;
+    table
+        .store()
+        .put(&object_path(&in_table), PutPayload::from(bytes))
+        .await?;
+    Ok(add_action(in_table, size, partition_values, stats))
 }
 
 /// A lake still in the format before Delta Lake is converted by `gatemeter

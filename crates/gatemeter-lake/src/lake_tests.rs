@@ -328,3 +328,32 @@ async fn migrate_names_the_legacy_files_with_their_offsets() {
     );
     assert!(Lake::migrate_local(dir.path()).await.is_err(), "only once");
 }
+
+#[tokio::test]
+async fn dead_letters_are_counted_by_class_once_however_often_they_are_replayed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut lake = open(&dir).await;
+    lake.load_offsets("t", &[0]).await.expect("offsets");
+    let class = dead_letter(0).error_class;
+    let commit = |letters: Vec<DeadLetter>, next: i64| PendingCommit {
+        writer: "test".into(),
+        rows: vec![],
+        dead_letters: letters,
+        offsets: offsets(0, next),
+    };
+    let first = lake
+        .commit(commit(vec![dead_letter(1), dead_letter(2)], 3))
+        .await
+        .expect("commit");
+    assert_eq!(first.dead_letters_by_class, BTreeMap::from([(class, 2)]));
+    // A replay from offset 1 after a crash: only offset 3 is new.
+    let replayed = lake
+        .commit(commit(
+            vec![dead_letter(1), dead_letter(2), dead_letter(3)],
+            4,
+        ))
+        .await
+        .expect("commit");
+    assert_eq!(replayed.dead_letters_by_class, BTreeMap::from([(class, 1)]));
+    assert_eq!(replayed.dead_letters, 1);
+}

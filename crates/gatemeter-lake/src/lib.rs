@@ -15,9 +15,12 @@
 //! invisible to every Delta reader and are removed by vacuum once older
 //! than its retention.
 //!
-//! The lake sits on `object_store`, so local disk and S3-compatible storage
-//! are the same code.
+//! The lake sits on `object_store`: local disk and S3-compatible storage
+//! share the write path, the log and compaction. What only a local lake
+//! does (refusing a folder of the format before Delta Lake, the query
+//! engine's column cache) checks `LakeLocation::local_dir` where it is.
 
+mod actions;
 mod compact;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod earlier_release;
@@ -35,9 +38,10 @@ mod stats;
 mod storage;
 mod table;
 
+pub use actions::app_id;
 pub use compact::{CompactionPlan, CompactionSummary};
 pub use error::LakeError;
-pub use lake::{app_id, CommitSummary, FailPoint, Lake, OpenReport, PendingCommit};
+pub use lake::{CommitSummary, FailPoint, Lake, OpenReport, PendingCommit};
 pub use location::LakeLocation;
 pub use manifest::{FileEntry, SourceOffsets};
 pub use migrate::MigrateReport;

@@ -7,8 +7,9 @@ use chrono::Utc;
 use deltalake_core::kernel::Action;
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
 
+use crate::actions::{add_action, commit_metadata, partition_values, txn_actions};
 use crate::error::LakeError;
-use crate::lake::{add_action, commit_metadata, partition_values, txn_actions, Lake};
+use crate::lake::Lake;
 use crate::legacy::read_legacy;
 use crate::location::LakeLocation;
 use crate::manifest::FileEntry;

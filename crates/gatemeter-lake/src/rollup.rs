@@ -16,8 +16,8 @@ use deltalake_core::kernel::Action;
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
 use object_store::{ObjectStoreExt, PutPayload};
 
+use crate::actions::{add_action, commit_metadata, remove_action};
 use crate::error::LakeError;
-use crate::lake::{add_action, commit_metadata, remove_action};
 use crate::location::LakeLocation;
 use crate::parquet_file;
 use crate::paths::{new_file_id, object_path, HourPartition};
