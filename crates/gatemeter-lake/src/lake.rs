@@ -22,9 +22,7 @@ use crate::error::LakeError;
 use crate::location::LakeLocation;
 use crate::manifest::{FileEntry, SourceOffsets};
 use crate::parquet_file;
-use crate::paths::{
-    object_path, DataFilePath, HourPartition, ATTEMPTS_DIR, DEAD_LETTERS_DIR, LEGACY_COMMITS_DIR,
-};
+use crate::paths::{object_path, DataFilePath, HourPartition, ATTEMPTS_DIR, DEAD_LETTERS_DIR};
 use crate::stats::file_stats;
 use crate::table::{Attempt, LiveFile, Table};
 
@@ -132,7 +130,7 @@ impl Lake {
         location: &LakeLocation,
         fail_point: Option<FailPoint>,
     ) -> Result<(Lake, OpenReport), LakeError> {
-        refuse_legacy(location)?;
+        crate::legacy::refuse_legacy(location)?;
         let (attempts, dead_letters) = Lake::create_tables(location).await?;
         let mut lake = Lake::with_tables(location.clone(), attempts, dead_letters)?;
         lake.fail_point = fail_point;
@@ -177,7 +175,7 @@ impl Lake {
     /// The lake at `location` for a reader, or `None` while no writer has
     /// created its tables; never creates or deletes anything.
     pub async fn open_existing(location: &LakeLocation) -> Result<Option<Lake>, LakeError> {
-        refuse_legacy(location)?;
+        crate::legacy::refuse_legacy(location)?;
         crate::storage::register_object_stores()?;
         let options = location.storage_options();
         let Some(attempts) =
@@ -584,23 +582,4 @@ async fn put_file(
         .put(&object_path(&in_table), PutPayload::from(bytes))
         .await?;
     Ok(add_action(in_table, size, partition_values, stats))
-}
-
-/// A lake still in the format before Delta Lake is converted by `gatemeter
-/// migrate`, never read as if it were empty.
-fn refuse_legacy(location: &LakeLocation) -> Result<(), LakeError> {
-    let Some(dir) = location.local_dir() else {
-        return Ok(());
-    };
-    let legacy = dir.join(LEGACY_COMMITS_DIR).is_dir();
-    let delta = dir
-        .join(ATTEMPTS_DIR)
-        .join(crate::paths::DELTA_LOG_DIR)
-        .is_dir();
-    if legacy && !delta {
-        return Err(LakeError::LegacyFormat {
-            path: dir.display().to_string(),
-        });
-    }
-    Ok(())
 }

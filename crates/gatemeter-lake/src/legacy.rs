@@ -8,8 +8,9 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::error::LakeError;
+use crate::location::LakeLocation;
 use crate::manifest::{FileEntry, SourceOffsets};
-use crate::paths::LEGACY_COMMITS_DIR;
+use crate::paths::{ATTEMPTS_DIR, LEGACY_COMMITS_DIR};
 
 #[derive(Debug, Clone, Deserialize)]
 struct CommitRecord {
@@ -75,4 +76,23 @@ pub fn read_legacy(data_dir: &Path) -> Result<LegacyState, LakeError> {
         state.commits += 1;
     }
     Ok(state)
+}
+
+/// A lake still in the format before Delta Lake is converted by `gatemeter
+/// migrate`, never read as if it were empty.
+pub(crate) fn refuse_legacy(location: &LakeLocation) -> Result<(), LakeError> {
+    let Some(dir) = location.local_dir() else {
+        return Ok(());
+    };
+    let legacy = dir.join(LEGACY_COMMITS_DIR).is_dir();
+    let delta = dir
+        .join(ATTEMPTS_DIR)
+        .join(crate::paths::DELTA_LOG_DIR)
+        .is_dir();
+    if legacy && !delta {
+        return Err(LakeError::LegacyFormat {
+            path: dir.display().to_string(),
+        });
+    }
+    Ok(())
 }
