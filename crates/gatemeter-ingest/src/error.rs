@@ -8,8 +8,6 @@ pub enum IngestError {
     Input { path: String, reason: String },
     #[error("reading the topic's partitions: {0}")]
     Metadata(String),
-    #[error("invalid Kafka option `{0}`: expected key=value")]
-    BadOption(String),
     #[error("not caught up after {seconds} s: {behind} of topic {topic} not stored up to the high watermark read at start")]
     NotCaughtUp {
         topic: String,

@@ -64,15 +64,6 @@ impl FlushPolicy {
             None
         }
     }
-
-    /// How long until the age bound fires for this buffer, for the ticker.
-    pub fn time_to_age_flush(&self, stats: &BufferStats, now: Instant) -> Option<Duration> {
-        let oldest = stats.oldest?;
-        Some(
-            self.max_age
-                .saturating_sub(now.saturating_duration_since(oldest)),
-        )
-    }
 }
 
 #[cfg(test)]
@@ -144,27 +135,5 @@ mod tests {
         for (name, stats, now, expected) in cases {
             assert_eq!(policy().check(&stats, now), expected, "{name}");
         }
-    }
-
-    #[test]
-    fn time_to_age_flush_counts_down() {
-        let t0 = Instant::now();
-        let stats = BufferStats {
-            rows: 1,
-            bytes: 1,
-            oldest: Some(t0),
-        };
-        assert_eq!(
-            policy().time_to_age_flush(&stats, t0 + Duration::from_secs(2)),
-            Some(Duration::from_secs(3))
-        );
-        assert_eq!(
-            policy().time_to_age_flush(&stats, t0 + Duration::from_secs(9)),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(
-            policy().time_to_age_flush(&BufferStats::default(), t0),
-            None
-        );
     }
 }

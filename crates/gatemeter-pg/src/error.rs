@@ -11,8 +11,6 @@ pub enum PgError {
     Catalog(String),
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
-    #[error("the query runtime has shut down")]
-    RuntimeGone,
 }
 
 fn user_error(code: &str, message: String) -> PgWireError {
