@@ -1,8 +1,12 @@
 //! What a KPI request is (docs/kpis.md): the dimensions, the KPIs and the
 //! buckets it may name, the settings KPIs are measured against, and the
-//! request itself with its checks. `statement` turns it into SQL.
+//! request itself with its checks. `statement` turns it into SQL; the
+//! KPIs themselves are defined in queries/kpis/ (`definitions`).
 
+pub mod definitions;
 mod statement;
+
+pub use definitions::KPI_NAMES;
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -25,42 +29,6 @@ pub const DIMENSIONS: &[&str] = &[
     "key_type",
     "attempt_kind",
     "error_class",
-];
-
-/// Every KPI column, in output order, named exactly as in docs/kpis.md.
-pub const KPI_NAMES: &[&str] = &[
-    "requests",
-    "attempts",
-    "latency_p50_ms",
-    "latency_p95_ms",
-    "latency_p99_ms",
-    "attempt_latency_p50_ms",
-    "attempt_latency_p95_ms",
-    "attempt_latency_p99_ms",
-    "ttft_p50_ms",
-    "ttft_p95_ms",
-    "ttft_p99_ms",
-    "retry_amplification",
-    "retry_rate",
-    "respent_token_share",
-    "fallback_rate",
-    "fallback_success_rate",
-    "error_rate",
-    "availability",
-    "attempt_uptime",
-    "spend_usd",
-    "cost_per_1m_tokens_usd",
-    "cost_per_successful_outcome_usd",
-    "token_efficiency",
-    "model_drift_rate",
-    "stream_interruption_rate",
-    "error_budget_burn_rate",
-    "error_budget_remaining",
-    "effective_throughput_pct",
-    "cost_variance_pct",
-    "compliance_score",
-    "tokens",
-    "unpriced_attempts",
 ];
 
 /// Time buckets accepted by `--bucket` / `bucket=`.

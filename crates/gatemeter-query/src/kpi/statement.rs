@@ -5,6 +5,7 @@
 
 use std::fmt::Write;
 
+use super::definitions::{Bindings, KPI_DEFINITIONS};
 use super::{quote_literal, KpiQuery, KpiSettings, KpiSource};
 use crate::error::QueryError;
 
@@ -137,112 +138,37 @@ impl KpiQuery {
 }
 
 impl KpiQuery {
-    /// Every KPI column of [`KPI_NAMES`] with its expression over the
-    /// joined figures `rk` and `ak` (and the baseline `b` when there is
-    /// one).
+    /// Every KPI column of [`KPI_NAMES`](super::KPI_NAMES) with its
+    /// expression over the joined figures `rk` and `ak` (and the baseline
+    /// `b` when there is one), from queries/kpis/.
     fn kpi_columns(&self, settings: &KpiSettings, baseline: bool) -> Vec<(&'static str, String)> {
-        let ratio = |num: &str, den: &str| {
-            format!("CAST({num} AS DOUBLE) / CAST(NULLIF({den}, 0) AS DOUBLE)")
-        };
-        let budget = 1.0 - settings.slo_target;
         let minutes = match (self.bucket_minutes(), self.window_minutes) {
             (Some(m), _) | (None, Some(m)) => format!("{m}.0"),
             (None, None) => "ak.observed_minutes".to_owned(),
         };
         // A row without attempt figures has no tokens, so its limit may be
         // looked up by the attempt side's key alone.
-        let throughput = match self.tpm_limit_expr(settings, &|k| format!("ak.{k}")) {
-            Some(limit) => format!(
-                "CAST(ak.tokens AS DOUBLE) / NULLIF({minutes}, 0) / NULLIF({limit}, 0.0) * 100.0"
-            ),
-            None => "CAST(NULL AS DOUBLE)".to_owned(),
+        let bindings = Bindings {
+            budget: format!("{:?}", 1.0 - settings.slo_target),
+            minutes,
+            tpm_limit: self
+                .tpm_limit_expr(settings, &|k| format!("ak.{k}"))
+                .unwrap_or_else(|| NULL_DOUBLE.to_owned()),
+            baseline_spend: if baseline {
+                "b.baseline_spend".to_owned()
+            } else {
+                NULL_DOUBLE.to_owned()
+            },
         };
-        let variance = if baseline {
-            "CAST((CAST(ak.spend_usd AS DOUBLE) - CAST(b.baseline_spend AS DOUBLE)) / NULLIF(CAST(b.baseline_spend AS DOUBLE), 0) * 100.0 AS DOUBLE)".to_owned()
-        } else {
-            "CAST(NULL AS DOUBLE)".to_owned()
-        };
-        let availability = ratio("rk.good_requests", "rk.valid_requests");
-        let percentile =
-            |side: &str, stem: &str, suffix: &str| format!("{side}.{stem}_{suffix}_ms");
-        vec![
-            ("requests", "COALESCE(rk.requests, 0)".to_owned()),
-            ("attempts", "COALESCE(ak.attempts, 0)".to_owned()),
-            ("latency_p50_ms", percentile("rk", "latency", "p50")),
-            ("latency_p95_ms", percentile("rk", "latency", "p95")),
-            ("latency_p99_ms", percentile("rk", "latency", "p99")),
-            ("attempt_latency_p50_ms", percentile("ak", "attempt_latency", "p50")),
-            ("attempt_latency_p95_ms", percentile("ak", "attempt_latency", "p95")),
-            ("attempt_latency_p99_ms", percentile("ak", "attempt_latency", "p99")),
-            ("ttft_p50_ms", percentile("ak", "ttft", "p50")),
-            ("ttft_p95_ms", percentile("ak", "ttft", "p95")),
-            ("ttft_p99_ms", percentile("ak", "ttft", "p99")),
-            ("retry_amplification", ratio("ak.attempts", "rk.requests")),
-            ("retry_rate", ratio("rk.retried_requests", "rk.requests")),
-            ("respent_token_share", ratio("ak.respent_tokens", "ak.tokens")),
-            ("fallback_rate", ratio("rk.fallback_requests", "rk.requests")),
-            (
-                "fallback_success_rate",
-                ratio("rk.fallback_successes", "rk.fallback_requests"),
-            ),
-            ("error_rate", format!("1.0 - {availability}")),
-            ("availability", availability.clone()),
-            (
-                "attempt_uptime",
-                format!(
-                    "1.0 - {}",
-                    ratio("ak.provider_failed_attempts", "ak.valid_attempts")
-                ),
-            ),
-            (
-                "spend_usd",
-                "CAST(COALESCE(ak.spend_usd, CAST(0 AS DECIMAL(20, 9))) AS DECIMAL(38, 9))"
-                    .to_owned(),
-            ),
-            (
-                "cost_per_1m_tokens_usd",
-                "CAST(CAST(ak.spend_usd AS DECIMAL(38, 9)) * 1000000 / NULLIF(ak.tokens, 0) AS DECIMAL(38, 9))".to_owned(),
-            ),
-            (
-                "cost_per_successful_outcome_usd",
-                "CAST(CAST(ak.spend_usd AS DECIMAL(38, 9)) / NULLIF(rk.successful_requests, 0) AS DECIMAL(38, 9))".to_owned(),
-            ),
-            (
-                "token_efficiency",
-                ratio("ak.successful_final_tokens", "ak.tokens"),
-            ),
-            (
-                "model_drift_rate",
-                ratio("ak.drifted_attempts", "ak.successful_attempts"),
-            ),
-            (
-                "stream_interruption_rate",
-                ratio("ak.interrupted_streams", "ak.streaming_attempts"),
-            ),
-            (
-                "error_budget_burn_rate",
-                format!("(1.0 - {availability}) / {budget:?}"),
-            ),
-            (
-                "error_budget_remaining",
-                format!(
-                    "1.0 - CAST(rk.valid_requests - rk.good_requests AS DOUBLE) / ({budget:?} * CAST(NULLIF(rk.valid_requests, 0) AS DOUBLE))"
-                ),
-            ),
-            ("effective_throughput_pct", throughput),
-            ("cost_variance_pct", variance),
-            (
-                "compliance_score",
-                ratio("rk.compliant_requests", "rk.judged_requests"),
-            ),
-            ("tokens", "COALESCE(ak.tokens, 0)".to_owned()),
-            (
-                "unpriced_attempts",
-                "COALESCE(ak.unpriced_attempts, 0)".to_owned(),
-            ),
-        ]
+        KPI_DEFINITIONS
+            .iter()
+            .map(|kpi| (kpi.name, kpi.sql(&bindings)))
+            .collect()
     }
 }
+
+/// What a placeholder with nothing to bind reads as: the KPI is null.
+const NULL_DOUBLE: &str = "CAST(NULL AS DOUBLE)";
 
 /// Whether the raw figures carry exact percentiles or sketches to merge
 /// with the stored ones.
