@@ -164,6 +164,13 @@ fn literal(
                     })?
                     .with_timezone(&Utc)
             };
+            // A standard timestamp literal is read at nanosecond precision.
+            if at.timestamp_nanos_opt().is_none() {
+                return Err(bad(format!(
+                    "parameter `{}`: `{value}` is outside the times a SQL literal holds (1677-09-22 to 2262-04-11)",
+                    param.name
+                )));
+            }
             Ok(standard_timestamp_literal(at.timestamp_micros()))
         }
         ParamType::Integer => value.parse::<u64>().map(|n| n.to_string()).map_err(|_| {
@@ -257,6 +264,11 @@ mod tests {
             "{sql}"
         );
         assert!(!sql.contains("arrow_cast"), "{sql}");
+        let far = BTreeMap::from([("to".to_owned(), "2300-01-01T00:00:00Z".to_owned())]);
+        assert!(bind("retry_storms", &far, now)
+            .expect_err("past 2262")
+            .to_string()
+            .contains("parameter `to`: `2300-01-01T00:00:00Z` is outside"));
         let given = BTreeMap::from([("limit".to_owned(), "3; DROP TABLE x".to_owned())]);
         let err = bind("top_keys_by_spend", &given, now).expect_err("not a number");
         assert!(err.to_string().contains("limit"));

@@ -32,7 +32,7 @@ impl KpiQuery {
             let prefix = format!("{side}.");
             chosen.iter().any(|(_, expr)| expr.contains(&prefix))
         };
-        // A constant column (a throughput without a limit) still needs rows.
+        // A KPI that reads neither side (a constant) still needs rows.
         let requests = reads("rk");
         let attempts = reads("ak") || !requests;
         let key = |k: &str| match (requests, attempts) {
